@@ -1,0 +1,160 @@
+//! Assembles one server: the Socket.IO layer, the REST routes, and the tower-http
+//! layers around them. Generic over the adapter: memory and Redis differ only in
+//! the adapter state passed in.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
+use socketioxide::handler::ConnectHandler;
+use socketioxide_core::adapter::DefinedAdapter;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::auth::JwtVerifier;
+use crate::auth::api_token::ApiAuth;
+use crate::auth::handshake::authenticate;
+use crate::config::{AllowedOrigins, Config};
+use crate::emit::Emitter;
+use crate::http::{self, ApiError, AppState};
+use crate::idempotency::IdempotencyStore;
+use crate::metrics::{HttpLabels, Metrics, RouteLabels};
+use crate::socket::{SocketCtx, on_connect};
+
+/// Why a server could not be built from a valid configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("JWT_PUBLIC_KEY: {0}")]
+    JwtKey(#[from] jsonwebtoken::errors::Error),
+}
+
+/// A built server, not yet serving.
+pub struct App<A: Adapter> {
+    pub router: Router,
+    pub io: SocketIo<A>,
+    pub state: AppState<A>,
+    /// What registering the namespace returned: `()` in memory, a future to await for Redis.
+    pub init: A::InitRes,
+}
+
+/// Builds the router and the Socket.IO server on the adapter `A`.
+pub fn build<A: Adapter + DefinedAdapter>(config: &Config, adapter_state: A::State) -> Result<App<A>, BuildError> {
+    let metrics = Arc::new(Metrics::new());
+    let verifier = JwtVerifier::new(&config.jwt)?;
+    let ctx = Arc::new(SocketCtx { verifier: verifier.clone(), metrics: metrics.clone() });
+
+    let s = &config.socket;
+    let (layer, io) = SocketIo::builder()
+        .req_path(config.ws_path.clone())
+        .ping_interval(s.ping_interval)
+        .ping_timeout(s.ping_timeout)
+        .connect_timeout(s.connect_timeout)
+        .max_payload(s.max_payload)
+        .ws_max_message_size(usize::try_from(s.max_payload).unwrap_or(usize::MAX))
+        .with_state(ctx)
+        .with_adapter::<A>(adapter_state)
+        .build_layer();
+    let init = io.ns("/", on_connect::<A>.with(authenticate::<A>));
+
+    let state = AppState {
+        io: io.clone(),
+        emitter: Emitter::new(io.clone(), metrics.clone()),
+        api: Arc::new(config.api.clone()),
+        api_auth: Arc::new(ApiAuth::new(config.api.tokens.clone(), config.api.rate_limit)),
+        idempotency: Arc::new(IdempotencyStore::new(config.api.idempotency_ttl)),
+        metrics,
+        verifier,
+        accepting: Arc::new(AtomicBool::new(true)),
+    };
+
+    let mut routes = Router::new()
+        .route("/health", get(http::ops::health))
+        .route("/ready", get(http::ops::ready::<A>))
+        .route("/metrics", get(http::ops::metrics::<A>))
+        .route("/api/v1/events", post(http::events::post_event::<A>))
+        .route("/api/v1/events/batch", post(http::events::post_batch::<A>))
+        .route("/api/v1/presence/{kind}/{id}", get(http::presence::presence::<A>))
+        .route("/api/v1/users/{id}/disconnect", post(http::presence::disconnect_user::<A>));
+    if config.jwt.is_dev_secret() {
+        routes = routes.route("/dev/token", get(http::dev::token::<A>));
+    }
+    let router = routes
+        .route_layer(middleware::from_fn_with_state(state.clone(), record_http::<A>))
+        .fallback(http::ops::not_found)
+        .method_not_allowed_fallback(http::ops::method_not_allowed)
+        .with_state(state.clone())
+        .layer(layer)
+        .layer(middleware::from_fn_with_state(
+            OriginGuard { ws_path: Arc::from(config.ws_path.as_str()), origins: Arc::new(config.cors.clone()) },
+            guard_origin,
+        ))
+        .layer(cors(&config.cors))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // The path only: a handshake query may carry a token.
+            tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
+        }));
+
+    Ok(App { router, io, state, init })
+}
+
+fn cors(origins: &AllowedOrigins) -> CorsLayer {
+    let base = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("idempotency-key"),
+        ])
+        .max_age(std::time::Duration::from_secs(600));
+    match origins {
+        AllowedOrigins::Any => base.allow_origin(AllowOrigin::any()),
+        AllowedOrigins::List(list) => {
+            let values: Vec<HeaderValue> = list.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+            // socket.io-client may send credentials (withCredentials); allowed only with explicit origins.
+            base.allow_origin(AllowOrigin::list(values)).allow_credentials(true)
+        }
+    }
+}
+
+#[derive(Clone)]
+struct OriginGuard {
+    ws_path: Arc<str>,
+    origins: Arc<AllowedOrigins>,
+}
+
+/// Browsers do not apply CORS to WebSocket upgrades, so a page on any site could
+/// open a socket with a user's token. A handshake that carries an `Origin` outside
+/// `CLIENT_ORIGIN` is refused with 403 on every transport; clients that send no
+/// `Origin` (mobile apps, servers) are unaffected.
+async fn guard_origin(State(guard): State<OriginGuard>, req: Request, next: Next) -> Response {
+    let on_socket_path = req.uri().path().starts_with(&*guard.ws_path);
+    if on_socket_path
+        && req.method() != Method::OPTIONS
+        && let Some(origin) = req.headers().get(header::ORIGIN)
+    {
+        let allowed = origin.to_str().map(|o| guard.origins.allows(o)).unwrap_or(false);
+        if !allowed {
+            tracing::info!(origin = ?origin, "handshake from a disallowed origin refused");
+            return ApiError::OriginNotAllowed.into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn record_http<A: Adapter>(State(state): State<AppState<A>>, req: Request, next: Next) -> Response {
+    let start = std::time::Instant::now();
+    let method = req.method().to_string();
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let response = next.run(req).await;
+    let labels = RouteLabels { method: method.clone(), route: route.clone() };
+    state.metrics.http_duration.get_or_create(&labels).observe(start.elapsed().as_secs_f64());
+    state.metrics.http_requests.get_or_create(&HttpLabels { method, route, status: response.status().as_u16() }).inc();
+    response
+}

@@ -1,0 +1,101 @@
+//! The Socket.IO connect middleware: a client proves who it is with a JWT, or the
+//! CONNECT is refused with a `connect_error` saying why.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{SocketRef, State, TryData};
+
+use super::jwt::TokenError;
+use crate::metrics::HandshakeLabels;
+use crate::socket::SocketCtx;
+
+/// Where a client put its token. Only the first one present is checked, in this order,
+/// so an invalid `auth.token` is refused even when a header is valid.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TokenSource<'a> {
+    /// `io(url, { auth: { token } })`: the socket.io convention.
+    Auth(&'a str),
+    /// `Authorization: Bearer <jwt>` on the handshake request.
+    Header(String),
+    /// `?token=<jwt>` on the handshake URL.
+    Query(String),
+}
+
+/// Finds the token of a handshake, or says why there is none usable.
+pub fn find_token<'a>(auth: Option<&'a Value>, parts: &http::request::Parts) -> Result<TokenSource<'a>, TokenError> {
+    if let Some(token) = auth.and_then(|a| a.get("token")).filter(|t| !t.is_null()) {
+        return match token.as_str() {
+            Some(t) => Ok(TokenSource::Auth(t)),
+            None => Err(TokenError::Malformed),
+        };
+    }
+    if let Some(value) = parts.headers.get(http::header::AUTHORIZATION) {
+        let value = value.to_str().map_err(|_| TokenError::Malformed)?.trim();
+        let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return Ok(TokenSource::Header(token.trim().to_owned()));
+        }
+    }
+    if let Some(query) = parts.uri.query()
+        && let Some((_, token)) = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "token")
+    {
+        return Ok(TokenSource::Query(token.into_owned()));
+    }
+    Err(TokenError::Missing)
+}
+
+/// Verifies the handshake token and stores the [`super::Identity`] on the socket.
+pub async fn authenticate<A: Adapter>(
+    socket: SocketRef<A>,
+    TryData(auth): TryData<Value>,
+    State(ctx): State<Arc<SocketCtx>>,
+) -> Result<(), TokenError> {
+    let auth = auth.ok();
+    let result = find_token(auth.as_ref(), socket.req_parts()).and_then(|source| {
+        let token = match &source {
+            TokenSource::Auth(t) => *t,
+            TokenSource::Header(t) | TokenSource::Query(t) => t.as_str(),
+        };
+        ctx.verifier.verify(token)
+    });
+    match result {
+        Ok(identity) => {
+            ctx.metrics.handshakes.get_or_create(&HandshakeLabels { result: "accepted", reason: "" }).inc();
+            tracing::debug!(sid = %socket.id, user = %identity.user_id, role = identity.role.as_str(), "handshake accepted");
+            socket.extensions.insert(identity);
+            Ok(())
+        }
+        Err(e) => {
+            ctx.metrics.handshakes.get_or_create(&HandshakeLabels { result: "refused", reason: e.reason() }).inc();
+            tracing::info!(sid = %socket.id, reason = e.reason(), "handshake refused");
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parts(uri: &str, auth_header: Option<&str>) -> http::request::Parts {
+        let mut req = http::Request::builder().uri(uri);
+        if let Some(h) = auth_header {
+            req = req.header("authorization", h);
+        }
+        req.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn auth_token_comes_first_then_header_then_query() {
+        let p = parts("/socket.io/?EIO=4&token=q", Some("Bearer h"));
+        let auth = json!({"token": "a"});
+        assert_eq!(find_token(Some(&auth), &p), Ok(TokenSource::Auth("a")));
+        assert_eq!(find_token(None, &p), Ok(TokenSource::Header("h".into())));
+        assert_eq!(find_token(None, &parts("/?token=q%2Eb", Some("Basic x"))), Ok(TokenSource::Query("q.b".into())));
+        assert_eq!(find_token(None, &parts("/?EIO=4", None)), Err(TokenError::Missing));
+        assert_eq!(find_token(Some(&json!({"token": 5})), &p), Err(TokenError::Malformed));
+    }
+}

@@ -1,0 +1,8 @@
+//! Who is calling: client JWTs (verified at the Socket.IO handshake) and the
+//! controllers' REST bearer tokens.
+
+pub mod api_token;
+pub mod handshake;
+pub mod jwt;
+
+pub use jwt::{Identity, JwtVerifier, Role, TokenError};

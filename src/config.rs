@@ -1,0 +1,470 @@
+//! Configuration: read once from the environment (and `.env`), validated, typed.
+//!
+//! Nothing else in the crate reads environment variables. Every error names the
+//! variable and what is wrong with it, so a bad deployment fails with one clear line.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// The HS256 secret used when development mode runs without `JWT_SECRET`.
+/// It is public (it is in this source file): tokens signed with it prove nothing,
+/// which is why production refuses to start without a real key.
+pub const DEV_JWT_SECRET: &str = "fixrx-development-secret-never-use-in-production";
+/// The REST bearer token used when development mode runs without `API_TOKEN`.
+pub const DEV_API_TOKEN: &str = "dev-api-token";
+
+/// The whole configuration of one server instance.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    pub env: AppEnv,
+    pub cors: AllowedOrigins,
+    pub ws_path: String,
+    pub jwt: JwtConfig,
+    pub api: ApiConfig,
+    pub redis_url: Option<SecretString>,
+    pub log: LogConfig,
+    pub socket: SocketConfig,
+    /// How long shutdown waits for in-flight requests and sockets before giving up.
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Production,
+}
+
+/// Which browser origins may use the HTTP API and the Socket.IO handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// `CLIENT_ORIGIN=*`: any origin (only when set explicitly).
+    Any,
+    /// Exact origins such as `https://app.fixrx.com` (scheme, host, optional port).
+    List(Vec<String>),
+}
+
+impl AllowedOrigins {
+    /// Whether a request's `Origin` header value is allowed.
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            AllowedOrigins::Any => true,
+            AllowedOrigins::List(list) => list.iter().any(|o| o.eq_ignore_ascii_case(origin)),
+        }
+    }
+}
+
+/// How client JWTs are verified.
+#[derive(Clone)]
+pub struct JwtConfig {
+    pub key: JwtKey,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+#[derive(Clone)]
+pub enum JwtKey {
+    /// HS256 with a shared secret. `dev` marks the public development secret.
+    Secret { secret: SecretString, dev: bool },
+    /// RS256 or ES256 with a PEM public key.
+    PublicKey { pem: String, kind: PublicKeyKind },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublicKeyKind {
+    Rsa,
+    Ec,
+}
+
+impl fmt::Debug for JwtConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let key = match &self.key {
+            JwtKey::Secret { dev: true, .. } => "HS256 (development secret)",
+            JwtKey::Secret { dev: false, .. } => "HS256 ([REDACTED])",
+            JwtKey::PublicKey { kind: PublicKeyKind::Rsa, .. } => "RS256 public key",
+            JwtKey::PublicKey { kind: PublicKeyKind::Ec, .. } => "ES256 public key",
+        };
+        f.debug_struct("JwtConfig")
+            .field("key", &key)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
+
+impl JwtConfig {
+    /// True when tokens are checked against the public development secret.
+    pub fn is_dev_secret(&self) -> bool {
+        matches!(self.key, JwtKey::Secret { dev: true, .. })
+    }
+}
+
+/// The controllers' REST API.
+#[derive(Clone)]
+pub struct ApiConfig {
+    /// Accepted bearer tokens; more than one so a token can be rotated without downtime.
+    pub tokens: Vec<SecretString>,
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+    /// Per-token rate limit; `None` disables it.
+    pub rate_limit: Option<RateLimit>,
+    /// How long an idempotency key is remembered.
+    pub idempotency_ttl: Duration,
+}
+
+impl fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("tokens", &format_args!("[{} REDACTED]", self.tokens.len()))
+            .field("body_limit", &self.body_limit)
+            .field("rate_limit", &self.rate_limit)
+            .field("idempotency_ttl", &self.idempotency_ttl)
+            .finish()
+    }
+}
+
+/// A token-bucket limit: `per_second` sustained, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// A `tracing_subscriber::EnvFilter` directive string, already validated.
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+/// Engine.IO / Socket.IO transport settings.
+#[derive(Debug, Clone)]
+pub struct SocketConfig {
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    /// Time a client has to send its Socket.IO CONNECT after the Engine.IO handshake.
+    pub connect_timeout: Duration,
+    /// Largest incoming message, in bytes, on every transport.
+    pub max_payload: u64,
+}
+
+/// A configuration error: one line naming the variable and the problem.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { var, problem: problem.into() }
+}
+
+impl Config {
+    /// Reads the process environment. Call `dotenvy` before this to honour `.env`.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the configuration from any variable lookup (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        // An empty variable counts as unset: `.env` templates often leave `FOO=`.
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+
+        let env = match get("APP_ENV").as_deref() {
+            None | Some("development") | Some("dev") => AppEnv::Development,
+            Some("production") | Some("prod") => AppEnv::Production,
+            Some(other) => {
+                return Err(err("APP_ENV", format!("expected `development` or `production`, got `{other}`")));
+            }
+        };
+
+        let port = match get("PORT") {
+            None => 3000,
+            Some(v) => v.parse::<u16>().map_err(|_| err("PORT", format!("not a port number (0-65535): `{v}`")))?,
+        };
+        let host = match get("HOST") {
+            None => IpAddr::from([0, 0, 0, 0]),
+            Some(v) => v.parse().map_err(|_| err("HOST", format!("not an IP address: `{v}`")))?,
+        };
+
+        let cors = parse_origins(get("CLIENT_ORIGIN").as_deref().unwrap_or("http://localhost:3000"))?;
+
+        let ws_path = get("WS_PATH").unwrap_or_else(|| "/socket.io".to_owned());
+        if !ws_path.starts_with('/') || ws_path.len() < 2 || ws_path.contains(['?', '#', ' ']) {
+            return Err(err("WS_PATH", format!("must be a path such as `/socket.io`, got `{ws_path}`")));
+        }
+        let ws_path = ws_path.trim_end_matches('/').to_owned();
+        if ws_path.starts_with("/api/")
+            || ws_path == "/api"
+            || ["/health", "/ready", "/metrics"].contains(&ws_path.as_str())
+        {
+            return Err(err("WS_PATH", format!("`{ws_path}` collides with a built-in route")));
+        }
+
+        let jwt = parse_jwt(&get, env)?;
+
+        let tokens: Vec<SecretString> = match get("API_TOKEN") {
+            Some(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(|t| SecretString::from(t.to_owned()))
+                .collect(),
+            None => Vec::new(),
+        };
+        let tokens = match (tokens.is_empty(), env) {
+            (false, _) => tokens,
+            (true, AppEnv::Development) => vec![SecretString::from(DEV_API_TOKEN)],
+            (true, AppEnv::Production) => {
+                return Err(err("API_TOKEN", "required in production (APP_ENV=production)"));
+            }
+        };
+        if env == AppEnv::Production && tokens.iter().any(|t| t.expose_secret() == DEV_API_TOKEN) {
+            return Err(err("API_TOKEN", "the development token cannot be used in production"));
+        }
+
+        let body_limit = parse_num::<usize>(&get, "REST_BODY_LIMIT", 256 * 1024)?;
+        if body_limit == 0 {
+            return Err(err("REST_BODY_LIMIT", "must be at least 1 byte"));
+        }
+        let per_second = parse_num::<u32>(&get, "API_RATE_LIMIT", 10_000)?;
+        let burst = parse_num::<u32>(&get, "API_RATE_BURST", per_second.saturating_mul(2))?;
+        let rate_limit = match (NonZeroU32::new(per_second), NonZeroU32::new(burst)) {
+            (Some(per_second), Some(burst)) => Some(RateLimit { per_second, burst }),
+            (None, _) => None,
+            (Some(_), None) => return Err(err("API_RATE_BURST", "must be at least 1 when API_RATE_LIMIT is set")),
+        };
+        let idempotency_ttl = Duration::from_secs(parse_num::<u64>(&get, "IDEMPOTENCY_TTL_SECS", 600)?);
+
+        let redis_url = match get("REDIS_URL") {
+            None => None,
+            Some(url) => {
+                let scheme_ok =
+                    ["redis://", "rediss://", "redis+unix://", "unix://"].iter().any(|s| url.starts_with(s));
+                if !scheme_ok || url.len() <= "redis://".len() {
+                    return Err(err("REDIS_URL", "expected a URL such as redis://host:6379/0"));
+                }
+                Some(SecretString::from(url))
+            }
+        };
+
+        let log = parse_log(&get)?;
+
+        let socket = SocketConfig {
+            ping_interval: Duration::from_millis(parse_num(&get, "PING_INTERVAL_MS", 25_000)?),
+            ping_timeout: Duration::from_millis(parse_num(&get, "PING_TIMEOUT_MS", 20_000)?),
+            connect_timeout: Duration::from_millis(parse_num(&get, "CONNECT_TIMEOUT_MS", 45_000)?),
+            max_payload: parse_num(&get, "MAX_PAYLOAD_BYTES", 1_000_000)?,
+        };
+        if socket.ping_interval.is_zero() || socket.ping_timeout.is_zero() || socket.connect_timeout.is_zero() {
+            return Err(err("PING_INTERVAL_MS", "ping interval, ping timeout and connect timeout must be positive"));
+        }
+        if socket.max_payload < 1024 {
+            return Err(err("MAX_PAYLOAD_BYTES", "must be at least 1024"));
+        }
+        let shutdown_timeout = Duration::from_secs(parse_num(&get, "SHUTDOWN_TIMEOUT_SECS", 10)?);
+
+        Ok(Config {
+            host,
+            port,
+            env,
+            cors,
+            ws_path,
+            jwt,
+            api: ApiConfig { tokens, body_limit, rate_limit, idempotency_ttl },
+            redis_url,
+            log,
+            socket,
+            shutdown_timeout,
+        })
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| err(var, format!("not a non-negative whole number: `{v}`"))),
+    }
+}
+
+fn parse_origins(value: &str) -> Result<AllowedOrigins, ConfigError> {
+    if value == "*" {
+        return Ok(AllowedOrigins::Any);
+    }
+    let mut list = Vec::new();
+    for origin in value.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let origin = origin.trim_end_matches('/');
+        let rest = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")).ok_or_else(|| {
+            err("CLIENT_ORIGIN", format!("`{origin}` is not an origin (expected http(s)://host[:port])"))
+        })?;
+        let valid = !rest.is_empty()
+            && !rest.contains(['/', '?', '#', '*', ' ', '@'])
+            && http::HeaderValue::from_str(origin).is_ok();
+        if !valid {
+            return Err(err(
+                "CLIENT_ORIGIN",
+                format!("`{origin}` is not an origin (expected http(s)://host[:port], `*` alone for any)"),
+            ));
+        }
+        list.push(origin.to_owned());
+    }
+    if list.is_empty() {
+        return Err(err("CLIENT_ORIGIN", "no origin given"));
+    }
+    Ok(AllowedOrigins::List(list))
+}
+
+fn parse_jwt(get: &impl Fn(&str) -> Option<String>, env: AppEnv) -> Result<JwtConfig, ConfigError> {
+    let key = match (get("JWT_SECRET"), get("JWT_PUBLIC_KEY")) {
+        (Some(_), Some(_)) => {
+            return Err(err("JWT_PUBLIC_KEY", "set either JWT_SECRET or JWT_PUBLIC_KEY, not both"));
+        }
+        (Some(secret), None) => {
+            if env == AppEnv::Production && secret == DEV_JWT_SECRET {
+                return Err(err("JWT_SECRET", "the development secret cannot be used in production"));
+            }
+            JwtKey::Secret { secret: SecretString::from(secret), dev: false }
+        }
+        (None, Some(value)) => {
+            let pem = read_pem(&value)?;
+            let kind = if jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes()).is_ok() {
+                PublicKeyKind::Rsa
+            } else if jsonwebtoken::DecodingKey::from_ec_pem(pem.as_bytes()).is_ok() {
+                PublicKeyKind::Ec
+            } else {
+                return Err(err("JWT_PUBLIC_KEY", "not a PEM RSA or EC (P-256) public key"));
+            };
+            JwtKey::PublicKey { pem, kind }
+        }
+        (None, None) => match env {
+            AppEnv::Development => JwtKey::Secret { secret: SecretString::from(DEV_JWT_SECRET), dev: true },
+            AppEnv::Production => {
+                return Err(err("JWT_SECRET", "required in production (or JWT_PUBLIC_KEY)"));
+            }
+        },
+    };
+    Ok(JwtConfig { key, issuer: get("JWT_ISSUER"), audience: get("JWT_AUDIENCE") })
+}
+
+/// `JWT_PUBLIC_KEY` holds the PEM itself (`\n` escapes allowed, as in `.env` files)
+/// or a path to a PEM file.
+fn read_pem(value: &str) -> Result<String, ConfigError> {
+    if value.contains("-----BEGIN") {
+        return Ok(value.replace("\\n", "\n"));
+    }
+    std::fs::read_to_string(Path::new(value))
+        .map_err(|e| err("JWT_PUBLIC_KEY", format!("cannot read key file `{value}`: {e}")))
+}
+
+fn parse_log(get: &impl Fn(&str) -> Option<String>) -> Result<LogConfig, ConfigError> {
+    let mut filter = get("RUST_LOG").unwrap_or_else(|| "info".to_owned());
+    // The Node convention: DEBUG=socket.io* (or engine*) turns on the transport's debug logs.
+    if let Some(debug) = get("DEBUG") {
+        let wants = |p: &str| debug.split([',', ' ']).any(|d| d.starts_with(p) || d == "*");
+        if wants("socket.io") {
+            filter.push_str(",socketioxide=debug,engineioxide=debug");
+        } else if wants("engine") {
+            filter.push_str(",engineioxide=debug");
+        }
+    }
+    if tracing_subscriber::EnvFilter::try_new(&filter).is_err() {
+        return Err(err("RUST_LOG", format!("not a valid log filter: `{filter}`")));
+    }
+    let format = match get("LOG_FORMAT").as_deref() {
+        None | Some("text") | Some("pretty") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => return Err(err("LOG_FORMAT", format!("expected `text` or `json`, got `{other}`"))),
+    };
+    Ok(LogConfig { filter, format })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn zero_configuration_is_development_with_dev_secrets() {
+        let c = config(&[]).expect("defaults are valid");
+        assert_eq!(c.env, AppEnv::Development);
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.ws_path, "/socket.io");
+        assert!(c.jwt.is_dev_secret());
+        assert_eq!(c.api.tokens[0].expose_secret(), DEV_API_TOKEN);
+        assert_eq!(c.cors, AllowedOrigins::List(vec!["http://localhost:3000".into()]));
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_keys() {
+        let e = config(&[("APP_ENV", "production"), ("API_TOKEN", "t")]).unwrap_err();
+        assert_eq!(e.var, "JWT_SECRET");
+        let e = config(&[("APP_ENV", "production"), ("JWT_SECRET", "s")]).unwrap_err();
+        assert_eq!(e.var, "API_TOKEN");
+        assert!(config(&[("APP_ENV", "production"), ("JWT_SECRET", "s"), ("API_TOKEN", "t")]).is_ok());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, value) in [
+            ("PORT", "abc"),
+            ("PORT", "70000"),
+            ("HOST", "nowhere"),
+            ("CLIENT_ORIGIN", "localhost:3000"),
+            ("CLIENT_ORIGIN", "http://a.com/path"),
+            ("WS_PATH", "socket.io"),
+            ("APP_ENV", "staging"),
+            ("REDIS_URL", "localhost:6379"),
+            ("JWT_PUBLIC_KEY", "/nonexistent/key.pem"),
+            ("LOG_FORMAT", "xml"),
+            ("REST_BODY_LIMIT", "-1"),
+        ] {
+            let e = config(&[(var, value)]).unwrap_err();
+            assert_eq!(e.var, var, "{var}={value} gave {e}");
+        }
+    }
+
+    #[test]
+    fn origins_are_a_comma_separated_list_and_star_only_when_explicit() {
+        let c = config(&[("CLIENT_ORIGIN", "https://a.com, http://b.com:8080/")]).unwrap();
+        assert!(c.cors.allows("https://a.com"));
+        assert!(c.cors.allows("http://b.com:8080"));
+        assert!(!c.cors.allows("https://evil.com"));
+        assert_eq!(config(&[("CLIENT_ORIGIN", "*")]).unwrap().cors, AllowedOrigins::Any);
+    }
+
+    #[test]
+    fn api_tokens_rotate_and_secrets_never_print() {
+        let c = config(&[("API_TOKEN", "old-token,new-token"), ("JWT_SECRET", "super-secret-value")]).unwrap();
+        assert_eq!(c.api.tokens.len(), 2);
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("old-token") && !debug.contains("super-secret-value"), "{debug}");
+    }
+
+    #[test]
+    fn debug_socket_io_turns_on_transport_logs() {
+        let c = config(&[("DEBUG", "socket.io*")]).unwrap();
+        assert!(c.log.filter.contains("socketioxide=debug"));
+    }
+}

@@ -1,0 +1,149 @@
+//! Typed emitters: the one path by which events reach sockets, used by the REST
+//! handlers and callable from Rust code linked with the crate.
+//!
+//! Contract kept here: an event goes to each room of [`ServerEvent::rooms`] on every
+//! instance sharing the adapter; a socket in several of those rooms receives it once;
+//! events emitted one after another from one task reach each socket in that order.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use socketioxide::BroadcastError;
+use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
+
+use crate::events::{Actor, Booking, Envelope, EventMeta, EventType, Id, Payment, Room, ServerEvent, Service};
+use crate::metrics::{EventLabels, Metrics};
+
+/// What was emitted: the answer of the REST API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Emitted {
+    pub id: Id,
+    #[serde(rename = "type", serialize_with = "ser_type")]
+    pub event_type: EventType,
+    #[serde(serialize_with = "ser_rooms")]
+    pub rooms: Vec<Room>,
+}
+
+fn ser_type<S: serde::Serializer>(t: &EventType, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(t.as_str())
+}
+
+fn ser_rooms<S: serde::Serializer>(rooms: &[Room], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(rooms.iter().map(Room::name))
+}
+
+/// Why an event could not be emitted.
+#[derive(Debug, thiserror::Error)]
+pub enum EmitError {
+    /// The adapter could not reach the other instances (e.g. Redis is down).
+    #[error("the event could not be published: {0}")]
+    Unavailable(String),
+    #[error("the event could not be serialized: {0}")]
+    Serialize(String),
+}
+
+/// Emits typed events into rooms. Cheap to clone; generic over the adapter so the
+/// same code serves the in-memory and the Redis adapter.
+pub struct Emitter<A: Adapter> {
+    io: SocketIo<A>,
+    metrics: Arc<Metrics>,
+}
+
+impl<A: Adapter> Clone for Emitter<A> {
+    fn clone(&self) -> Self {
+        Emitter { io: self.io.clone(), metrics: self.metrics.clone() }
+    }
+}
+
+impl<A: Adapter> Emitter<A> {
+    pub fn new(io: SocketIo<A>, metrics: Arc<Metrics>) -> Self {
+        Emitter { io, metrics }
+    }
+
+    /// Emits one event with its envelope to its rooms.
+    pub async fn emit(&self, event: &ServerEvent, meta: &EventMeta) -> Result<Emitted, EmitError> {
+        let event_type = event.event_type();
+        let rooms = event.rooms();
+        let names: Vec<String> = rooms.iter().map(Room::name).collect();
+        // Serialize once; the adapter shares the encoded packet between sockets.
+        let envelope =
+            serde_json::to_value(Envelope { meta, event }).map_err(|e| EmitError::Serialize(e.to_string()))?;
+        match self.io.to(names.clone()).emit(event_type.as_str(), &envelope).await {
+            Ok(()) => {}
+            // Some sockets were closing or full: the event was still accepted and
+            // delivered to the others. Log it; the caller's request succeeded.
+            Err(BroadcastError::Socket(errors)) => {
+                tracing::warn!(event = %event_type, id = %meta.id, rooms = ?names, failed = errors.len(), "event not delivered to some sockets");
+            }
+            Err(BroadcastError::Serialize(e)) => return Err(EmitError::Serialize(e.to_string())),
+            Err(BroadcastError::Adapter(e)) => {
+                tracing::error!(event = %event_type, id = %meta.id, rooms = ?names, error = %e, "event not published");
+                return Err(EmitError::Unavailable(e.to_string()));
+            }
+        }
+        self.metrics.events_emitted.get_or_create(&EventLabels { r#type: event_type.as_str() }).inc();
+        tracing::debug!(event = %event_type, id = %meta.id, rooms = ?names, "event emitted");
+        Ok(Emitted { id: meta.id.clone(), event_type, rooms })
+    }
+
+    /// `service:created` to `vendor:<service.vendorId>`.
+    pub async fn service_created(&self, service: Service, actor: Option<Actor>) -> Result<Emitted, EmitError> {
+        self.emit(&ServerEvent::ServiceCreated { service }, &EventMeta::now(actor)).await
+    }
+
+    /// `service:updated` to `vendor:<service.vendorId>`.
+    pub async fn service_updated(&self, service: Service, actor: Option<Actor>) -> Result<Emitted, EmitError> {
+        self.emit(&ServerEvent::ServiceUpdated { service }, &EventMeta::now(actor)).await
+    }
+
+    /// `service:status_changed` to `vendor:<service.vendorId>`.
+    pub async fn service_status_changed(
+        &self,
+        service: Service,
+        previous_status: Option<String>,
+        actor: Option<Actor>,
+    ) -> Result<Emitted, EmitError> {
+        self.emit(&ServerEvent::ServiceStatusChanged { service, previous_status }, &EventMeta::now(actor)).await
+    }
+
+    /// `booking:created` to `user:<booking.userId>` and `vendor:<booking.vendorId>`.
+    pub async fn booking_created(&self, booking: Booking, actor: Option<Actor>) -> Result<Emitted, EmitError> {
+        self.emit(&ServerEvent::BookingCreated { booking }, &EventMeta::now(actor)).await
+    }
+
+    /// `booking:status_changed` to the booking's user and vendor.
+    pub async fn booking_status_changed(
+        &self,
+        booking: Booking,
+        previous_status: Option<String>,
+        actor: Option<Actor>,
+    ) -> Result<Emitted, EmitError> {
+        self.emit(&ServerEvent::BookingStatusChanged { booking, previous_status }, &EventMeta::now(actor)).await
+    }
+
+    /// `booking:cancelled` to the booking's user and vendor.
+    pub async fn booking_cancelled(
+        &self,
+        booking: Booking,
+        reason: Option<String>,
+        actor: Option<Actor>,
+    ) -> Result<Emitted, EmitError> {
+        self.emit(&ServerEvent::BookingCancelled { booking, reason }, &EventMeta::now(actor)).await
+    }
+
+    /// `payment:completed` to `user:<payment.userId>` (and the vendor when known).
+    pub async fn payment_completed(&self, payment: Payment, actor: Option<Actor>) -> Result<Emitted, EmitError> {
+        self.emit(&ServerEvent::PaymentCompleted { payment }, &EventMeta::now(actor)).await
+    }
+
+    /// `payment:failed` to `user:<payment.userId>` (and the vendor when known).
+    pub async fn payment_failed(
+        &self,
+        payment: Payment,
+        reason: Option<String>,
+        actor: Option<Actor>,
+    ) -> Result<Emitted, EmitError> {
+        self.emit(&ServerEvent::PaymentFailed { payment, reason }, &EventMeta::now(actor)).await
+    }
+}

@@ -1,0 +1,126 @@
+//! The REST API's errors: one enum, one mapping to HTTP answers.
+//!
+//! Body: `{ "error": { "code", "message", "field"? } }`. Codes are stable; 5xx
+//! messages stay generic and the detail goes to the log.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::emit::EmitError;
+use crate::events::ParseError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("malformed JSON: {0}")]
+    BadJson(String),
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    #[error("origin not allowed")]
+    OriginNotAllowed,
+    #[error("no such route")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("request body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    #[error("{message}")]
+    Validation { field: String, message: String },
+    #[error("rate limit exceeded; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError::Validation { field: field.into(), message: message.into() }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::OriginNotAllowed => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable code on the wire.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadJson(_) => "invalid_json",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::OriginNotAllowed => "origin_not_allowed",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::Validation { .. } => "validation_failed",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<ParseError> for ApiError {
+    fn from(e: ParseError) -> Self {
+        ApiError::Validation { field: e.field, message: e.message }
+    }
+}
+
+impl From<EmitError> for ApiError {
+    fn from(e: EmitError) -> Self {
+        match e {
+            EmitError::Unavailable(detail) => ApiError::Unavailable(detail),
+            EmitError::Serialize(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                "internal server error".to_owned()
+            }
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(%detail, "service unavailable");
+                "the event bus is unavailable; retry later".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut error = json!({ "code": self.code(), "message": message });
+        if let ApiError::Validation { field, .. } = &self
+            && !field.is_empty()
+        {
+            error["field"] = json!(field);
+        }
+        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        match self {
+            ApiError::RateLimited { retry_after_secs } => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            ApiError::Unauthorized => {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

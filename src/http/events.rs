@@ -1,0 +1,112 @@
+//! `POST /api/v1/events` and `POST /api/v1/events/batch`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use socketioxide::adapter::Adapter;
+use time::OffsetDateTime;
+
+use super::json::JsonBody;
+use super::{ApiClient, ApiError, AppState};
+use crate::emit::Emitted;
+use crate::events::envelope::new_event_id;
+use crate::events::parse::ParsedMeta;
+use crate::events::{EventMeta, Id, ServerEvent, parse_event};
+use crate::idempotency::Outcome;
+
+/// Most events in one batch.
+pub const MAX_BATCH: usize = 500;
+const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+pub async fn post_event<A: Adapter>(
+    State(state): State<AppState<A>>,
+    _client: ApiClient,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let (event, parsed) = parse_event(&body)?;
+    let header_key = idempotency_header(&headers)?;
+    let key = match (&parsed.id, header_key) {
+        (Some(id), Some(h)) if *id != h => {
+            return Err(ApiError::validation(
+                "id",
+                "differs from the Idempotency-Key header; give one, or the same in both",
+            ));
+        }
+        (Some(id), _) => Some(id.clone()),
+        (None, h) => h,
+    };
+    let (emitted, outcome) = emit_one(&state, &event, parsed, key).await?;
+    let mut response = (StatusCode::ACCEPTED, Json(emitted)).into_response();
+    if outcome == Outcome::Replayed {
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+pub async fn post_batch<A: Adapter>(
+    State(state): State<AppState<A>>,
+    _client: ApiClient,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    if headers.contains_key(IDEMPOTENCY_HEADER) {
+        return Err(ApiError::validation(
+            "Idempotency-Key",
+            "not supported on batches: give each event an `id`, which is its idempotency key",
+        ));
+    }
+    let obj =
+        body.as_object().ok_or_else(|| ApiError::validation("", "the body must be an object { \"events\": [...] }"))?;
+    if let Some(key) = obj.keys().find(|k| *k != "events") {
+        return Err(ApiError::validation(
+            key.chars().take(64).collect::<String>(),
+            "unknown field (a batch has only `events`)",
+        ));
+    }
+    let list = match obj.get("events") {
+        Some(Value::Array(list)) => list,
+        Some(_) => return Err(ApiError::validation("events", "must be an array")),
+        None => return Err(ApiError::validation("events", "is required")),
+    };
+    if list.is_empty() || list.len() > MAX_BATCH {
+        return Err(ApiError::validation("events", format!("must hold 1 to {MAX_BATCH} events, got {}", list.len())));
+    }
+    // All or nothing: every event is validated before any is emitted.
+    let mut parsed = Vec::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        parsed.push(parse_event(item).map_err(|e| e.within(&format!("events[{i}]")))?);
+    }
+    let mut answers = Vec::with_capacity(parsed.len());
+    for (event, meta) in parsed {
+        let key = meta.id.clone();
+        answers.push(emit_one(&state, &event, meta, key).await?.0);
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({ "events": answers }))).into_response())
+}
+
+/// Emits one parsed event; with a key, at most once per key within the TTL.
+async fn emit_one<A: Adapter>(
+    state: &AppState<A>,
+    event: &ServerEvent,
+    parsed: ParsedMeta,
+    key: Option<Id>,
+) -> Result<(Emitted, Outcome), ApiError> {
+    let meta = EventMeta {
+        id: key.clone().unwrap_or_else(new_event_id),
+        occurred_at: parsed.occurred_at.unwrap_or_else(OffsetDateTime::now_utc),
+        actor: parsed.actor,
+    };
+    match key {
+        None => Ok((state.emitter.emit(event, &meta).await?, Outcome::Fresh)),
+        Some(key) => Ok(state.idempotency.run_once(key.as_str(), || state.emitter.emit(event, &meta)).await?),
+    }
+}
+
+fn idempotency_header(headers: &HeaderMap) -> Result<Option<Id>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_HEADER) else { return Ok(None) };
+    let value = value.to_str().map_err(|_| ApiError::validation("Idempotency-Key", "must be printable ASCII"))?;
+    Id::new(value.trim()).map(Some).map_err(|e| ApiError::validation("Idempotency-Key", e.to_string()))
+}

@@ -1,0 +1,113 @@
+//! fixrx-realtime: a standalone Socket.IO server for FixRX.
+//!
+//! Map of the crate:
+//! - [`config`]: environment to a typed, validated [`Config`], once.
+//! - [`auth`]: client JWTs at the handshake; the controllers' bearer tokens.
+//! - [`events`]: the event catalog, rooms, the envelope, and parsing untrusted bodies.
+//! - [`emit`]: typed emitters, the one path by which events reach sockets.
+//! - [`socket`]: what a connected client may send (`ping`, `join`, `leave`).
+//! - [`http`]: the REST API and the operator endpoints; [`http::ApiError`] maps errors.
+//! - [`app`]: assembles routes, Socket.IO and tower-http layers; [`scale`] picks the adapter.
+//! - [`run`]: serves on a bound listener until the shutdown future resolves.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod emit;
+pub mod events;
+pub mod http;
+pub mod idempotency;
+pub mod metrics;
+pub mod scale;
+pub mod socket;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use socketioxide::adapter::Adapter;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use emit::{Emitted, Emitter};
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Start(#[from] scale::ScaleError),
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves on `listener` until `shutdown` resolves, then stops accepting, closes every
+/// socket cleanly and returns within `config.shutdown_timeout`.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    match scale::build(&config).await? {
+        scale::Built::Memory(app) => serve(listener, app, &config, shutdown).await,
+    }
+}
+
+async fn serve<A: Adapter>(
+    listener: TcpListener,
+    app: app::App<A>,
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let app::App { router, io, state, .. } = app;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        });
+    let mut server = tokio::spawn(async move { server.await });
+
+    tokio::select! {
+        finished = &mut server => {
+            return match finished {
+                Ok(result) => result.map_err(RunError::Io),
+                Err(join) => Err(RunError::Io(std::io::Error::other(join))),
+            };
+        }
+        () = shutdown => {}
+    }
+
+    tracing::info!(timeout = ?config.shutdown_timeout, "shutting down: no new connections, closing sockets");
+    state.accepting.store(false, Ordering::Release);
+    let _ = stop_tx.send(true);
+    let drain = async {
+        io.close().await;
+        let _ = server.await;
+    };
+    if tokio::time::timeout(config.shutdown_timeout, drain).await.is_err() {
+        tracing::warn!(timeout = ?config.shutdown_timeout, "shutdown timed out; exiting anyway");
+    } else {
+        tracing::info!("shutdown complete");
+    }
+    Ok(())
+}
+
+/// Logs what the server runs with, and shouts when development defaults are in use.
+pub fn announce(config: &Config, addr: SocketAddr) {
+    use config::AppEnv;
+    if config.env == AppEnv::Development {
+        tracing::warn!("DEVELOPMENT MODE: not for production (set APP_ENV=production)");
+        if config.jwt.is_dev_secret() {
+            tracing::warn!(
+                "JWT_SECRET is unset: using the public development secret; GET /dev/token mints client tokens"
+            );
+        }
+        if config.api.tokens.iter().any(|t| secrecy::ExposeSecret::expose_secret(t) == config::DEV_API_TOKEN) {
+            tracing::warn!(
+                token = config::DEV_API_TOKEN,
+                "API_TOKEN is unset: the REST API accepts the development token"
+            );
+        }
+    }
+    tracing::info!(%addr, ws_path = %config.ws_path, env = ?config.env, cors = ?config.cors, "fixrx-realtime listening");
+}

@@ -1,0 +1,79 @@
+//! The `fixrx-realtime` binary: configuration from the environment, bind, serve.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Parser;
+use fixrx_realtime::{Config, telemetry};
+
+/// Real-time event server for FixRX (Socket.IO). Configured with environment
+/// variables and an optional `.env` file; see README.md and .env.example.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Validate the configuration, print it (secrets redacted) and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = dotenvy::dotenv()
+        && !e.not_found()
+    {
+        eprintln!("fixrx-realtime: .env: {e}");
+        return ExitCode::from(2);
+    }
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fixrx-realtime: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        println!("{config:#?}");
+        return ExitCode::SUCCESS;
+    }
+    telemetry::init(&config.log);
+
+    let addr = SocketAddr::new(config.host, config.port);
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("fixrx-realtime: cannot listen on {addr} (PORT/HOST): {e}");
+            return ExitCode::from(1);
+        }
+    };
+    fixrx_realtime::announce(&config, listener.local_addr().unwrap_or(addr));
+    match fixrx_realtime::run(listener, config, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fixrx-realtime: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,76 @@
+//! Prometheus metrics, one registry per server instance (no global recorder, so
+//! several servers in one test process keep separate counts).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandshakeLabels {
+    pub result: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub r#type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub route: String,
+}
+
+/// Everything the server counts.
+pub struct Metrics {
+    registry: Registry,
+    pub connections: Gauge,
+    pub handshakes: Family<HandshakeLabels, Counter>,
+    pub events_emitted: Family<EventLabels, Counter>,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_duration: Family<RouteLabels, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("fixrx");
+        let connections = Gauge::default();
+        registry.register("connections", "Socket.IO connections open on this instance", connections.clone());
+        let handshakes = Family::<HandshakeLabels, Counter>::default();
+        registry.register("handshakes", "Socket.IO handshakes by result and refusal reason", handshakes.clone());
+        let events_emitted = Family::<EventLabels, Counter>::default();
+        registry.register("events_emitted", "Events emitted to rooms, by type", events_emitted.clone());
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests by route and status", http_requests.clone());
+        let http_duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+        });
+        registry.register("http_request_duration_seconds", "HTTP request latency", http_duration.clone());
+        Metrics { registry, connections, handshakes, events_emitted, http_requests, http_duration }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
