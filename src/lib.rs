@@ -53,7 +53,8 @@ pub async fn run(
     }
 }
 
-async fn serve<A: Adapter>(
+/// Serves an already built [`app::App`]: the same as [`run`], for callers that keep its emitter.
+pub async fn serve<A: Adapter>(
     listener: TcpListener,
     app: app::App<A>,
     config: &Config,

@@ -153,14 +153,21 @@ impl JwtVerifier {
         // Node's jsonwebtoken has no clock tolerance by default; clients expect the same.
         validation.leeway = 0;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
+        // jsonwebtoken checks `iss`/`aud` only when present unless they are required:
+        // a configured issuer or audience must also be present in the token.
+        let mut required = vec!["exp"];
         match &config.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
         if let Some(iss) = &config.issuer {
             validation.set_issuer(&[iss]);
+            required.push("iss");
         }
+        validation.set_required_spec_claims(&required);
         Ok(JwtVerifier { key, validation, dev_signer })
     }
 
@@ -185,13 +192,13 @@ impl JwtVerifier {
                 K::MissingRequiredClaim(c) if c == "iss" => TokenError::BadIssuer,
                 K::MissingRequiredClaim(c) if c == "aud" => TokenError::BadAudience,
                 K::InvalidClaimFormat(c) => match c.as_str() {
-                "exp" => TokenError::InvalidClaim("exp"),
-                "nbf" => TokenError::InvalidClaim("nbf"),
-                "sub" => TokenError::InvalidClaim("sub"),
-                "iss" => TokenError::BadIssuer,
-                "aud" => TokenError::BadAudience,
-                _ => TokenError::Malformed,
-            },
+                    "exp" => TokenError::InvalidClaim("exp"),
+                    "nbf" => TokenError::InvalidClaim("nbf"),
+                    "sub" => TokenError::InvalidClaim("sub"),
+                    "iss" => TokenError::BadIssuer,
+                    "aud" => TokenError::BadAudience,
+                    _ => TokenError::Malformed,
+                },
                 _ => TokenError::Malformed,
             })?;
         claims_to_identity(data.claims)

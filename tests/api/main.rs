@@ -1,0 +1,12 @@
+//! Integration tests: the real server on a random port, real Socket.IO clients
+//! (`rust_socketio`) over real sockets, real HTTP requests.
+
+mod helpers;
+
+mod delivery;
+mod emitters;
+mod handshake;
+mod idempotency;
+mod presence;
+mod rest_errors;
+mod rooms;
