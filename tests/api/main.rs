@@ -1,4 +1,6 @@
 //! Integration tests: the real server on a random port, real Socket.IO clients
+
+#![allow(clippy::unwrap_used)]
 //! (`rust_socketio`) over real sockets, real HTTP requests.
 
 mod helpers;
