@@ -1,7 +1,7 @@
 //! Integration tests: the real server on a random port, real Socket.IO clients
+//! (`rust_socketio`) over real sockets, real HTTP requests.
 
 #![allow(clippy::unwrap_used)]
-//! (`rust_socketio`) over real sockets, real HTTP requests.
 
 mod helpers;
 
