@@ -48,7 +48,12 @@ pub struct App<A: Adapter> {
 pub fn build<A: Adapter + DefinedAdapter>(config: &Config, adapter_state: A::State) -> Result<App<A>, BuildError> {
     let metrics = Arc::new(Metrics::new());
     let verifier = JwtVerifier::new(&config.jwt)?;
-    let ctx = Arc::new(SocketCtx { verifier: verifier.clone(), metrics: metrics.clone() });
+    let ctx = Arc::new(SocketCtx {
+        verifier: verifier.clone(),
+        metrics: metrics.clone(),
+        rate_limit: config.socket.rate_limit,
+        flood_disconnect_after: config.socket.flood_disconnect_after,
+    });
 
     let s = &config.socket;
     let (layer, io) = SocketIo::builder()
@@ -81,7 +86,8 @@ pub fn build<A: Adapter + DefinedAdapter>(config: &Config, adapter_state: A::Sta
         .route("/api/v1/events", post(http::events::post_event::<A>))
         .route("/api/v1/events/batch", post(http::events::post_batch::<A>))
         .route("/api/v1/presence/{kind}/{id}", get(http::presence::presence::<A>))
-        .route("/api/v1/users/{id}/disconnect", post(http::presence::disconnect_user::<A>));
+        .route("/api/v1/users/{id}/disconnect", post(http::presence::disconnect_user::<A>))
+        .route("/api/v1/chat/messages", post(http::chat::post_message::<A>));
     if config.jwt.is_dev_secret() {
         routes = routes.route("/dev/token", get(http::dev::token::<A>));
     }

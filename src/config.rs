@@ -158,6 +158,10 @@ pub struct SocketConfig {
     pub connect_timeout: Duration,
     /// Largest incoming message, in bytes, on every transport.
     pub max_payload: u64,
+    /// Per-socket limit on client events; `None` disables it.
+    pub rate_limit: Option<RateLimit>,
+    /// A socket that stays over its rate this long is disconnected.
+    pub flood_disconnect_after: Duration,
 }
 
 /// A configuration error: one line naming the variable and the problem.
@@ -268,6 +272,18 @@ impl Config {
             ping_timeout: Duration::from_millis(parse_num(&get, "PING_TIMEOUT_MS", 20_000)?),
             connect_timeout: Duration::from_millis(parse_num(&get, "CONNECT_TIMEOUT_MS", 45_000)?),
             max_payload: parse_num(&get, "MAX_PAYLOAD_BYTES", 1_000_000)?,
+            rate_limit: {
+                let per_second = parse_num::<u32>(&get, "SOCKET_RATE_LIMIT", 20)?;
+                let burst = parse_num::<u32>(&get, "SOCKET_RATE_BURST", 40)?;
+                match (NonZeroU32::new(per_second), NonZeroU32::new(burst)) {
+                    (Some(per_second), Some(burst)) => Some(RateLimit { per_second, burst }),
+                    (None, _) => None,
+                    (Some(_), None) => {
+                        return Err(err("SOCKET_RATE_BURST", "must be at least 1 when SOCKET_RATE_LIMIT is set"));
+                    }
+                }
+            },
+            flood_disconnect_after: Duration::from_millis(parse_num(&get, "SOCKET_FLOOD_DISCONNECT_MS", 5_000)?),
         };
         if socket.ping_interval.is_zero() || socket.ping_timeout.is_zero() || socket.connect_timeout.is_zero() {
             return Err(err("PING_INTERVAL_MS", "ping interval, ping timeout and connect timeout must be positive"));

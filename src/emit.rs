@@ -12,6 +12,7 @@ use socketioxide::BroadcastError;
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 
+use crate::chat::ChatMessage;
 use crate::events::{Actor, Booking, Envelope, EventMeta, EventType, Id, Payment, Room, ServerEvent, Service};
 use crate::metrics::{EventLabels, Metrics};
 
@@ -85,6 +86,21 @@ impl<A: Adapter> Emitter<A> {
         self.metrics.events_emitted.get_or_create(&EventLabels { r#type: event_type.as_str() }).inc();
         tracing::debug!(event = %event_type, id = %meta.id, rooms = ?names, "event emitted");
         Ok(Emitted { id: meta.id.clone(), event_type, rooms })
+    }
+
+    /// `chat:message` to the recipient's room and every socket of the sender (a
+    /// controller posting on someone's behalf has no sending socket to leave out).
+    pub async fn chat(&self, message: &ChatMessage) -> Result<Vec<Room>, EmitError> {
+        let rooms = message.rooms();
+        let names: Vec<String> = rooms.iter().map(Room::name).collect();
+        match self.io.to(names.clone()).emit("chat:message", message).await {
+            Ok(()) | Err(BroadcastError::Socket(_)) => Ok(rooms),
+            Err(BroadcastError::Serialize(e)) => Err(EmitError::Serialize(e.to_string())),
+            Err(BroadcastError::Adapter(e)) => {
+                tracing::error!(id = %message.id, rooms = ?names, error = %e, "chat message not published");
+                Err(EmitError::Unavailable(e.to_string()))
+            }
+        }
     }
 
     /// `service:created` to `vendor:<service.vendorId>`.

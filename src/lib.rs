@@ -5,13 +5,15 @@
 //! - [`auth`]: client JWTs at the handshake; the controllers' bearer tokens.
 //! - [`events`]: the event catalog, rooms, the envelope, and parsing untrusted bodies.
 //! - [`emit`]: typed emitters, the one path by which events reach sockets.
-//! - [`socket`]: what a connected client may send (`ping`, `join`, `leave`).
+//! - [`socket`]: what a connected client may send (`ping`, `join`, `leave`, chat,
+//!   `auth:refresh`), per-socket rate limits and token expiry; [`chat`]: who may write to whom.
 //! - [`http`]: the REST API and the operator endpoints; [`http::ApiError`] maps errors.
 //! - [`app`]: assembles routes, Socket.IO and tower-http layers; [`scale`] picks the adapter.
 //! - [`run`]: serves on a bound listener until the shutdown future resolves.
 
 pub mod app;
 pub mod auth;
+pub mod chat;
 pub mod config;
 pub mod emit;
 pub mod events;

@@ -1,6 +1,7 @@
 //! The HTTP side: the controllers' REST API under `/api/v1`, and the operators'
 //! `/health`, `/ready` and `/metrics`.
 
+pub mod chat;
 pub mod dev;
 pub mod error;
 pub mod events;

@@ -1,19 +1,23 @@
 //! Client events answered through the Socket.IO acknowledgement. Every payload is
-//! untrusted: a bad one gets `{ ok: false, error, message }`, never a panic, and the
-//! socket keeps working.
+//! untrusted: a bad one gets `{ ok: false, error, message }` (or silence when the
+//! client asked for no ack), never a panic, and the socket keeps working.
+
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
-use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::limit::{SocketLimiter, Verdict};
 use crate::auth::Identity;
 use crate::events::Room;
+use crate::events::room::RoomKind;
 
 /// An acknowledgement: `{ ok: true, ... }` or `{ ok: false, error, message }` with a
-/// stable error code.
+/// stable error code (`invalid_payload`, `forbidden`, `rate_limited`, ...).
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum Ack {
@@ -22,7 +26,7 @@ pub enum Ack {
 }
 
 impl Ack {
-    fn ok(fields: Value) -> Ack {
+    pub(super) fn ok(fields: Value) -> Ack {
         let mut v = json!({ "ok": true });
         if let (Some(o), Value::Object(extra)) = (v.as_object_mut(), fields) {
             o.extend(extra);
@@ -30,24 +34,46 @@ impl Ack {
         Ack::Ok(v)
     }
 
-    fn err(error: &'static str, message: impl Into<String>) -> Ack {
+    pub(super) fn err(error: &'static str, message: impl Into<String>) -> Ack {
         Ack::Err { ok: false, error, message: message.into() }
     }
 }
 
-fn send<A: Adapter>(socket: &SocketRef<A>, ack: AckSender<A>, event: &str, answer: Ack) {
+/// Sends the ack if the client asked for one; a client that did not simply gets nothing.
+pub(super) fn send<A: Adapter>(socket: &SocketRef<A>, ack: AckSender<A>, event: &str, answer: Ack) {
     if let Err(e) = ack.send(&answer) {
         tracing::debug!(sid = %socket.id, event, error = %e, "ack not sent");
     }
 }
 
+/// Counts one client event against the socket's rate. `Err` carries the refusal to
+/// send; a socket that keeps flooding is disconnected here.
+pub(super) fn admit<A: Adapter>(socket: &SocketRef<A>, event: &str) -> Result<(), Ack> {
+    let Some(limiter) = socket.extensions.get::<Arc<SocketLimiter>>() else { return Ok(()) };
+    match limiter.check() {
+        Verdict::Allowed => Ok(()),
+        Verdict::Limited => Err(Ack::err("rate_limited", "too many events; slow down")),
+        Verdict::Flooding => {
+            tracing::warn!(sid = %socket.id, event, "socket stayed over its event rate: disconnecting (flood)");
+            let _ = socket.clone().disconnect();
+            Err(Ack::err("rate_limited", "too many events; disconnected"))
+        }
+    }
+}
+
 pub async fn ping<A: Adapter>(socket: SocketRef<A>, ack: AckSender<A>) {
-    let now = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
-    send(&socket, ack, "ping", Ack::ok(json!({ "pong": true, "serverTime": now })));
+    let answer = match admit(&socket, "ping") {
+        Err(refused) => refused,
+        Ok(()) => {
+            let now = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
+            Ack::ok(json!({ "pong": true, "serverTime": now }))
+        }
+    };
+    send(&socket, ack, "ping", answer);
 }
 
 pub async fn join<A: Adapter>(socket: SocketRef<A>, TryData(data): TryData<Value>, ack: AckSender<A>) {
-    let answer = match room_of(data) {
+    let answer = match admit(&socket, "join").and_then(|()| room_of(data)) {
         Err(answer) => answer,
         Ok(room) => match socket.extensions.get::<Identity>() {
             Some(identity) if identity.may_join(&room) => {
@@ -65,7 +91,7 @@ pub async fn join<A: Adapter>(socket: SocketRef<A>, TryData(data): TryData<Value
 }
 
 pub async fn leave<A: Adapter>(socket: SocketRef<A>, TryData(data): TryData<Value>, ack: AckSender<A>) {
-    let answer = match room_of(data) {
+    let answer = match admit(&socket, "leave").and_then(|()| room_of(data)) {
         Err(answer) => answer,
         Ok(room) => {
             // Leaving a room one is not in is a no-op, so no authorization is needed.
@@ -76,14 +102,24 @@ pub async fn leave<A: Adapter>(socket: SocketRef<A>, TryData(data): TryData<Valu
     send(&socket, ack, "leave", answer);
 }
 
+/// Any event outside the contract (including reserved names such as `error`): counted
+/// against the rate, otherwise ignored; a client waiting for an ack is told.
+pub async fn unknown<A: Adapter>(socket: SocketRef<A>, Event(event): Event, ack: AckSender<A>) {
+    let answer = admit(&socket, "unknown").err().unwrap_or_else(|| {
+        let name: String = event.chars().take(64).collect();
+        tracing::debug!(sid = %socket.id, event = %name, "unknown client event ignored");
+        Ack::err("unknown_event", format!("no such event: {name}"))
+    });
+    send(&socket, ack, "unknown", answer);
+}
+
 /// Reads `{ "type": "user" | "vendor", "id": "<id>" }`.
 fn room_of(data: Result<Value, socketioxide::ParserError>) -> Result<Room, Ack> {
     let invalid = |m: &str| Ack::err("invalid_payload", m);
     let data = data.map_err(|_| invalid("payload must be { type: \"user\" | \"vendor\", id: string }"))?;
     let obj = data.as_object().ok_or_else(|| invalid("payload must be an object { type, id }"))?;
-    let kind = obj.get("type").and_then(Value::as_str).ok_or_else(|| invalid("type must be \"user\" or \"vendor\""))?;
-    let kind =
-        crate::events::room::RoomKind::parse(kind).ok_or_else(|| invalid("type must be \"user\" or \"vendor\""))?;
+    let kind = obj.get("type").and_then(Value::as_str).and_then(RoomKind::parse);
+    let kind = kind.ok_or_else(|| invalid("type must be \"user\" or \"vendor\""))?;
     let id = obj.get("id").ok_or_else(|| invalid("id is required"))?;
     let id = crate::events::id::from_json(id).map_err(|e| Ack::err("invalid_payload", format!("id {e}")))?;
     Ok(Room::new(kind, id))

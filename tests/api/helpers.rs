@@ -51,6 +51,7 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
         ("JWT_SECRET".into(), JWT_SECRET.into()),
         ("API_TOKEN".into(), API_TOKEN.into()),
         ("SHUTDOWN_TIMEOUT_SECS".into(), "2".into()),
+        ("RUST_LOG".into(), std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())),
     ]);
     for (k, v) in vars {
         map.insert(k.to_string(), v.to_string());
@@ -208,7 +209,11 @@ impl TestClient {
     /// Waits for the next event named `name`, skipping nothing else silently: any
     /// other event arriving first fails the test.
     pub async fn expect_event(&mut self, name: &str) -> Value {
-        match tokio::time::timeout(WAIT, self.rx.recv()).await {
+        self.expect_event_within(name, WAIT).await
+    }
+
+    pub async fn expect_event_within(&mut self, name: &str, wait: Duration) -> Value {
+        match tokio::time::timeout(wait, self.rx.recv()).await {
             Ok(Some(Seen::Event(n, v))) if n == name => v,
             other => panic!("expected event {name}, got {other:?}"),
         }

@@ -5,10 +5,13 @@
 
 mod helpers;
 
+mod chat;
 mod delivery;
 mod emitters;
+mod expiry;
 mod handshake;
 mod idempotency;
+mod limits;
 mod presence;
 mod rest_errors;
 mod rooms;

@@ -1,0 +1,81 @@
+//! `chat:send` and `chat:typing`: the sender is the token's identity, never the payload's.
+
+use serde_json::{Value, json};
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, SocketRef, TryData};
+
+use super::handlers::{Ack, admit, send};
+use crate::auth::Identity;
+use crate::chat::{self, ChatError, Party};
+
+fn sender<A: Adapter>(socket: &SocketRef<A>) -> Result<Party, Ack> {
+    socket
+        .extensions
+        .get::<Identity>()
+        .as_ref()
+        .and_then(Party::of)
+        .ok_or_else(|| Ack::err("forbidden", "only users and vendors chat from a socket"))
+}
+
+fn refuse(e: ChatError) -> Ack {
+    Ack::err(e.code(), e.to_string())
+}
+
+/// Delivers to the recipient's room and the sender's own room except this socket
+/// (its ack carries the message); answers `{ ok, message }`.
+async fn relay<A: Adapter>(socket: &SocketRef<A>, data: Result<Value, socketioxide::ParserError>) -> Ack {
+    let from = match admit(socket, "chat:send").and_then(|()| sender(socket)) {
+        Ok(from) => from,
+        Err(answer) => return answer,
+    };
+    let Ok(data) = data else { return Ack::err("invalid_payload", "payload must be { to, text, clientMsgId? }") };
+    let message = match chat::parse_draft(&data).and_then(|draft| chat::compose(from, draft)) {
+        Ok(m) => m,
+        Err(e) => return refuse(e),
+    };
+    let rooms: Vec<String> = message.rooms().iter().map(|r| r.name()).collect();
+    match socket.to(rooms.clone()).emit("chat:message", &message).await {
+        Ok(()) | Err(socketioxide::BroadcastError::Socket(_)) => {
+            tracing::debug!(sid = %socket.id, id = %message.id, ?rooms, "chat message relayed");
+            Ack::ok(json!({ "message": message }))
+        }
+        Err(e) => {
+            tracing::error!(sid = %socket.id, ?rooms, error = %e, "chat message not relayed");
+            Ack::err("unavailable", "the message could not be delivered; retry")
+        }
+    }
+}
+
+pub async fn chat_send<A: Adapter>(socket: SocketRef<A>, TryData(data): TryData<Value>, ack: AckSender<A>) {
+    let answer = relay(&socket, data).await;
+    send(&socket, ack, "chat:send", answer);
+}
+
+/// Relays `{ from, to }` to the recipient as a volatile event: dropped rather than
+/// queued when the recipient cannot take it now.
+pub async fn chat_typing<A: Adapter>(socket: SocketRef<A>, TryData(data): TryData<Value>, ack: AckSender<A>) {
+    let answer = match admit(&socket, "chat:typing").and_then(|()| sender(&socket)) {
+        Err(answer) => answer,
+        Ok(from) => {
+            let to = data
+                .map_err(|_| ChatError::Invalid { field: "payload", message: "must be { to }".into() })
+                .and_then(|d| chat::parse_party(d.get("to"), "to"));
+            match to {
+                Err(e) => refuse(e),
+                Ok(to) if to.kind == from.kind => refuse(ChatError::Forbidden(format!(
+                    "a {kind} cannot write to another {kind}",
+                    kind = from.kind.as_str()
+                ))),
+                Ok(to) => {
+                    let room = to.room().name();
+                    let relay = json!({ "from": from, "to": to });
+                    if let Err(e) = socket.to(room).volatile().emit("chat:typing", &relay).await {
+                        tracing::debug!(sid = %socket.id, error = %e, "typing not relayed");
+                    }
+                    Ack::ok(json!({}))
+                }
+            }
+        }
+    };
+    send(&socket, ack, "chat:typing", answer);
+}
