@@ -3,7 +3,6 @@
 //! the adapter state passed in.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -23,9 +22,10 @@ use crate::auth::api_token::ApiAuth;
 use crate::auth::handshake::authenticate;
 use crate::config::{AllowedOrigins, Config};
 use crate::emit::Emitter;
-use crate::http::{self, ApiError, AppState};
-use crate::idempotency::IdempotencyStore;
+use crate::http::{self, ApiError, AppState, Readiness};
+use crate::idempotency::{IdempotencyStore, MemoryStore};
 use crate::metrics::{HttpLabels, Metrics, RouteLabels};
+use crate::scale::redis::RedisHealth;
 use crate::socket::{SocketCtx, on_connect};
 
 /// Why a server could not be built from a valid configuration.
@@ -40,12 +40,28 @@ pub struct App<A: Adapter> {
     pub router: Router,
     pub io: SocketIo<A>,
     pub state: AppState<A>,
-    /// What registering the namespace returned: `()` in memory, a future to await for Redis.
-    pub init: A::InitRes,
 }
 
-/// Builds the router and the Socket.IO server on the adapter `A`.
-pub fn build<A: Adapter + DefinedAdapter>(config: &Config, adapter_state: A::State) -> Result<App<A>, BuildError> {
+/// What differs between a single instance and a Redis-backed cluster, besides the adapter.
+pub struct Bus {
+    pub idempotency: IdempotencyStore,
+    pub redis: Option<Arc<RedisHealth>>,
+}
+
+impl Bus {
+    /// One instance, everything in memory.
+    pub fn memory(config: &Config) -> Bus {
+        Bus { idempotency: IdempotencyStore::Memory(MemoryStore::new(config.api.idempotency_ttl)), redis: None }
+    }
+}
+
+/// Builds the router and the Socket.IO server on the adapter `A`. Also returns what
+/// registering the namespace returned: `()` in memory, a future to await for Redis.
+pub fn build<A: Adapter + DefinedAdapter>(
+    config: &Config,
+    adapter_state: A::State,
+    bus: Bus,
+) -> Result<(App<A>, A::InitRes), BuildError> {
     let metrics = Arc::new(Metrics::new());
     let verifier = JwtVerifier::new(&config.jwt)?;
     let ctx = Arc::new(SocketCtx {
@@ -73,10 +89,10 @@ pub fn build<A: Adapter + DefinedAdapter>(config: &Config, adapter_state: A::Sta
         emitter: Emitter::new(io.clone(), metrics.clone()),
         api: Arc::new(config.api.clone()),
         api_auth: Arc::new(ApiAuth::new(config.api.tokens.clone(), config.api.rate_limit)),
-        idempotency: Arc::new(IdempotencyStore::new(config.api.idempotency_ttl)),
+        idempotency: Arc::new(bus.idempotency),
         metrics,
         verifier,
-        accepting: Arc::new(AtomicBool::new(true)),
+        readiness: Arc::new(Readiness::new(bus.redis)),
     };
 
     let mut routes = Router::new()
@@ -107,7 +123,7 @@ pub fn build<A: Adapter + DefinedAdapter>(config: &Config, adapter_state: A::Sta
             tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
         }));
 
-    Ok(App { router, io, state, init })
+    Ok((App { router, io, state }, init))
 }
 
 fn cors(origins: &AllowedOrigins) -> CorsLayer {

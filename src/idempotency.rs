@@ -1,11 +1,14 @@
 //! Idempotency keys: an event id seen again within the TTL is not emitted twice,
-//! and the retry gets the first answer.
+//! and the retry gets the first answer. In memory for one instance; in Redis (with
+//! the same TTL) when instances share rooms, so a retry that lands on another
+//! instance is not emitted twice either.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use tokio::sync::OnceCell;
 
 /// Most keys remembered at once; past it the oldest are forgotten early (and logged),
@@ -14,7 +17,7 @@ const MAX_KEYS: usize = 1_000_000;
 
 /// In-memory key store for one instance. Concurrent requests with the same key
 /// wait for the first one; only one of them runs the operation.
-pub struct IdempotencyStore<T> {
+pub struct MemoryStore<T> {
     ttl: Duration,
     inner: Mutex<Inner<T>>,
 }
@@ -32,9 +35,9 @@ pub enum Outcome {
     Replayed,
 }
 
-impl<T: Clone> IdempotencyStore<T> {
+impl<T: Clone> MemoryStore<T> {
     pub fn new(ttl: Duration) -> Self {
-        IdempotencyStore { ttl, inner: Mutex::new(Inner { cells: HashMap::new(), order: VecDeque::new() }) }
+        MemoryStore { ttl, inner: Mutex::new(Inner { cells: HashMap::new(), order: VecDeque::new() }) }
     }
 
     /// Runs `op` unless `key` already succeeded within the TTL. A failed `op` leaves
@@ -86,7 +89,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_runs_once_and_replays_the_first_answer() {
-        let store = IdempotencyStore::<u32>::new(Duration::from_secs(60));
+        let store = MemoryStore::<u32>::new(Duration::from_secs(60));
         let first = store.run_once("k", || async { Ok::<_, ()>(1) }).await.unwrap();
         let second = store.run_once("k", || async { Ok::<_, ()>(2) }).await.unwrap();
         assert_eq!(first, (1, Outcome::Fresh));
@@ -95,16 +98,121 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_run_leaves_the_key_free() {
-        let store = IdempotencyStore::<u32>::new(Duration::from_secs(60));
+        let store = MemoryStore::<u32>::new(Duration::from_secs(60));
         assert!(store.run_once("k", || async { Err::<u32, _>("down") }).await.is_err());
         assert_eq!(store.run_once("k", || async { Ok::<_, ()>(3) }).await.unwrap(), (3, Outcome::Fresh));
     }
 
     #[tokio::test]
     async fn keys_expire_after_the_ttl() {
-        let store = IdempotencyStore::<u32>::new(Duration::from_millis(20));
+        let store = MemoryStore::<u32>::new(Duration::from_millis(20));
         store.run_once("k", || async { Ok::<_, ()>(1) }).await.unwrap();
         tokio::time::sleep(Duration::from_millis(40)).await;
         assert_eq!(store.run_once("k", || async { Ok::<_, ()>(2) }).await.unwrap(), (2, Outcome::Fresh));
+    }
+}
+
+/// The key store of a server: in memory, or shared through Redis.
+pub enum IdempotencyStore {
+    Memory(MemoryStore<Value>),
+    Redis(RedisStore),
+}
+
+/// The shared store could not be reached.
+#[derive(Debug, thiserror::Error)]
+#[error("idempotency store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+impl IdempotencyStore {
+    /// Runs `op` unless `key` already succeeded within the TTL, on any instance.
+    pub async fn run_once<E, F, Fut>(&self, key: &str, op: F) -> Result<(Value, Outcome), E>
+    where
+        E: From<StoreError>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Value, E>>,
+    {
+        match self {
+            IdempotencyStore::Memory(store) => store.run_once(key, op).await,
+            IdempotencyStore::Redis(store) => store.run_once(key, op).await,
+        }
+    }
+}
+
+/// Keys in Redis: `SET NX` claims a key with a pending marker, the answer replaces it,
+/// a failure deletes it. A retry that finds the marker waits for the answer.
+pub struct RedisStore {
+    conn: redis::aio::ConnectionManager,
+    ttl: Duration,
+    prefix: String,
+}
+
+/// Marks a key whose first request is still running.
+const PENDING: &str = "\u{0}pending";
+/// How long a retry waits for a concurrent first request before giving up.
+const PENDING_WAIT: Duration = Duration::from_secs(5);
+
+impl RedisStore {
+    pub fn new(conn: redis::aio::ConnectionManager, ttl: Duration) -> RedisStore {
+        RedisStore { conn, ttl, prefix: "fixrx:idem:".to_owned() }
+    }
+
+    async fn run_once<E, F, Fut>(&self, key: &str, op: F) -> Result<(Value, Outcome), E>
+    where
+        E: From<StoreError>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Value, E>>,
+    {
+        let redis_key = format!("{}{key}", self.prefix);
+        let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut conn = self.conn.clone();
+        let store_err = |e: redis::RedisError| E::from(StoreError(e.to_string()));
+        let deadline = tokio::time::Instant::now() + PENDING_WAIT;
+        loop {
+            let claimed: Option<String> = redis::cmd("SET")
+                .arg(&redis_key)
+                .arg(PENDING)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_ms)
+                .query_async(&mut conn)
+                .await
+                .map_err(store_err)?;
+            if claimed.is_some() {
+                return match op().await {
+                    Ok(answer) => {
+                        let _: () = redis::cmd("SET")
+                            .arg(&redis_key)
+                            .arg(answer.to_string())
+                            .arg("PX")
+                            .arg(ttl_ms)
+                            .query_async(&mut conn)
+                            .await
+                            .map_err(store_err)?;
+                        Ok((answer, Outcome::Fresh))
+                    }
+                    Err(e) => {
+                        // Free the key so the caller's retry runs again.
+                        let _: Result<(), _> = redis::cmd("DEL").arg(&redis_key).query_async(&mut conn).await;
+                        Err(e)
+                    }
+                };
+            }
+            let seen: Option<String> =
+                redis::cmd("GET").arg(&redis_key).query_async(&mut conn).await.map_err(store_err)?;
+            match seen.as_deref() {
+                // Expired between our SET and GET: claim it again.
+                None => continue,
+                Some(PENDING) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Some(PENDING) => {
+                    return Err(E::from(StoreError("the first request with this key is still running".into())));
+                }
+                Some(answer) => {
+                    let answer = serde_json::from_str(answer).map_err(|e| E::from(StoreError(e.to_string())))?;
+                    return Ok((answer, Outcome::Replayed));
+                }
+            }
+        }
     }
 }

@@ -26,7 +26,6 @@ pub mod telemetry;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 
 use socketioxide::adapter::Adapter;
 use tokio::net::TcpListener;
@@ -52,6 +51,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     match scale::build(&config).await? {
         scale::Built::Memory(app) => serve(listener, app, &config, shutdown).await,
+        scale::Built::Redis(app) => serve(listener, app, &config, shutdown).await,
     }
 }
 
@@ -81,7 +81,7 @@ pub async fn serve<A: Adapter>(
     }
 
     tracing::info!(timeout = ?config.shutdown_timeout, "shutting down: no new connections, closing sockets");
-    state.accepting.store(false, Ordering::Release);
+    state.readiness.stop_accepting();
     let _ = stop_tx.send(true);
     let drain = async {
         io.close().await;

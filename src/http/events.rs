@@ -38,8 +38,8 @@ pub async fn post_event<A: Adapter>(
         (Some(id), _) => Some(id.clone()),
         (None, h) => h,
     };
-    let (emitted, outcome) = emit_one(&state, &event, parsed, key).await?;
-    let mut response = (StatusCode::ACCEPTED, Json(emitted)).into_response();
+    let (answer, outcome) = emit_one(&state, &event, parsed, key).await?;
+    let mut response = (StatusCode::ACCEPTED, Json(answer)).into_response();
     if outcome == Outcome::Replayed {
         response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
@@ -87,21 +87,26 @@ pub async fn post_batch<A: Adapter>(
     Ok((StatusCode::ACCEPTED, Json(json!({ "events": answers }))).into_response())
 }
 
-/// Emits one parsed event; with a key, at most once per key within the TTL.
+/// Emits one parsed event; with a key, at most once per key within the TTL. Returns
+/// the answer `{ id, type, rooms }`.
 async fn emit_one<A: Adapter>(
     state: &AppState<A>,
     event: &ServerEvent,
     parsed: ParsedMeta,
     key: Option<Id>,
-) -> Result<(Emitted, Outcome), ApiError> {
+) -> Result<(Value, Outcome), ApiError> {
     let meta = EventMeta {
         id: key.clone().unwrap_or_else(new_event_id),
         occurred_at: parsed.occurred_at.unwrap_or_else(OffsetDateTime::now_utc),
         actor: parsed.actor,
     };
+    let emit = || async {
+        let emitted: Emitted = state.emitter.emit(event, &meta).await?;
+        serde_json::to_value(emitted).map_err(|e| ApiError::Internal(e.to_string()))
+    };
     match key {
-        None => Ok((state.emitter.emit(event, &meta).await?, Outcome::Fresh)),
-        Some(key) => Ok(state.idempotency.run_once(key.as_str(), || state.emitter.emit(event, &meta)).await?),
+        None => Ok((emit().await?, Outcome::Fresh)),
+        Some(key) => state.idempotency.run_once(key.as_str(), emit).await,
     }
 }
 

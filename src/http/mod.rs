@@ -10,7 +10,7 @@ pub mod ops;
 pub mod presence;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -21,9 +21,10 @@ use socketioxide::adapter::Adapter;
 use crate::auth::JwtVerifier;
 use crate::auth::api_token::{ApiAuth, ApiAuthError};
 use crate::config::ApiConfig;
-use crate::emit::{Emitted, Emitter};
-use crate::idempotency::IdempotencyStore;
+use crate::emit::Emitter;
+use crate::idempotency::{IdempotencyStore, StoreError};
 use crate::metrics::Metrics;
+use crate::scale::redis::RedisHealth;
 
 pub use error::ApiError;
 
@@ -33,11 +34,50 @@ pub struct AppState<A: Adapter> {
     pub emitter: Emitter<A>,
     pub api: Arc<ApiConfig>,
     pub api_auth: Arc<ApiAuth>,
-    pub idempotency: Arc<IdempotencyStore<Emitted>>,
+    pub idempotency: Arc<IdempotencyStore>,
     pub metrics: Arc<Metrics>,
     pub verifier: JwtVerifier,
-    /// Cleared when shutdown begins, so load balancers stop sending traffic.
-    pub accepting: Arc<AtomicBool>,
+    pub readiness: Arc<Readiness>,
+}
+
+/// Whether this instance should get traffic: not shutting down, and its event bus
+/// (Redis, when configured) reachable.
+pub struct Readiness {
+    accepting: AtomicBool,
+    redis: Option<Arc<RedisHealth>>,
+}
+
+impl Readiness {
+    pub fn new(redis: Option<Arc<RedisHealth>>) -> Readiness {
+        Readiness { accepting: AtomicBool::new(true), redis }
+    }
+
+    /// Shutdown has begun: load balancers should stop sending traffic.
+    pub fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::Release);
+    }
+
+    /// `Ok`, or why not ready.
+    pub fn check(&self) -> Result<(), &'static str> {
+        if !self.accepting.load(Ordering::Acquire) {
+            return Err("shutting_down");
+        }
+        if self.redis.as_ref().is_some_and(|r| !r.is_up()) {
+            return Err("redis_unreachable");
+        }
+        Ok(())
+    }
+
+    /// Whether the event bus can carry events now.
+    pub fn bus_up(&self) -> bool {
+        self.redis.as_ref().is_none_or(|r| r.is_up())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Unavailable(e.0)
+    }
 }
 
 impl<A: Adapter> Clone for AppState<A> {
@@ -50,7 +90,7 @@ impl<A: Adapter> Clone for AppState<A> {
             idempotency: self.idempotency.clone(),
             metrics: self.metrics.clone(),
             verifier: self.verifier.clone(),
-            accepting: self.accepting.clone(),
+            readiness: self.readiness.clone(),
         }
     }
 }
@@ -67,6 +107,8 @@ impl<A: Adapter> FromRequestParts<AppState<A>> for ApiClient {
     async fn from_request_parts(parts: &mut Parts, state: &AppState<A>) -> Result<Self, ApiError> {
         let header = parts.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
         match state.api_auth.check(header) {
+            // Answer at once rather than hang on a bus that cannot carry the request.
+            Ok(_) if !state.readiness.bus_up() => Err(ApiError::Unavailable("redis unreachable".into())),
             Ok(token_index) => Ok(ApiClient { token_index }),
             Err(ApiAuthError::Unauthorized) => Err(ApiError::Unauthorized),
             Err(ApiAuthError::RateLimited { retry_after_secs }) => Err(ApiError::RateLimited { retry_after_secs }),

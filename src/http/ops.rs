@@ -1,7 +1,5 @@
 //! Unauthenticated operator endpoints: liveness, readiness, metrics.
 
-use std::sync::atomic::Ordering;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -16,12 +14,11 @@ pub async fn health() -> Response {
     Json(json!({ "status": "ok" })).into_response()
 }
 
-/// Ready to serve: not shutting down (and, with Redis, Redis reachable).
+/// Ready to serve: not shutting down and, with Redis, Redis reachable.
 pub async fn ready<A: Adapter>(State(state): State<AppState<A>>) -> Response {
-    if state.accepting.load(Ordering::Acquire) {
-        Json(json!({ "status": "ready" })).into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "shutting_down" }))).into_response()
+    match state.readiness.check() {
+        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": reason }))).into_response(),
     }
 }
 

@@ -1,26 +1,56 @@
-//! Adapter selection: the one place where in-memory and Redis differ.
+//! Adapter selection: the one place where a single instance and a Redis-backed
+//! cluster differ. Everything else is generic over the adapter.
 
-use socketioxide::adapter::LocalAdapter;
+pub mod redis;
 
-use crate::app::{self, App, BuildError};
+use std::time::Duration;
+
+use socketioxide::adapter::{Emitter, LocalAdapter};
+use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
+
+use crate::app::{self, App, BuildError, Bus};
 use crate::config::Config;
+use crate::idempotency::{IdempotencyStore, RedisStore};
+use redis::ManagedDriver;
 
-/// The adapter chosen from the configuration, already initialised.
+/// The Socket.IO adapter over Redis pub/sub, on our reconnecting driver.
+pub type RedisAdapter = CustomRedisAdapter<Emitter, ManagedDriver>;
+
+/// The server built on the adapter the configuration chose, ready to serve.
 pub enum Built {
     Memory(App<LocalAdapter>),
+    Redis(App<RedisAdapter>),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScaleError {
     #[error("{0}")]
     Build(#[from] BuildError),
-    #[error("REDIS_URL: scale-out through Redis is not in this release yet; unset REDIS_URL to run a single instance")]
-    RedisNotAvailable,
+    #[error("REDIS_URL: cannot connect to Redis: {0}")]
+    Connect(#[from] redis::RedisError),
+    #[error("REDIS_URL: cannot subscribe to Redis: {0}")]
+    Subscribe(String),
 }
 
+/// How long start-up waits for Redis before giving up with a clear error.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a cross-instance request (presence, disconnect) waits for the other instances.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
 pub async fn build(config: &Config) -> Result<Built, ScaleError> {
-    match &config.redis_url {
-        None => Ok(Built::Memory(app::build::<LocalAdapter>(config, ())?)),
-        Some(_) => Err(ScaleError::RedisNotAvailable),
-    }
+    let Some(url) = &config.redis_url else {
+        let (app, ()) = app::build::<LocalAdapter>(config, (), Bus::memory(config))?;
+        return Ok(Built::Memory(app));
+    };
+    let driver = ManagedDriver::connect(secrecy::ExposeSecret::expose_secret(url), CONNECT_TIMEOUT).await?;
+    let bus = Bus {
+        idempotency: IdempotencyStore::Redis(RedisStore::new(driver.commands(), config.api.idempotency_ttl)),
+        redis: Some(driver.health.clone()),
+    };
+    let adapter_config = RedisAdapterConfig::new().with_prefix("fixrx-realtime").with_request_timeout(REQUEST_TIMEOUT);
+    let ctr = RedisAdapterCtr::new_with_driver(driver, adapter_config);
+    let (app, init) = app::build::<RedisAdapter>(config, ctr, bus)?;
+    init.await.map_err(|e| ScaleError::Subscribe(e.to_string()))?;
+    tracing::info!("scale-out through Redis: rooms and events span every instance");
+    Ok(Built::Redis(app))
 }

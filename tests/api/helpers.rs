@@ -23,7 +23,8 @@ pub const QUIET: Duration = Duration::from_millis(300);
 pub struct TestApp {
     pub addr: SocketAddr,
     pub http: reqwest::Client,
-    pub emitter: fixrx_realtime::Emitter<LocalAdapter>,
+    /// The in-process emitter (single-instance servers only).
+    pub emitter: Option<fixrx_realtime::Emitter<LocalAdapter>>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -45,6 +46,26 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
+    let config = test_config(vars);
+    fixrx_realtime::telemetry::init(&config.log);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let addr = listener.local_addr().expect("local addr");
+    let bus = fixrx_realtime::app::Bus::memory(&config);
+    let (app, ()) = fixrx_realtime::app::build::<LocalAdapter>(&config, (), bus).expect("app builds");
+    let emitter = app.state.emitter.clone();
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = rx.await;
+        };
+        if let Err(e) = fixrx_realtime::serve(listener, app, &config, shutdown).await {
+            panic!("server failed: {e}");
+        }
+    });
+    TestApp { addr, http: reqwest::Client::new(), emitter: Some(emitter), shutdown: Some(tx), server: Some(server) }
+}
+
+fn test_config(vars: &[(&str, &str)]) -> Config {
     let mut map: HashMap<String, String> = HashMap::from([
         ("HOST".into(), "127.0.0.1".into()),
         ("PORT".into(), "0".into()),
@@ -56,22 +77,41 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
     for (k, v) in vars {
         map.insert(k.to_string(), v.to_string());
     }
-    let config = Config::from_lookup(|k| map.get(k).cloned()).expect("test config is valid");
+    Config::from_lookup(|k| map.get(k).cloned()).expect("test config is valid")
+}
+
+/// Starts a server through `fixrx_realtime::run`, as the binary does (adapter chosen
+/// from the configuration: Redis when `REDIS_URL` is given).
+pub async fn spawn_node(vars: &[(&str, &str)]) -> TestApp {
+    let config = test_config(vars);
     fixrx_realtime::telemetry::init(&config.log);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let addr = listener.local_addr().expect("local addr");
-    let app = fixrx_realtime::app::build::<LocalAdapter>(&config, ()).expect("app builds");
-    let emitter = app.state.emitter.clone();
     let (tx, rx) = oneshot::channel::<()>();
+    let (started_tx, started_rx) = oneshot::channel::<Result<(), String>>();
     let server = tokio::spawn(async move {
         let shutdown = async move {
             let _ = rx.await;
         };
-        if let Err(e) = fixrx_realtime::serve(listener, app, &config, shutdown).await {
-            panic!("server failed: {e}");
-        }
+        // `run` returns only at shutdown; report start-up errors through the channel.
+        let result = fixrx_realtime::run(listener, config, shutdown).await;
+        let _ = started_tx.send(result.map_err(|e| e.to_string()));
     });
-    TestApp { addr, http: reqwest::Client::new(), emitter, shutdown: Some(tx), server: Some(server) }
+    let app = TestApp { addr, http: reqwest::Client::new(), emitter: None, shutdown: Some(tx), server: Some(server) };
+    // Ready once /ready answers 200 (Redis subscriptions are in place by then).
+    let mut started_rx = started_rx;
+    for _ in 0..100 {
+        if let Ok(result) = started_rx.try_recv() {
+            panic!("server stopped at start-up: {result:?}");
+        }
+        if let Ok(res) = app.http.get(app.url("/ready")).send().await {
+            if res.status() == 200 {
+                return app;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server not ready in 5 s");
 }
 
 impl TestApp {
