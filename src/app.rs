@@ -15,7 +15,7 @@ use socketioxide::adapter::Adapter;
 use socketioxide::handler::ConnectHandler;
 use socketioxide_core::adapter::DefinedAdapter;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::auth::JwtVerifier;
 use crate::auth::api_token::ApiAuth;
@@ -118,10 +118,15 @@ pub fn build<A: Adapter + DefinedAdapter>(
             guard_origin,
         ))
         .layer(cors(&config.cors))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            // The path only: a handshake query may carry a token.
-            tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
-        }));
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    // The path only: a handshake query may carry a token.
+                    tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
+                })
+                // Errors are logged once, where they are mapped (ApiError), not again here.
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        );
 
     Ok((App { router, io, state }, init))
 }

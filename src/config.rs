@@ -55,7 +55,7 @@ impl AllowedOrigins {
     pub fn allows(&self, origin: &str) -> bool {
         match self {
             AllowedOrigins::Any => true,
-            AllowedOrigins::List(list) => list.iter().any(|o| o.eq_ignore_ascii_case(origin)),
+            AllowedOrigins::List(list) => list.iter().any(|o| o == origin),
         }
     }
 }
@@ -339,12 +339,24 @@ fn parse_origins(value: &str) -> Result<AllowedOrigins, ConfigError> {
                 format!("`{origin}` is not an origin (expected http(s)://host[:port], `*` alone for any)"),
             ));
         }
-        list.push(origin.to_owned());
+        list.push(normalize_origin(origin));
     }
     if list.is_empty() {
         return Err(err("CLIENT_ORIGIN", "no origin given"));
     }
     Ok(AllowedOrigins::List(list))
+}
+
+/// Browsers send origins in lower case and without the scheme's default port; we
+/// store them the same way so every comparison (ours and the CORS layer's) agrees.
+fn normalize_origin(origin: &str) -> String {
+    let lower = origin.to_ascii_lowercase();
+    lower
+        .strip_suffix(":443")
+        .filter(|o| o.starts_with("https://"))
+        .or_else(|| lower.strip_suffix(":80").filter(|o| o.starts_with("http://")))
+        .unwrap_or(&lower)
+        .to_owned()
 }
 
 fn parse_jwt(get: &impl Fn(&str) -> Option<String>, env: AppEnv) -> Result<JwtConfig, ConfigError> {
@@ -468,6 +480,10 @@ mod tests {
         assert!(c.cors.allows("http://b.com:8080"));
         assert!(!c.cors.allows("https://evil.com"));
         assert_eq!(config(&[("CLIENT_ORIGIN", "*")]).unwrap().cors, AllowedOrigins::Any);
+        // Stored as browsers send them: lower case, no default port.
+        let c = config(&[("CLIENT_ORIGIN", "https://App.Example.com:443,http://x.com:80,http://y.com:8080")]).unwrap();
+        assert!(c.cors.allows("https://app.example.com") && c.cors.allows("http://x.com"));
+        assert!(c.cors.allows("http://y.com:8080"));
     }
 
     #[test]

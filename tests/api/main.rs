@@ -13,5 +13,7 @@ mod handshake;
 mod idempotency;
 mod limits;
 mod presence;
+mod redis_server;
 mod rest_errors;
 mod rooms;
+mod scale;
