@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "dev/test.sh: *** redis-server is not installed: the scale-out tests will FAIL." >&2
+  echo "dev/test.sh: *** install it with: apt-get install redis-server" >&2
+fi
+
 cargo build --workspace --bins
 cargo test --workspace
 
