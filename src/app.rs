@@ -26,6 +26,7 @@ use crate::http::{self, ApiError, AppState, Readiness};
 use crate::idempotency::{IdempotencyStore, MemoryStore};
 use crate::metrics::{HttpLabels, Metrics, RouteLabels};
 use crate::scale::redis::RedisHealth;
+use crate::shutdown::InFlight;
 use crate::socket::{SocketCtx, on_connect};
 
 /// Why a server could not be built from a valid configuration.
@@ -85,7 +86,6 @@ pub fn build<A: Adapter + DefinedAdapter>(
     let init = io.ns("/", on_connect::<A>.with(authenticate::<A>));
 
     let state = AppState {
-        io: io.clone(),
         emitter: Emitter::new(io.clone(), metrics.clone()),
         api: Arc::new(config.api.clone()),
         api_auth: Arc::new(ApiAuth::new(config.api.tokens.clone(), config.api.rate_limit)),
@@ -93,6 +93,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
         metrics,
         verifier,
         readiness: Arc::new(Readiness::new(bus.redis)),
+        in_flight: Arc::new(InFlight::default()),
     };
 
     let mut routes = Router::new()
@@ -175,7 +176,9 @@ async fn guard_origin(State(guard): State<OriginGuard>, req: Request, next: Next
     next.run(req).await
 }
 
+/// Counts and times every routed request, and tracks it as in flight for shutdown.
 async fn record_http<A: Adapter>(State(state): State<AppState<A>>, req: Request, next: Next) -> Response {
+    let _in_flight = state.in_flight.enter();
     let start = std::time::Instant::now();
     let method = req.method().to_string();
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();

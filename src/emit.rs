@@ -6,6 +6,7 @@
 //! events emitted one after another from one task reach each socket in that order.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 use socketioxide::BroadcastError;
@@ -42,6 +43,9 @@ pub enum EmitError {
     Unavailable(String),
     #[error("the event could not be serialized: {0}")]
     Serialize(String),
+    /// The server is shutting down.
+    #[error("the server is shutting down")]
+    Closed,
 }
 
 /// Emits typed events into rooms. Cheap to clone; generic over the adapter so the
@@ -49,17 +53,55 @@ pub enum EmitError {
 pub struct Emitter<A: Adapter> {
     io: SocketIo<A>,
     metrics: Arc<Metrics>,
+    /// Set once the Socket.IO server is closing: socketioxide panics on an emit to a
+    /// closed server, so every operation checks this first.
+    closed: Arc<AtomicBool>,
 }
 
 impl<A: Adapter> Clone for Emitter<A> {
     fn clone(&self) -> Self {
-        Emitter { io: self.io.clone(), metrics: self.metrics.clone() }
+        Emitter { io: self.io.clone(), metrics: self.metrics.clone(), closed: self.closed.clone() }
     }
 }
 
 impl<A: Adapter> Emitter<A> {
     pub fn new(io: SocketIo<A>, metrics: Arc<Metrics>) -> Self {
-        Emitter { io, metrics }
+        Emitter { io, metrics, closed: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// Closes every socket (clients see their transport close and reconnect elsewhere);
+    /// later operations answer [`EmitError::Closed`].
+    pub async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.io.close().await;
+    }
+
+    /// The broadcast operator for `rooms`, unless the server is closing.
+    fn to(&self, rooms: Vec<String>) -> Result<socketioxide::operators::BroadcastOperators<A>, EmitError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(EmitError::Closed);
+        }
+        Ok(self.io.to(rooms))
+    }
+
+    /// How many sockets are in `room`, on every instance sharing the adapter.
+    pub async fn count(&self, room: &Room) -> Result<usize, EmitError> {
+        let sockets = self.to(vec![room.name()])?.fetch_sockets().await;
+        sockets.map(|s| s.len()).map_err(|e| EmitError::Unavailable(e.to_string()))
+    }
+
+    /// Disconnects every socket in `room`, on every instance; returns how many.
+    pub async fn disconnect(&self, room: &Room) -> Result<usize, EmitError> {
+        let sockets = self.to(vec![room.name()])?.fetch_sockets().await;
+        let sockets = sockets.map_err(|e| EmitError::Unavailable(e.to_string()))?;
+        let mut disconnected = 0;
+        for socket in sockets {
+            match socket.disconnect().await {
+                Ok(()) => disconnected += 1,
+                Err(e) => tracing::warn!(room = %room, error = %e, "socket not disconnected"),
+            }
+        }
+        Ok(disconnected)
     }
 
     /// Emits one event with its envelope to its rooms.
@@ -70,7 +112,7 @@ impl<A: Adapter> Emitter<A> {
         // Serialize once; the adapter shares the encoded packet between sockets.
         let envelope =
             serde_json::to_value(Envelope { meta, event }).map_err(|e| EmitError::Serialize(e.to_string()))?;
-        match self.io.to(names.clone()).emit(event_type.as_str(), &envelope).await {
+        match self.to(names.clone())?.emit(event_type.as_str(), &envelope).await {
             Ok(()) => {}
             // Some sockets were closing or full: the event was still accepted and
             // delivered to the others. Log it; the caller's request succeeded.
@@ -93,7 +135,7 @@ impl<A: Adapter> Emitter<A> {
     pub async fn chat(&self, message: &ChatMessage) -> Result<Vec<Room>, EmitError> {
         let rooms = message.rooms();
         let names: Vec<String> = rooms.iter().map(Room::name).collect();
-        match self.io.to(names.clone()).emit("chat:message", message).await {
+        match self.to(names.clone())?.emit("chat:message", message).await {
             Ok(()) | Err(BroadcastError::Socket(_)) => Ok(rooms),
             Err(BroadcastError::Serialize(e)) => Err(EmitError::Serialize(e.to_string())),
             Err(BroadcastError::Adapter(e)) => {

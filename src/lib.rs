@@ -21,6 +21,7 @@ pub mod http;
 pub mod idempotency;
 pub mod metrics;
 pub mod scale;
+pub mod shutdown;
 pub mod socket;
 pub mod telemetry;
 
@@ -62,7 +63,7 @@ pub async fn serve<A: Adapter>(
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let app::App { router, io, state, .. } = app;
+    let app::App { router, state, .. } = app;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
@@ -80,14 +81,21 @@ pub async fn serve<A: Adapter>(
         () = shutdown => {}
     }
 
-    tracing::info!(timeout = ?config.shutdown_timeout, "shutting down: no new connections, closing sockets");
+    tracing::info!(timeout = ?config.shutdown_timeout, "shutting down: no new connections");
+    let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
     state.readiness.stop_accepting();
     let _ = stop_tx.send(true);
+    // In-flight REST requests emit into the Socket.IO server: let them finish first.
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    if !state.in_flight.wait_idle(left).await {
+        tracing::warn!(in_flight = state.in_flight.current(), "shutdown: requests still in flight at the deadline");
+    }
+    tracing::info!("shutdown: closing sockets");
     let drain = async {
-        io.close().await;
+        state.emitter.close().await;
         let _ = server.await;
     };
-    if tokio::time::timeout(config.shutdown_timeout, drain).await.is_err() {
+    if tokio::time::timeout_at(deadline, drain).await.is_err() {
         tracing::warn!(timeout = ?config.shutdown_timeout, "shutdown timed out; exiting anyway");
     } else {
         tracing::info!("shutdown complete");

@@ -86,6 +86,7 @@ impl From<EmitError> for ApiError {
     fn from(e: EmitError) -> Self {
         match e {
             EmitError::Unavailable(detail) => ApiError::Unavailable(detail),
+            EmitError::Closed => ApiError::Unavailable("shutting down".into()),
             EmitError::Serialize(detail) => ApiError::Internal(detail),
         }
     }

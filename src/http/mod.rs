@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
-use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 
 use crate::auth::JwtVerifier;
@@ -25,12 +24,12 @@ use crate::emit::Emitter;
 use crate::idempotency::{IdempotencyStore, StoreError};
 use crate::metrics::Metrics;
 use crate::scale::redis::RedisHealth;
+use crate::shutdown::InFlight;
 
 pub use error::ApiError;
 
 /// Everything the HTTP handlers share. Cheap to clone.
 pub struct AppState<A: Adapter> {
-    pub io: SocketIo<A>,
     pub emitter: Emitter<A>,
     pub api: Arc<ApiConfig>,
     pub api_auth: Arc<ApiAuth>,
@@ -38,6 +37,7 @@ pub struct AppState<A: Adapter> {
     pub metrics: Arc<Metrics>,
     pub verifier: JwtVerifier,
     pub readiness: Arc<Readiness>,
+    pub in_flight: Arc<InFlight>,
 }
 
 /// Whether this instance should get traffic: not shutting down, and its event bus
@@ -83,7 +83,6 @@ impl From<StoreError> for ApiError {
 impl<A: Adapter> Clone for AppState<A> {
     fn clone(&self) -> Self {
         AppState {
-            io: self.io.clone(),
             emitter: self.emitter.clone(),
             api: self.api.clone(),
             api_auth: self.api_auth.clone(),
@@ -91,6 +90,7 @@ impl<A: Adapter> Clone for AppState<A> {
             metrics: self.metrics.clone(),
             verifier: self.verifier.clone(),
             readiness: self.readiness.clone(),
+            in_flight: self.in_flight.clone(),
         }
     }
 }

@@ -18,9 +18,8 @@ pub async fn presence<A: Adapter>(
 ) -> Result<Json<Value>, ApiError> {
     let kind = RoomKind::parse(&kind).ok_or(ApiError::NotFound)?;
     let id = Id::new(id).map_err(|e| ApiError::validation("id", e.to_string()))?;
-    let room = Room::new(kind, id);
-    let sockets = state.io.to(room.name()).fetch_sockets().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    Ok(Json(json!({ "online": !sockets.is_empty(), "connections": sockets.len() })))
+    let connections = state.emitter.count(&Room::new(kind, id)).await?;
+    Ok(Json(json!({ "online": connections > 0, "connections": connections })))
 }
 
 /// Disconnects every socket of a user (logout, ban), on every instance.
@@ -31,14 +30,7 @@ pub async fn disconnect_user<A: Adapter>(
 ) -> Result<Json<Value>, ApiError> {
     let id = Id::new(id).map_err(|e| ApiError::validation("id", e.to_string()))?;
     let room = Room::User(id);
-    let sockets = state.io.to(room.name()).fetch_sockets().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let mut disconnected = 0usize;
-    for socket in sockets {
-        match socket.disconnect().await {
-            Ok(()) => disconnected += 1,
-            Err(e) => tracing::warn!(room = %room, error = %e, "socket not disconnected"),
-        }
-    }
+    let disconnected = state.emitter.disconnect(&room).await?;
     tracing::info!(room = %room, disconnected, "user disconnected by a controller");
     Ok(Json(json!({ "disconnected": disconnected })))
 }

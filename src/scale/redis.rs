@@ -91,10 +91,10 @@ fn dispatch_push(msg: PushInfo, handlers: &Handlers) {
         return;
     };
     let handlers = handlers.read().unwrap_or_else(|p| p.into_inner());
-    if let Some(tx) = handlers.get(&chan) {
-        if let Err(e) = tx.try_send((chan, payload)) {
-            tracing::warn!(error = %e, "redis pub/sub buffer full: message dropped");
-        }
+    if let Some(tx) = handlers.get(&chan)
+        && let Err(e) = tx.try_send((chan, payload))
+    {
+        tracing::warn!(error = %e, "redis pub/sub buffer full: message dropped");
     }
 }
 

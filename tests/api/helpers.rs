@@ -104,10 +104,10 @@ pub async fn spawn_node(vars: &[(&str, &str)]) -> TestApp {
         if let Ok(result) = started_rx.try_recv() {
             panic!("server stopped at start-up: {result:?}");
         }
-        if let Ok(res) = app.http.get(app.url("/ready")).send().await {
-            if res.status() == 200 {
-                return app;
-            }
+        if let Ok(res) = app.http.get(app.url("/ready")).send().await
+            && res.status() == 200
+        {
+            return app;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -115,6 +115,11 @@ pub async fn spawn_node(vars: &[(&str, &str)]) -> TestApp {
 }
 
 impl TestApp {
+    /// A server this test did not start in-process (e.g. the binary).
+    pub fn external(addr: SocketAddr) -> TestApp {
+        TestApp { addr, http: reqwest::Client::new(), emitter: None, shutdown: None, server: None }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

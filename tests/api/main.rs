@@ -17,3 +17,4 @@ mod redis_server;
 mod rest_errors;
 mod rooms;
 mod scale;
+mod shutdown;

@@ -120,10 +120,10 @@ async fn chat_crosses_instances() {
 async fn wait_for_ready(node: &TestApp, want: u16) -> Duration {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(15) {
-        if let Ok(res) = node.http.get(node.url("/ready")).send().await {
-            if res.status() == want {
-                return started.elapsed();
-            }
+        if let Ok(res) = node.http.get(node.url("/ready")).send().await
+            && res.status() == want
+        {
+            return started.elapsed();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
