@@ -16,5 +16,6 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   echo "dev/test.sh: Node.js 18+ and npm are needed for the socket.io-client suite (apt-get install nodejs npm)" >&2
   exit 1
 fi
+npm ci --prefix dev --no-audit --no-fund --loglevel=error
 npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 FIXRX_BIN="$PWD/target/debug/fixrx-realtime" npm test --prefix tests/js

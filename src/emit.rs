@@ -84,15 +84,17 @@ impl<A: Adapter> Emitter<A> {
         Ok(self.io.to(rooms))
     }
 
-    /// How many sockets are in `room`, on every instance sharing the adapter.
+    /// How many sockets are authenticated as the user or vendor of `room`, on every
+    /// instance sharing the adapter (whether or not they left the room itself).
     pub async fn count(&self, room: &Room) -> Result<usize, EmitError> {
-        let sockets = self.to(vec![room.name()])?.fetch_sockets().await;
+        let sockets = self.to(vec![room.identity_room()])?.fetch_sockets().await;
         sockets.map(|s| s.len()).map_err(|e| EmitError::Unavailable(e.to_string()))
     }
 
-    /// Disconnects every socket in `room`, on every instance; returns how many.
+    /// Disconnects every socket authenticated as the user or vendor of `room`, on
+    /// every instance; returns how many.
     pub async fn disconnect(&self, room: &Room) -> Result<usize, EmitError> {
-        let sockets = self.to(vec![room.name()])?.fetch_sockets().await;
+        let sockets = self.to(vec![room.identity_room()])?.fetch_sockets().await;
         let sockets = sockets.map_err(|e| EmitError::Unavailable(e.to_string()))?;
         let mut disconnected = 0;
         for socket in sockets {

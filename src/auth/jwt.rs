@@ -207,12 +207,14 @@ impl JwtVerifier {
     /// Signs a token with the development secret; `None` unless the server runs on it.
     pub fn mint_dev_token(&self, identity: &Identity) -> Option<String> {
         let signer = self.dev_signer.as_ref()?;
-        let claims = serde_json::json!({
+        let mut claims = serde_json::json!({
             "sub": identity.user_id.as_str(),
             "role": identity.role.as_str(),
-            "vendorId": identity.vendor_id.as_ref().map(Id::as_str),
             "exp": identity.exp,
         });
+        if let Some(vendor) = &identity.vendor_id {
+            claims["vendorId"] = serde_json::json!(vendor.as_str());
+        }
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, signer).ok()
     }
 }

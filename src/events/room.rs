@@ -65,6 +65,14 @@ impl Room {
     pub fn name(&self) -> String {
         self.to_string()
     }
+
+    /// The internal room of the sockets authenticated as this user or vendor, e.g.
+    /// `auth:vendor:v1`. Presence and forced disconnects use it: a client can leave
+    /// `user:<id>` (and stop its events) but never this one, since `join`/`leave`
+    /// only name `user:` and `vendor:` rooms.
+    pub fn identity_room(&self) -> String {
+        format!("auth:{self}")
+    }
 }
 
 impl fmt::Display for Room {

@@ -36,8 +36,9 @@ pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(ctx): State<Arc<
         let _ = socket.disconnect();
         return;
     };
-    let rooms: Vec<String> = identity.own_rooms().iter().map(|r| r.name()).collect();
-    socket.join(rooms.clone());
+    let own = identity.own_rooms();
+    let rooms: Vec<String> = own.iter().map(|r| r.name()).collect();
+    socket.join(rooms.iter().cloned().chain(own.iter().map(|r| r.identity_room())).collect::<Vec<_>>());
     if let Some(limit) = ctx.rate_limit {
         socket.extensions.insert(Arc::new(SocketLimiter::new(limit, ctx.flood_disconnect_after)));
     }

@@ -64,3 +64,22 @@ async fn an_over_long_id_in_the_path_is_422() {
     let (status, body) = app.get(&format!("/api/v1/presence/user/{long}")).await;
     assert_eq!((status, body["error"]["field"].clone()), (422, json!("id")));
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_its_own_room_is_still_counted_and_still_disconnected() {
+    let app = spawn_app().await;
+    let mut user = connect_user(&app, "u9").await;
+    assert_eq!(user.ack("leave", json!({ "type": "user", "id": "u9" })).await["ok"], true);
+    assert_eq!(app.get("/api/v1/presence/user/u9").await.1, json!({ "online": true, "connections": 1 }));
+    let (status, body) = app.post("/api/v1/users/u9/disconnect", json!({})).await;
+    assert_eq!((status, body), (200, json!({ "disconnected": 1 })));
+    user.expect_disconnect().await;
+}
+
+#[tokio::test]
+async fn an_admin_watching_a_vendor_room_is_not_that_vendor_online() {
+    let app = spawn_app().await;
+    let admin = connect(&app, TokenAt::Auth(token(json!({ "sub": "root", "role": "admin" })))).await.unwrap();
+    assert_eq!(admin.ack("join", json!({ "type": "vendor", "id": "v7" })).await["ok"], true);
+    assert_eq!(app.get("/api/v1/presence/vendor/v7").await.1, json!({ "online": false, "connections": 0 }));
+}
