@@ -43,7 +43,9 @@ pub async fn token<A: Adapter>(
     let exp = jsonwebtoken::get_current_timestamp() + ttl;
     let identity = Identity { user_id, role, vendor_id, exp };
     let token = state.verifier.mint_dev_token(&identity).ok_or(ApiError::NotFound)?;
-    Ok(Json(
-        json!({ "token": token, "exp": exp, "sub": identity.user_id, "role": role.as_str(), "vendorId": identity.vendor_id }),
-    ))
+    let mut answer = json!({ "token": token, "exp": exp, "sub": identity.user_id, "role": role.as_str() });
+    if let Some(vendor) = &identity.vendor_id {
+        answer["vendorId"] = json!(vendor);
+    }
+    Ok(Json(answer))
 }
