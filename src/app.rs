@@ -79,7 +79,9 @@ pub fn build<A: Adapter + DefinedAdapter>(
         .ping_timeout(s.ping_timeout)
         .connect_timeout(s.connect_timeout)
         .max_payload(s.max_payload)
+        // The same cap on WebSocket as on long-polling: one message, and one frame.
         .ws_max_message_size(usize::try_from(s.max_payload).unwrap_or(usize::MAX))
+        .ws_max_frame_size(usize::try_from(s.max_payload).unwrap_or(usize::MAX))
         .with_state(ctx)
         .with_adapter::<A>(adapter_state)
         .build_layer();

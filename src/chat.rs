@@ -156,12 +156,18 @@ pub fn parse_party(v: Option<&Value>, field: &'static str) -> Result<Party, Chat
     Ok(Party { kind, id })
 }
 
-/// Stamps a message from `from`: users write to vendors, vendors to users.
-pub fn compose(from: Party, draft: Draft) -> Result<ChatMessage, ChatError> {
-    if from.kind == draft.to.kind {
+/// Users write to vendors, vendors to users.
+pub fn check_pair(from: &Party, to: &Party) -> Result<(), ChatError> {
+    if from.kind == to.kind {
         let kind = from.kind.as_str();
         return Err(ChatError::Forbidden(format!("a {kind} cannot write to another {kind}")));
     }
+    Ok(())
+}
+
+/// Stamps a message from `from`, after [`check_pair`].
+pub fn compose(from: Party, draft: Draft) -> Result<ChatMessage, ChatError> {
+    check_pair(&from, &draft.to)?;
     Ok(ChatMessage {
         id: new_event_id(),
         from,

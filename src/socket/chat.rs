@@ -60,12 +60,8 @@ pub async fn chat_typing<A: Adapter>(socket: SocketRef<A>, TryData(data): TryDat
             let to = data
                 .map_err(|_| ChatError::Invalid { field: "payload", message: "must be { to }".into() })
                 .and_then(|d| chat::parse_party(d.get("to"), "to"));
-            match to {
+            match to.and_then(|to| chat::check_pair(&from, &to).map(|()| to)) {
                 Err(e) => refuse(e),
-                Ok(to) if to.kind == from.kind => refuse(ChatError::Forbidden(format!(
-                    "a {kind} cannot write to another {kind}",
-                    kind = from.kind.as_str()
-                ))),
                 Ok(to) => {
                     let room = to.room().name();
                     let relay = json!({ "from": from, "to": to });
