@@ -50,7 +50,11 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    match scale::build(&config).await? {
+    let built = scale::build(&config).await?;
+    if let Ok(addr) = listener.local_addr() {
+        announce(&config, addr);
+    }
+    match built {
         scale::Built::Memory(app) => serve(listener, app, &config, shutdown).await,
         scale::Built::Redis(app) => serve(listener, app, &config, shutdown).await,
     }
@@ -104,7 +108,7 @@ pub async fn serve<A: Adapter>(
 }
 
 /// Logs what the server runs with, and shouts when development defaults are in use.
-pub fn announce(config: &Config, addr: SocketAddr) {
+fn announce(config: &Config, addr: SocketAddr) {
     use config::AppEnv;
     if config.env == AppEnv::Development {
         tracing::warn!("DEVELOPMENT MODE: not for production (set APP_ENV=production)");

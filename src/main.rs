@@ -46,7 +46,6 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    fixrx_realtime::announce(&config, listener.local_addr().unwrap_or(addr));
     match fixrx_realtime::run(listener, config, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
