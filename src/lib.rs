@@ -85,10 +85,10 @@ pub async fn serve<A: Adapter>(
         () = shutdown => {}
     }
 
-    tracing::info!(timeout = ?config.shutdown_timeout, "shutting down: no new connections");
     let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
     state.readiness.stop_accepting();
     let _ = stop_tx.send(true);
+    tracing::info!(timeout = ?config.shutdown_timeout, "shutting down: no new connections");
     // In-flight REST requests emit into the Socket.IO server: let them finish first.
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
     if !state.in_flight.wait_idle(left).await {

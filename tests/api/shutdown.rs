@@ -87,8 +87,14 @@ async fn sigterm_finishes_in_flight_requests_closes_sockets_and_exits_0() {
     .await
     .expect("listening in time")
     .expect("a listening line");
-    // Keep draining the log so the child never blocks on a full pipe.
-    let drain = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Keep draining the log so the child never blocks on a full pipe; pass on messages.
+    let (log_tx, mut log_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let drain = tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            let _ = log_tx.send(log["message"].as_str().unwrap_or_default().to_owned());
+        }
+    });
 
     let app = TestApp::external(addr.parse().expect("addr"));
     let mut a = RawSocket::connect(&addr, &user_token("u1")).await;
@@ -111,9 +117,28 @@ async fn sigterm_finishes_in_flight_requests_closes_sockets_and_exits_0() {
     let killed = Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill");
     assert!(killed.success());
 
-    // No new connections are accepted (the listener is closed)...
-    let refused = app.http.get(app.url("/health")).timeout(Duration::from_secs(1)).send().await;
-    assert!(refused.is_err(), "a new request was served after SIGTERM: {refused:?}");
+    tokio::time::timeout(WAIT, async {
+        while let Some(message) = log_rx.recv().await {
+            if message.starts_with("shutting down") {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the shutdown is logged");
+    // From then on the instance is not ready, and very soon accepts no connection at all...
+    let mut refused = false;
+    for _ in 0..50 {
+        match app.http.get(app.url("/ready")).timeout(Duration::from_secs(1)).send().await {
+            Err(_) => {
+                refused = true;
+                break;
+            }
+            Ok(res) => assert_eq!(res.status(), 503, "ready while shutting down"),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "new connections still accepted after SIGTERM");
 
     // ...but the in-flight request completes, and its event still reaches the clients...
     stream.write_all(rest.as_bytes()).await.unwrap();
