@@ -72,16 +72,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
         flood_disconnect_after: config.socket.flood_disconnect_after,
     });
 
-    let s = &config.socket;
-    let (layer, io) = SocketIo::builder()
-        .req_path(config.ws_path.clone())
-        .ping_interval(s.ping_interval)
-        .ping_timeout(s.ping_timeout)
-        .connect_timeout(s.connect_timeout)
-        .max_payload(s.max_payload)
-        // The same cap on WebSocket as on long-polling: one message, and one frame.
-        .ws_max_message_size(usize::try_from(s.max_payload).unwrap_or(usize::MAX))
-        .ws_max_frame_size(usize::try_from(s.max_payload).unwrap_or(usize::MAX))
+    let (layer, io) = crate::engine::builder(&config.ws_path, &config.socket)
         .with_state(ctx)
         .with_adapter::<A>(adapter_state)
         .build_layer();

@@ -158,6 +158,10 @@ pub struct SocketConfig {
     pub connect_timeout: Duration,
     /// Largest incoming message, in bytes, on every transport.
     pub max_payload: u64,
+    /// Most binary attachments in one incoming packet.
+    pub max_attachments: usize,
+    /// Most outgoing packets queued per connection.
+    pub buffer_packets: usize,
     /// Per-socket limit on client events; `None` disables it.
     pub rate_limit: Option<RateLimit>,
     /// A socket that stays over its rate this long is disconnected.
@@ -272,6 +276,8 @@ impl Config {
             ping_timeout: Duration::from_millis(parse_num(&get, "PING_TIMEOUT_MS", 20_000)?),
             connect_timeout: Duration::from_millis(parse_num(&get, "CONNECT_TIMEOUT_MS", 45_000)?),
             max_payload: parse_num(&get, "MAX_PAYLOAD_BYTES", 1_000_000)?,
+            max_attachments: parse_num(&get, "MAX_BINARY_ATTACHMENTS", 10)?,
+            buffer_packets: parse_num(&get, "SOCKET_BUFFER_PACKETS", 256)?,
             rate_limit: {
                 let per_second = parse_num::<u32>(&get, "SOCKET_RATE_LIMIT", 20)?;
                 let burst = parse_num::<u32>(&get, "SOCKET_RATE_BURST", 40)?;
@@ -287,6 +293,9 @@ impl Config {
         };
         if socket.ping_interval.is_zero() || socket.ping_timeout.is_zero() || socket.connect_timeout.is_zero() {
             return Err(err("PING_INTERVAL_MS", "ping interval, ping timeout and connect timeout must be positive"));
+        }
+        if socket.buffer_packets == 0 {
+            return Err(err("SOCKET_BUFFER_PACKETS", "must be at least 1"));
         }
         if socket.max_payload < 1024 {
             return Err(err("MAX_PAYLOAD_BYTES", "must be at least 1024"));

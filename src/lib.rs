@@ -16,6 +16,7 @@ pub mod auth;
 pub mod chat;
 pub mod config;
 pub mod emit;
+pub mod engine;
 pub mod events;
 pub mod http;
 pub mod idempotency;

@@ -1,0 +1,2 @@
+//! Placeholder: the conformance server is being written.
+fn main() {}
