@@ -2,10 +2,12 @@
 //! layers around them. Generic over the adapter: memory and Redis differ only in
 //! the adapter state passed in.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -25,6 +27,7 @@ use crate::emit::Emitter;
 use crate::http::{self, ApiError, AppState, Readiness};
 use crate::idempotency::{IdempotencyStore, MemoryStore};
 use crate::metrics::{HttpLabels, Metrics, RouteLabels};
+use crate::net::ClientAddr;
 use crate::scale::redis::RedisHealth;
 use crate::shutdown::InFlight;
 use crate::socket::{SocketCtx, on_connect};
@@ -107,10 +110,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
         .method_not_allowed_fallback(http::ops::method_not_allowed)
         .with_state(state.clone())
         .layer(layer)
-        .layer(middleware::from_fn_with_state(
-            OriginGuard { ws_path: Arc::from(config.ws_path.as_str()), origins: Arc::new(config.cors.clone()) },
-            guard_origin,
-        ))
+        .layer(middleware::from_fn_with_state(HandshakeGuard::new(config), guard_handshake))
         .layer(cors(&config.cors))
         .layer(
             TraceLayer::new_for_http()
@@ -144,26 +144,70 @@ fn cors(origins: &AllowedOrigins) -> CorsLayer {
     }
 }
 
+/// Checks made on the Socket.IO path before socketioxide sees a request.
 #[derive(Clone)]
-struct OriginGuard {
+struct HandshakeGuard {
     ws_path: Arc<str>,
     origins: Arc<AllowedOrigins>,
+    /// New Engine.IO sessions per client address.
+    per_ip: Option<Arc<governor::DefaultKeyedRateLimiter<IpAddr>>>,
+    checks: Arc<AtomicUsize>,
 }
 
-/// Browsers do not apply CORS to WebSocket upgrades, so a page on any site could
-/// open a socket with a user's token. A handshake that carries an `Origin` outside
-/// `CLIENT_ORIGIN` is refused with 403 on every transport; clients that send no
-/// `Origin` (mobile apps, servers) are unaffected.
-async fn guard_origin(State(guard): State<OriginGuard>, req: Request, next: Next) -> Response {
+impl HandshakeGuard {
+    fn new(config: &Config) -> HandshakeGuard {
+        let per_ip = config.limits.handshakes_per_ip.map(|r| {
+            Arc::new(governor::RateLimiter::keyed(governor::Quota::per_second(r.per_second).allow_burst(r.burst)))
+        });
+        HandshakeGuard {
+            ws_path: Arc::from(config.ws_path.as_str()),
+            origins: Arc::new(config.cors.clone()),
+            per_ip,
+            checks: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Whether this request opens a new Engine.IO session (no `sid` yet).
+    fn opens_session(req: &Request) -> bool {
+        let query = req.uri().query().unwrap_or("");
+        !form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "sid")
+    }
+
+    fn over_rate(&self, req: &Request) -> Option<u64> {
+        let limiter = self.per_ip.as_ref()?;
+        let ip = req.extensions().get::<ConnectInfo<ClientAddr>>()?.0.0.ip();
+        // Forget idle addresses now and then, so the table cannot grow without bound.
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        let not_until = limiter.check_key(&ip).err()?;
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+        Some(wait.as_secs().max(1))
+    }
+}
+
+/// On the Socket.IO path:
+/// - Browsers do not apply CORS to WebSocket upgrades, so a page on any site could
+///   open a socket with a user's token. A handshake that carries an `Origin` outside
+///   `CLIENT_ORIGIN` is refused with 403 on every transport; clients that send no
+///   `Origin` (mobile apps, servers) are unaffected.
+/// - New sessions are rate limited per client address (429).
+async fn guard_handshake(State(guard): State<HandshakeGuard>, req: Request, next: Next) -> Response {
     let on_socket_path = req.uri().path().starts_with(&*guard.ws_path);
-    if on_socket_path
-        && req.method() != Method::OPTIONS
-        && let Some(origin) = req.headers().get(header::ORIGIN)
-    {
-        let allowed = origin.to_str().map(|o| guard.origins.allows(o)).unwrap_or(false);
-        if !allowed {
-            tracing::info!(origin = ?origin, "handshake from a disallowed origin refused");
-            return ApiError::OriginNotAllowed.into_response();
+    if on_socket_path && req.method() != Method::OPTIONS {
+        if let Some(origin) = req.headers().get(header::ORIGIN) {
+            let allowed = origin.to_str().map(|o| guard.origins.allows(o)).unwrap_or(false);
+            if !allowed {
+                tracing::info!(origin = ?origin, "handshake from a disallowed origin refused");
+                return ApiError::OriginNotAllowed.into_response();
+            }
+        }
+        if HandshakeGuard::opens_session(&req)
+            && let Some(retry_after_secs) = guard.over_rate(&req)
+        {
+            tracing::debug!("handshake refused: over the per-address rate");
+            return ApiError::RateLimited { retry_after_secs }.into_response();
         }
     }
     next.run(req).await

@@ -31,6 +31,7 @@ pub struct Config {
     pub redis_url: Option<SecretString>,
     pub log: LogConfig,
     pub socket: SocketConfig,
+    pub limits: NetLimits,
     /// How long shutdown waits for in-flight requests and sockets before giving up.
     pub shutdown_timeout: Duration,
 }
@@ -168,6 +169,14 @@ pub struct SocketConfig {
     pub flood_disconnect_after: Duration,
 }
 
+/// Limits per client address and in total, enforced before any Socket.IO parsing.
+#[derive(Debug, Clone, Copy)]
+pub struct NetLimits {
+    pub connections: crate::net::ConnLimits,
+    /// New Engine.IO sessions (handshakes) per address; `None` disables it.
+    pub handshakes_per_ip: Option<RateLimit>,
+}
+
 /// A configuration error: one line naming the variable and the problem.
 #[derive(Debug, thiserror::Error)]
 #[error("{var}: {problem}")]
@@ -301,6 +310,25 @@ impl Config {
             return Err(err("MAX_PAYLOAD_BYTES", "must be at least 1024"));
         }
         let shutdown_timeout = Duration::from_secs(parse_num(&get, "SHUTDOWN_TIMEOUT_SECS", 10)?);
+        let limit = |n: usize| (n > 0).then_some(n);
+        let handshake_rate = parse_num::<u32>(&get, "HANDSHAKES_PER_IP_PER_SEC", 50)?;
+        let handshake_burst = parse_num::<u32>(&get, "HANDSHAKE_BURST_PER_IP", 200)?;
+        let limits = NetLimits {
+            connections: crate::net::ConnLimits {
+                total: limit(parse_num(&get, "MAX_CONNECTIONS", 50_000)?),
+                per_ip: limit(parse_num(&get, "MAX_CONNECTIONS_PER_IP", 1_000)?),
+            },
+            handshakes_per_ip: match (NonZeroU32::new(handshake_rate), NonZeroU32::new(handshake_burst)) {
+                (Some(per_second), Some(burst)) => Some(RateLimit { per_second, burst }),
+                (None, _) => None,
+                (Some(_), None) => {
+                    return Err(err(
+                        "HANDSHAKE_BURST_PER_IP",
+                        "must be at least 1 when HANDSHAKES_PER_IP_PER_SEC is set",
+                    ));
+                }
+            },
+        };
 
         Ok(Config {
             host,
@@ -313,6 +341,7 @@ impl Config {
             redis_url,
             log,
             socket,
+            limits,
             shutdown_timeout,
         })
     }

@@ -21,6 +21,7 @@ pub mod events;
 pub mod http;
 pub mod idempotency;
 pub mod metrics;
+pub mod net;
 pub mod scale;
 pub mod shutdown;
 pub mod socket;
@@ -70,7 +71,8 @@ pub async fn serve<A: Adapter>(
 ) -> Result<(), RunError> {
     let app::App { router, state, .. } = app;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+    let listener = net::LimitedListener::new(listener, config.limits.connections);
+    let server = axum::serve(listener, router.into_make_service_with_connect_info::<net::ClientAddr>())
         .with_graceful_shutdown(async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         });

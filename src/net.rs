@@ -1,0 +1,198 @@
+//! The listening socket, with connection limits enforced where they are cheapest: at
+//! accept, before a byte is read. Past `MAX_CONNECTIONS` in total or
+//! `MAX_CONNECTIONS_PER_IP` from one address, a new TCP connection is closed at once.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::connect_info::Connected;
+use axum::serve::{IncomingStream, Listener};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How many connections may be open; `None` is unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    pub total: Option<usize>,
+    pub per_ip: Option<usize>,
+}
+
+/// Open connections, in total and per address. Shared by every accepted stream.
+#[derive(Default)]
+pub struct ConnTable {
+    inner: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+impl ConnTable {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a new connection from `ip`, unless a limit says no.
+    fn admit(self: &Arc<Self>, ip: IpAddr, limits: ConnLimits) -> Result<ConnGuard, &'static str> {
+        let mut table = self.lock();
+        if limits.total.is_some_and(|max| table.total >= max) {
+            return Err("MAX_CONNECTIONS");
+        }
+        let from_ip = table.per_ip.get(&ip).copied().unwrap_or(0);
+        if limits.per_ip.is_some_and(|max| from_ip >= max) {
+            return Err("MAX_CONNECTIONS_PER_IP");
+        }
+        table.total += 1;
+        table.per_ip.insert(ip, from_ip + 1);
+        Ok(ConnGuard { table: self.clone(), ip })
+    }
+
+    pub fn total(&self) -> usize {
+        self.lock().total
+    }
+}
+
+/// Uncounts its connection when dropped, however the connection ends.
+pub struct ConnGuard {
+    table: Arc<ConnTable>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let mut table = self.table.lock();
+        table.total = table.total.saturating_sub(1);
+        if let Some(n) = table.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                table.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A TCP listener that enforces [`ConnLimits`].
+pub struct LimitedListener {
+    inner: TcpListener,
+    limits: ConnLimits,
+    table: Arc<ConnTable>,
+}
+
+impl LimitedListener {
+    pub fn new(inner: TcpListener, limits: ConnLimits) -> LimitedListener {
+        LimitedListener { inner, limits, table: Arc::new(ConnTable::default()) }
+    }
+
+    pub fn table(&self) -> Arc<ConnTable> {
+        self.table.clone()
+    }
+}
+
+impl Listener for LimitedListener {
+    type Io = CountedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (CountedStream, SocketAddr) {
+        loop {
+            let (stream, addr) = match self.inner.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            match self.table.admit(addr.ip(), self.limits) {
+                Ok(guard) => {
+                    let _ = stream.set_nodelay(true);
+                    return (CountedStream { stream, _guard: guard }, addr);
+                }
+                Err(limit) => {
+                    tracing::debug!(ip = %addr.ip(), limit, "connection refused: over the limit");
+                    drop(stream);
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// An accepted TCP stream, counted while it lives.
+pub struct CountedStream {
+    stream: TcpStream,
+    _guard: ConnGuard,
+}
+
+impl AsyncRead for CountedStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CountedStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// The peer address of a request, for per-address limits (`ConnectInfo<ClientAddr>`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl Connected<IncomingStream<'_, LimitedListener>> for ClientAddr {
+    fn connect_info(stream: IncomingStream<'_, LimitedListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_count_per_address_and_in_total_and_free_on_drop() {
+        let table = Arc::new(ConnTable::default());
+        let limits = ConnLimits { total: Some(3), per_ip: Some(2) };
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        let a1 = table.admit(a, limits).unwrap();
+        let _a2 = table.admit(a, limits).unwrap();
+        assert_eq!(table.admit(a, limits).err(), Some("MAX_CONNECTIONS_PER_IP"));
+        let _b1 = table.admit(b, limits).unwrap();
+        assert_eq!(table.admit(b, limits).err(), Some("MAX_CONNECTIONS"));
+        drop(a1);
+        let _b2 = table.admit(b, limits).unwrap();
+        assert_eq!(table.total(), 3);
+    }
+}
