@@ -157,6 +157,8 @@ pub struct SocketConfig {
     pub ping_timeout: Duration,
     /// Time a client has to send its Socket.IO CONNECT after the Engine.IO handshake.
     pub connect_timeout: Duration,
+    /// Time a client has to finish upgrading from long-polling to WebSocket.
+    pub upgrade_timeout: Duration,
     /// Largest incoming message, in bytes, on every transport.
     pub max_payload: u64,
     /// Most binary attachments in one incoming packet.
@@ -175,6 +177,8 @@ pub struct NetLimits {
     pub connections: crate::net::ConnLimits,
     /// New Engine.IO sessions (handshakes) per address; `None` disables it.
     pub handshakes_per_ip: Option<RateLimit>,
+    /// A connection whose peer reads nothing for this long while we write is closed.
+    pub write_stall: Option<Duration>,
 }
 
 /// A configuration error: one line naming the variable and the problem.
@@ -284,6 +288,7 @@ impl Config {
             ping_interval: Duration::from_millis(parse_num(&get, "PING_INTERVAL_MS", 25_000)?),
             ping_timeout: Duration::from_millis(parse_num(&get, "PING_TIMEOUT_MS", 20_000)?),
             connect_timeout: Duration::from_millis(parse_num(&get, "CONNECT_TIMEOUT_MS", 45_000)?),
+            upgrade_timeout: Duration::from_millis(parse_num(&get, "UPGRADE_TIMEOUT_MS", 10_000)?),
             max_payload: parse_num(&get, "MAX_PAYLOAD_BYTES", 1_000_000)?,
             max_attachments: parse_num(&get, "MAX_BINARY_ATTACHMENTS", 10)?,
             buffer_packets: parse_num(&get, "SOCKET_BUFFER_PACKETS", 256)?,
@@ -300,8 +305,15 @@ impl Config {
             },
             flood_disconnect_after: Duration::from_millis(parse_num(&get, "SOCKET_FLOOD_DISCONNECT_MS", 5_000)?),
         };
-        if socket.ping_interval.is_zero() || socket.ping_timeout.is_zero() || socket.connect_timeout.is_zero() {
-            return Err(err("PING_INTERVAL_MS", "ping interval, ping timeout and connect timeout must be positive"));
+        for (var, value) in [
+            ("PING_INTERVAL_MS", socket.ping_interval),
+            ("PING_TIMEOUT_MS", socket.ping_timeout),
+            ("CONNECT_TIMEOUT_MS", socket.connect_timeout),
+            ("UPGRADE_TIMEOUT_MS", socket.upgrade_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(err(var, "must be at least 1 ms"));
+            }
         }
         if socket.buffer_packets == 0 {
             return Err(err("SOCKET_BUFFER_PACKETS", "must be at least 1"));
@@ -327,6 +339,11 @@ impl Config {
                         "must be at least 1 when HANDSHAKES_PER_IP_PER_SEC is set",
                     ));
                 }
+            },
+            // By default a stalled reader gets as long as a missed heartbeat would.
+            write_stall: match parse_num::<u64>(&get, "WRITE_STALL_TIMEOUT_MS", 0)? {
+                0 => Some(socket.ping_interval + socket.ping_timeout),
+                ms => Some(Duration::from_millis(ms)),
             },
         };
 

@@ -16,8 +16,9 @@ use crate::config::SocketConfig;
 /// - at most `buffer_packets` outgoing packets queued per connection: past it emits to
 ///   that connection fail, and a reader that stays that slow misses its heartbeats and
 ///   is disconnected;
-/// - a client that opens a transport and sends no CONNECT within `connect_timeout` is
-///   closed.
+/// - a client that opens a transport and sends no CONNECT within `connect_timeout`, or
+///   starts an upgrade to WebSocket and does not finish it within `upgrade_timeout`,
+///   is closed.
 pub fn builder(path: &str, s: &SocketConfig) -> SocketIoBuilder {
     let max = usize::try_from(s.max_payload).unwrap_or(usize::MAX);
     let parser = ParserConfig::common()
@@ -29,6 +30,7 @@ pub fn builder(path: &str, s: &SocketConfig) -> SocketIoBuilder {
         .ping_interval(s.ping_interval)
         .ping_timeout(s.ping_timeout)
         .connect_timeout(s.connect_timeout)
+        .upgrade_timeout(s.upgrade_timeout)
         .max_payload(s.max_payload)
         .ws_max_message_size(max)
         .ws_max_frame_size(max)

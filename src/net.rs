@@ -1,10 +1,18 @@
 //! The listening socket, with connection limits enforced where they are cheapest: at
 //! accept, before a byte is read. Past `MAX_CONNECTIONS` in total or
 //! `MAX_CONNECTIONS_PER_IP` from one address, a new TCP connection is closed at once.
+//!
+//! Every accepted stream also has a write-stall limit. A peer that stops reading fills
+//! the TCP send buffer, and engineioxide's WebSocket writer then waits in a write that
+//! nothing cancels: the session's close waits for that writer, so the socket is never
+//! dropped, its queue never freed, and presence keeps counting it. Here a write that
+//! makes no progress for `WRITE_STALL_TIMEOUT_MS` fails, and the connection is shut down
+//! both ways, which unblocks the writer and the reader alike.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -78,16 +86,17 @@ impl Drop for ConnGuard {
     }
 }
 
-/// A TCP listener that enforces [`ConnLimits`].
+/// A TCP listener that enforces [`ConnLimits`] and the write-stall limit.
 pub struct LimitedListener {
     inner: TcpListener,
     limits: ConnLimits,
+    write_stall: Option<Duration>,
     table: Arc<ConnTable>,
 }
 
 impl LimitedListener {
-    pub fn new(inner: TcpListener, limits: ConnLimits) -> LimitedListener {
-        LimitedListener { inner, limits, table: Arc::new(ConnTable::default()) }
+    pub fn new(inner: TcpListener, limits: ConnLimits, write_stall: Option<Duration>) -> LimitedListener {
+        LimitedListener { inner, limits, write_stall, table: Arc::new(ConnTable::default()) }
     }
 
     pub fn table(&self) -> Arc<ConnTable> {
@@ -113,7 +122,15 @@ impl Listener for LimitedListener {
             match self.table.admit(addr.ip(), self.limits) {
                 Ok(guard) => {
                     let _ = stream.set_nodelay(true);
-                    return (CountedStream { stream, _guard: guard }, addr);
+                    let stream = CountedStream {
+                        stream,
+                        _guard: guard,
+                        peer: addr,
+                        write_stall: self.write_stall,
+                        stalled_since: None,
+                        dead: false,
+                    };
+                    return (stream, addr);
                 }
                 Err(limit) => {
                     tracing::debug!(ip = %addr.ip(), limit, "connection refused: over the limit");
@@ -132,6 +149,37 @@ impl Listener for LimitedListener {
 pub struct CountedStream {
     stream: TcpStream,
     _guard: ConnGuard,
+    peer: SocketAddr,
+    write_stall: Option<Duration>,
+    /// Running while a write waits for the peer to read.
+    stalled_since: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The peer stopped reading and the connection was shut down.
+    dead: bool,
+}
+
+impl CountedStream {
+    fn dead_error() -> io::Error {
+        io::Error::new(io::ErrorKind::TimedOut, "the peer stopped reading")
+    }
+
+    /// Turns a pending write into an error once it has waited longer than allowed.
+    fn on_write<T>(&mut self, cx: &mut Context<'_>, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if result.is_ready() {
+            self.stalled_since = None;
+            return result;
+        }
+        let Some(limit) = self.write_stall else { return Poll::Pending };
+        let timer = self.stalled_since.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.dead = true;
+        self.stalled_since = None;
+        // Both ways: the reader half, waiting for bytes that will never come, ends too.
+        let _ = socket2::SockRef::from(&self.stream).shutdown(Shutdown::Both);
+        tracing::info!(peer = %self.peer, ?limit, "peer stopped reading: connection closed");
+        Poll::Ready(Err(Self::dead_error()))
+    }
 }
 
 impl AsyncRead for CountedStream {
@@ -142,7 +190,11 @@ impl AsyncRead for CountedStream {
 
 impl AsyncWrite for CountedStream {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        if self.dead {
+            return Poll::Ready(Err(Self::dead_error()));
+        }
+        let result = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.on_write(cx, result)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -158,7 +210,11 @@ impl AsyncWrite for CountedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        if self.dead {
+            return Poll::Ready(Err(Self::dead_error()));
+        }
+        let result = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.on_write(cx, result)
     }
 
     fn is_write_vectored(&self) -> bool {
