@@ -261,13 +261,7 @@ impl Config {
         if body_limit == 0 {
             return Err(err("REST_BODY_LIMIT", "must be at least 1 byte"));
         }
-        let per_second = parse_num::<u32>(&get, "API_RATE_LIMIT", 10_000)?;
-        let burst = parse_num::<u32>(&get, "API_RATE_BURST", per_second.saturating_mul(2))?;
-        let rate_limit = match (NonZeroU32::new(per_second), NonZeroU32::new(burst)) {
-            (Some(per_second), Some(burst)) => Some(RateLimit { per_second, burst }),
-            (None, _) => None,
-            (Some(_), None) => return Err(err("API_RATE_BURST", "must be at least 1 when API_RATE_LIMIT is set")),
-        };
+        let rate_limit = parse_rate(&get, ("API_RATE_LIMIT", 10_000), "API_RATE_BURST", None)?;
         let idempotency_ttl = Duration::from_secs(parse_num::<u64>(&get, "IDEMPOTENCY_TTL_SECS", 600)?);
 
         let redis_url = match get("REDIS_URL") {
@@ -292,17 +286,7 @@ impl Config {
             max_payload: parse_num(&get, "MAX_PAYLOAD_BYTES", 1_000_000)?,
             max_attachments: parse_num(&get, "MAX_BINARY_ATTACHMENTS", 10)?,
             buffer_packets: parse_num(&get, "SOCKET_BUFFER_PACKETS", 256)?,
-            rate_limit: {
-                let per_second = parse_num::<u32>(&get, "SOCKET_RATE_LIMIT", 20)?;
-                let burst = parse_num::<u32>(&get, "SOCKET_RATE_BURST", 40)?;
-                match (NonZeroU32::new(per_second), NonZeroU32::new(burst)) {
-                    (Some(per_second), Some(burst)) => Some(RateLimit { per_second, burst }),
-                    (None, _) => None,
-                    (Some(_), None) => {
-                        return Err(err("SOCKET_RATE_BURST", "must be at least 1 when SOCKET_RATE_LIMIT is set"));
-                    }
-                }
-            },
+            rate_limit: parse_rate(&get, ("SOCKET_RATE_LIMIT", 20), "SOCKET_RATE_BURST", Some(40))?,
             flood_disconnect_after: Duration::from_millis(parse_num(&get, "SOCKET_FLOOD_DISCONNECT_MS", 5_000)?),
         };
         for (var, value) in [
@@ -323,23 +307,17 @@ impl Config {
         }
         let shutdown_timeout = Duration::from_secs(parse_num(&get, "SHUTDOWN_TIMEOUT_SECS", 10)?);
         let limit = |n: usize| (n > 0).then_some(n);
-        let handshake_rate = parse_num::<u32>(&get, "HANDSHAKES_PER_IP_PER_SEC", 50)?;
-        let handshake_burst = parse_num::<u32>(&get, "HANDSHAKE_BURST_PER_IP", 200)?;
         let limits = NetLimits {
             connections: crate::net::ConnLimits {
                 total: limit(parse_num(&get, "MAX_CONNECTIONS", 50_000)?),
                 per_ip: limit(parse_num(&get, "MAX_CONNECTIONS_PER_IP", 1_000)?),
             },
-            handshakes_per_ip: match (NonZeroU32::new(handshake_rate), NonZeroU32::new(handshake_burst)) {
-                (Some(per_second), Some(burst)) => Some(RateLimit { per_second, burst }),
-                (None, _) => None,
-                (Some(_), None) => {
-                    return Err(err(
-                        "HANDSHAKE_BURST_PER_IP",
-                        "must be at least 1 when HANDSHAKES_PER_IP_PER_SEC is set",
-                    ));
-                }
-            },
+            handshakes_per_ip: parse_rate(
+                &get,
+                ("HANDSHAKES_PER_IP_PER_SEC", 50),
+                "HANDSHAKE_BURST_PER_IP",
+                Some(200),
+            )?,
             // By default a stalled reader gets as long as a missed heartbeat would.
             write_stall: match parse_num::<u64>(&get, "WRITE_STALL_TIMEOUT_MS", 0)? {
                 0 => Some(socket.ping_interval + socket.ping_timeout),
@@ -372,6 +350,22 @@ fn parse_num<T: std::str::FromStr>(
     match get(var) {
         None => Ok(default),
         Some(v) => v.parse().map_err(|_| err(var, format!("not a non-negative whole number: `{v}`"))),
+    }
+}
+
+/// A rate and its burst (default: twice the rate); a rate of 0 turns the limit off.
+fn parse_rate(
+    get: &impl Fn(&str) -> Option<String>,
+    (rate_var, default_rate): (&'static str, u32),
+    burst_var: &'static str,
+    default_burst: Option<u32>,
+) -> Result<Option<RateLimit>, ConfigError> {
+    let per_second = parse_num::<u32>(get, rate_var, default_rate)?;
+    let burst = parse_num::<u32>(get, burst_var, default_burst.unwrap_or(per_second.saturating_mul(2)))?;
+    match (NonZeroU32::new(per_second), NonZeroU32::new(burst)) {
+        (Some(per_second), Some(burst)) => Ok(Some(RateLimit { per_second, burst })),
+        (None, _) => Ok(None),
+        (Some(_), None) => Err(err(burst_var, format!("must be at least 1 when {rate_var} is set"))),
     }
 }
 
