@@ -544,6 +544,21 @@ mod tests {
     }
 
     #[test]
+    fn rates_default_and_zero_turns_them_off() {
+        let c = config(&[]).unwrap();
+        let socket = c.socket.rate_limit.unwrap();
+        assert_eq!((socket.per_second.get(), socket.burst.get()), (20, 40));
+        assert_eq!(c.api.rate_limit.unwrap().burst.get(), 20_000);
+        let c =
+            config(&[("SOCKET_RATE_LIMIT", "0"), ("API_RATE_LIMIT", "0"), ("HANDSHAKES_PER_IP_PER_SEC", "0")]).unwrap();
+        assert!(c.socket.rate_limit.is_none() && c.api.rate_limit.is_none() && c.limits.handshakes_per_ip.is_none());
+        assert_eq!(config(&[("SOCKET_RATE_BURST", "0")]).unwrap_err().var, "SOCKET_RATE_BURST");
+        let c = config(&[("MAX_CONNECTIONS", "0"), ("PING_INTERVAL_MS", "1000"), ("PING_TIMEOUT_MS", "500")]).unwrap();
+        assert_eq!(c.limits.connections.total, None);
+        assert_eq!(c.limits.write_stall, Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
     fn debug_socket_io_turns_on_transport_logs() {
         let c = config(&[("DEBUG", "socket.io*")]).unwrap();
         assert!(c.log.filter.contains("socketioxide=debug"));
