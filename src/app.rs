@@ -30,7 +30,7 @@ use crate::metrics::{HttpLabels, Metrics, RouteLabels};
 use crate::net::ClientAddr;
 use crate::scale::redis::RedisHealth;
 use crate::shutdown::InFlight;
-use crate::socket::{SocketCtx, on_connect};
+use crate::socket::{SocketCtx, on_connect, prepare};
 
 /// Why a server could not be built from a valid configuration.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +79,8 @@ pub fn build<A: Adapter + DefinedAdapter>(
         .with_state(ctx)
         .with_adapter::<A>(adapter_state)
         .build_layer();
-    let init = io.ns("/", on_connect::<A>.with(authenticate::<A>));
+    // Middlewares run last-added first: authenticate, then prepare, then the CONNECT ack.
+    let init = io.ns("/", on_connect::<A>.with(prepare::<A>).with(authenticate::<A>));
 
     let state = AppState {
         emitter: Emitter::new(io.clone(), metrics.clone()),

@@ -34,10 +34,9 @@ fn now_secs() -> f64 {
 }
 
 /// Starts the task that disconnects the socket at `exp` (Unix seconds).
-pub fn watch<A: Adapter>(socket: &SocketRef<A>, exp: u64) -> Arc<ExpiryWatch> {
+pub fn watch<A: Adapter>(socket: &SocketRef<A>, exp: u64) {
     let (tx, mut rx) = watch::channel(Some(exp));
-    let handle = Arc::new(ExpiryWatch { tx });
-    socket.extensions.insert(handle.clone());
+    socket.extensions.insert(Arc::new(ExpiryWatch { tx }));
     let socket = socket.clone();
     tokio::spawn(async move {
         loop {
@@ -56,7 +55,6 @@ pub fn watch<A: Adapter>(socket: &SocketRef<A>, exp: u64) -> Arc<ExpiryWatch> {
             }
         }
     });
-    handle
 }
 
 /// `auth:refresh { token }`: a fresh token for the same identity extends the socket's life.

@@ -27,24 +27,23 @@ pub struct SocketCtx {
     pub flood_disconnect_after: Duration,
 }
 
-/// Runs after the handshake middleware accepted the client: joins its own rooms and
-/// registers the client events.
-pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(ctx): State<Arc<SocketCtx>>) {
-    let Some(identity) = socket.extensions.get::<Identity>() else {
-        // The middleware always stores an identity before accepting; never serve without one.
-        tracing::error!(sid = %socket.id, "connected socket has no identity; disconnecting");
-        let _ = socket.disconnect();
-        return;
-    };
+/// Why a socket could not be prepared (never expected: the handshake stores the identity).
+#[derive(Debug, thiserror::Error)]
+#[error("internal: no identity on the socket")]
+pub struct NoIdentity;
+
+/// Connect middleware, run after [`crate::auth::handshake::authenticate`] and before the
+/// CONNECT is acknowledged: joins the client's rooms and registers its events. Done
+/// here, not in the connect handler, because socketioxide starts that handler as a task
+/// after the acknowledgement: an event the client sends at once could find no handler
+/// yet and be dropped.
+pub async fn prepare<A: Adapter>(socket: SocketRef<A>, State(ctx): State<Arc<SocketCtx>>) -> Result<(), NoIdentity> {
+    let identity = socket.extensions.get::<Identity>().ok_or(NoIdentity)?;
     let own = identity.own_rooms();
-    let rooms: Vec<String> = own.iter().map(|r| r.name()).collect();
-    socket.join(rooms.iter().cloned().chain(own.iter().map(|r| r.identity_room())).collect::<Vec<_>>());
+    socket.join(own.iter().map(|r| r.name()).chain(own.iter().map(|r| r.identity_room())).collect::<Vec<_>>());
     if let Some(limit) = ctx.rate_limit {
         socket.extensions.insert(Arc::new(SocketLimiter::new(limit, ctx.flood_disconnect_after)));
     }
-    ctx.metrics.connections.inc();
-    tracing::info!(sid = %socket.id, user = %identity.user_id, role = identity.role.as_str(), ?rooms, transport = ?socket.transport_type(), "client connected");
-
     socket.on("ping", handlers::ping::<A>);
     socket.on("join", handlers::join::<A>);
     socket.on("leave", handlers::leave::<A>);
@@ -52,12 +51,24 @@ pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(ctx): State<Arc<
     socket.on("chat:typing", chat::chat_typing::<A>);
     socket.on("auth:refresh", expiry::refresh::<A>);
     socket.on_fallback(handlers::unknown::<A>);
-    let watch = expiry::watch(&socket, identity.exp);
-    socket.on_disconnect(
-        async move |socket: SocketRef<A>, reason: DisconnectReason, State(ctx): State<Arc<SocketCtx>>| {
+    socket.on_disconnect(async |socket: SocketRef<A>, reason: DisconnectReason, State(ctx): State<Arc<SocketCtx>>| {
+        if let Some(watch) = socket.extensions.get::<Arc<expiry::ExpiryWatch>>() {
             watch.closed();
-            ctx.metrics.connections.dec();
-            tracing::info!(sid = %socket.id, ?reason, "client disconnected");
-        },
-    );
+        }
+        ctx.metrics.connections.dec();
+        tracing::info!(sid = %socket.id, ?reason, "client disconnected");
+    });
+    Ok(())
+}
+
+/// Runs once the client is connected: starts the token-expiry watch, counts and logs it.
+pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(ctx): State<Arc<SocketCtx>>) {
+    ctx.metrics.connections.inc();
+    let Some(identity) = socket.extensions.get::<Identity>() else { return };
+    // A client gone before this ran must not leave a watch behind holding its socket.
+    if socket.connected() {
+        expiry::watch(&socket, identity.exp);
+    }
+    let rooms: Vec<String> = identity.own_rooms().iter().map(|r| r.name()).collect();
+    tracing::info!(sid = %socket.id, user = %identity.user_id, role = identity.role.as_str(), ?rooms, transport = ?socket.transport_type(), "client connected");
 }

@@ -109,3 +109,14 @@ async fn malformed_join_and_leave_payloads_are_answered_and_the_socket_keeps_wor
     app.post_event(event_body("booking:created", "u1", "v1")).await;
     user.expect_event("booking:created").await;
 }
+
+#[tokio::test]
+async fn an_event_sent_right_after_connect_is_answered() {
+    let app = spawn_app().await;
+    // The client sends at once when it sees the CONNECT ack: handlers must already be there.
+    for i in 0..50 {
+        let mut raw = crate::raw::RawSocket::connect(app.addr, &user_token(&format!("fast-{i}"))).await;
+        let ack = raw.ping().await;
+        assert!(ack.is_some_and(|a| a.contains("\"pong\":true")), "connection {i}: no answer to an immediate ping");
+    }
+}
