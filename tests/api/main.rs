@@ -14,7 +14,6 @@ mod hostile;
 mod idempotency;
 mod limits;
 mod presence;
-mod property;
 mod raw;
 mod redis_server;
 mod rest_errors;
