@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: Rust unit and integration tests, then the official
-# JavaScript socket.io-client suite against the built binary.
+# The whole test suite: Rust unit and integration tests (with a real redis-server),
+# then the official JavaScript socket.io-client suite and the python-socketio suite
+# against the built binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,3 +20,13 @@ fi
 npm ci --prefix dev --no-audit --no-fund --loglevel=error
 npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 FIXRX_BIN="$PWD/target/debug/fixrx-realtime" npm test --prefix tests/js
+
+# A second client family: python-socketio's AsyncClient, in a venv of its own.
+python=${PYTHON:-python3}
+if ! command -v "$python" >/dev/null 2>&1; then
+  echo "dev/test.sh: Python 3.9+ is needed for the python-socketio suite" >&2
+  exit 1
+fi
+[ -x tests/py/.venv/bin/python ] || "$python" -m venv tests/py/.venv
+tests/py/.venv/bin/python -m pip install -q --disable-pip-version-check -r tests/py/requirements.txt
+FIXRX_BIN="$PWD/target/debug/fixrx-realtime" tests/py/.venv/bin/python -m pytest tests/py -q
