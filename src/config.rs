@@ -223,11 +223,12 @@ impl Config {
 
         let cors = parse_origins(get("CLIENT_ORIGIN").as_deref().unwrap_or("http://localhost:3000"))?;
 
-        let ws_path = get("WS_PATH").unwrap_or_else(|| "/socket.io".to_owned());
+        let raw_path = get("WS_PATH").unwrap_or_else(|| "/socket.io".to_owned());
+        // Trailing slashes go first: `//` must not become an empty path matching everything.
+        let ws_path = raw_path.trim_end_matches('/').to_owned();
         if !ws_path.starts_with('/') || ws_path.len() < 2 || ws_path.contains(['?', '#', ' ']) {
-            return Err(err("WS_PATH", format!("must be a path such as `/socket.io`, got `{ws_path}`")));
+            return Err(err("WS_PATH", format!("must be a path such as `/socket.io`, got `{raw_path}`")));
         }
-        let ws_path = ws_path.trim_end_matches('/').to_owned();
         if ws_path.starts_with("/api/")
             || ws_path == "/api"
             || ["/health", "/ready", "/metrics"].contains(&ws_path.as_str())
@@ -262,7 +263,7 @@ impl Config {
             return Err(err("REST_BODY_LIMIT", "must be at least 1 byte"));
         }
         let rate_limit = parse_rate(&get, ("API_RATE_LIMIT", 10_000), "API_RATE_BURST", None)?;
-        let idempotency_ttl = Duration::from_secs(parse_num::<u64>(&get, "IDEMPOTENCY_TTL_SECS", 600)?);
+        let idempotency_ttl = Duration::from_secs(parse_bounded(&get, "IDEMPOTENCY_TTL_SECS", 600, 30 * 86_400)?);
 
         let redis_url = match get("REDIS_URL") {
             None => None,
@@ -279,15 +280,20 @@ impl Config {
         let log = parse_log(&get)?;
 
         let socket = SocketConfig {
-            ping_interval: Duration::from_millis(parse_num(&get, "PING_INTERVAL_MS", 25_000)?),
-            ping_timeout: Duration::from_millis(parse_num(&get, "PING_TIMEOUT_MS", 20_000)?),
-            connect_timeout: Duration::from_millis(parse_num(&get, "CONNECT_TIMEOUT_MS", 45_000)?),
-            upgrade_timeout: Duration::from_millis(parse_num(&get, "UPGRADE_TIMEOUT_MS", 10_000)?),
+            ping_interval: Duration::from_millis(parse_bounded(&get, "PING_INTERVAL_MS", 25_000, 3_600_000)?),
+            ping_timeout: Duration::from_millis(parse_bounded(&get, "PING_TIMEOUT_MS", 20_000, 3_600_000)?),
+            connect_timeout: Duration::from_millis(parse_bounded(&get, "CONNECT_TIMEOUT_MS", 45_000, 3_600_000)?),
+            upgrade_timeout: Duration::from_millis(parse_bounded(&get, "UPGRADE_TIMEOUT_MS", 10_000, 3_600_000)?),
             max_payload: parse_num(&get, "MAX_PAYLOAD_BYTES", 1_000_000)?,
             max_attachments: parse_num(&get, "MAX_BINARY_ATTACHMENTS", 10)?,
             buffer_packets: parse_num(&get, "SOCKET_BUFFER_PACKETS", 256)?,
             rate_limit: parse_rate(&get, ("SOCKET_RATE_LIMIT", 20), "SOCKET_RATE_BURST", Some(40))?,
-            flood_disconnect_after: Duration::from_millis(parse_num(&get, "SOCKET_FLOOD_DISCONNECT_MS", 5_000)?),
+            flood_disconnect_after: Duration::from_millis(parse_bounded(
+                &get,
+                "SOCKET_FLOOD_DISCONNECT_MS",
+                5_000,
+                3_600_000,
+            )?),
         };
         for (var, value) in [
             ("PING_INTERVAL_MS", socket.ping_interval),
@@ -305,7 +311,7 @@ impl Config {
         if socket.max_payload < 1024 {
             return Err(err("MAX_PAYLOAD_BYTES", "must be at least 1024"));
         }
-        let shutdown_timeout = Duration::from_secs(parse_num(&get, "SHUTDOWN_TIMEOUT_SECS", 10)?);
+        let shutdown_timeout = Duration::from_secs(parse_bounded(&get, "SHUTDOWN_TIMEOUT_SECS", 10, 3_600)?);
         let limit = |n: usize| (n > 0).then_some(n);
         let limits = NetLimits {
             connections: crate::net::ConnLimits {
@@ -319,7 +325,7 @@ impl Config {
                 Some(200),
             )?,
             // By default a stalled reader gets as long as a missed heartbeat would.
-            write_stall: match parse_num::<u64>(&get, "WRITE_STALL_TIMEOUT_MS", 0)? {
+            write_stall: match parse_bounded(&get, "WRITE_STALL_TIMEOUT_MS", 0, 3_600_000)? {
                 0 => Some(socket.ping_interval + socket.ping_timeout),
                 ms => Some(Duration::from_millis(ms)),
             },
@@ -340,6 +346,21 @@ impl Config {
             shutdown_timeout,
         })
     }
+}
+
+/// A whole number of milliseconds (or seconds) up to `max`: huge values would overflow
+/// the clock arithmetic of timers (found by fuzzing `SHUTDOWN_TIMEOUT_SECS`).
+fn parse_bounded(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let value = parse_num(get, var, default)?;
+    if value > max {
+        return Err(err(var, format!("must be at most {max}")));
+    }
+    Ok(value)
 }
 
 fn parse_num<T: std::str::FromStr>(
@@ -446,12 +467,23 @@ fn read_pem(value: &str) -> Result<String, ConfigError> {
     if value.contains("-----BEGIN") {
         return Ok(value.replace("\\n", "\n"));
     }
-    std::fs::read_to_string(Path::new(value))
-        .map_err(|e| err("JWT_PUBLIC_KEY", format!("cannot read key file `{value}`: {e}")))
+    // A PEM public key is a few KiB; never read an operator's typo (`/dev/zero`) to the end.
+    const MAX_PEM: u64 = 64 * 1024;
+    let mut pem = String::new();
+    std::fs::File::open(Path::new(value))
+        .and_then(|f| std::io::Read::read_to_string(&mut std::io::Read::take(f, MAX_PEM + 1), &mut pem))
+        .map_err(|e| err("JWT_PUBLIC_KEY", format!("cannot read key file `{value}`: {e}")))?;
+    if pem.len() as u64 > MAX_PEM {
+        return Err(err("JWT_PUBLIC_KEY", format!("key file `{value}` is larger than {MAX_PEM} bytes")));
+    }
+    Ok(pem)
 }
 
 fn parse_log(get: &impl Fn(&str) -> Option<String>) -> Result<LogConfig, ConfigError> {
-    let mut filter = get("RUST_LOG").unwrap_or_else(|| "info".to_owned());
+    // Directives are trimmed: tracing-subscriber 0.3 mis-slices `info, a=debug` (space
+    // after the comma) and can panic on non-ASCII there (found by fuzzing).
+    let raw = get("RUST_LOG").unwrap_or_else(|| "info".to_owned());
+    let mut filter = raw.split(',').map(str::trim).filter(|d| !d.is_empty()).collect::<Vec<_>>().join(",");
     // The Node convention: DEBUG=socket.io* (or engine*) turns on the transport's debug logs.
     if let Some(debug) = get("DEBUG") {
         let wants = |p: &str| debug.split([',', ' ']).any(|d| d.starts_with(p) || d == "*");
@@ -461,7 +493,8 @@ fn parse_log(get: &impl Fn(&str) -> Option<String>) -> Result<LogConfig, ConfigE
             filter.push_str(",engineioxide=debug");
         }
     }
-    if tracing_subscriber::EnvFilter::try_new(&filter).is_err() {
+    let valid = std::panic::catch_unwind(|| tracing_subscriber::EnvFilter::try_new(&filter).is_ok()).unwrap_or(false);
+    if !valid {
         return Err(err("RUST_LOG", format!("not a valid log filter: `{filter}`")));
     }
     let format = match get("LOG_FORMAT").as_deref() {
@@ -515,6 +548,10 @@ mod tests {
             ("REDIS_URL", "localhost:6379"),
             ("JWT_PUBLIC_KEY", "/nonexistent/key.pem"),
             ("LOG_FORMAT", "xml"),
+            ("WS_PATH", "//"),
+            ("SHUTDOWN_TIMEOUT_SECS", "18446744073709551615"),
+            ("PING_INTERVAL_MS", "99999999999"),
+            ("JWT_PUBLIC_KEY", "/dev/zero"),
             ("REST_BODY_LIMIT", "-1"),
         ] {
             let e = config(&[(var, value)]).unwrap_err();
@@ -556,6 +593,14 @@ mod tests {
         let c = config(&[("MAX_CONNECTIONS", "0"), ("PING_INTERVAL_MS", "1000"), ("PING_TIMEOUT_MS", "500")]).unwrap();
         assert_eq!(c.limits.connections.total, None);
         assert_eq!(c.limits.write_stall, Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn log_directives_are_trimmed() {
+        assert_eq!(
+            config(&[("RUST_LOG", "info, fixrx_realtime=debug ,")]).unwrap().log.filter,
+            "info,fixrx_realtime=debug"
+        );
     }
 
     #[test]

@@ -226,7 +226,8 @@ fn claims_to_identity(c: RawClaims) -> Result<Identity, TokenError> {
     };
     let exp = match c.exp {
         None => return Err(TokenError::MissingClaim("exp")),
-        Some(v) => v.as_u64().or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
+        // Rounded, as jsonwebtoken checks it: a fractional `exp` must not expire early.
+        Some(v) => v.as_u64().or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f.round() as u64)),
     }
     .ok_or(TokenError::InvalidClaim("exp"))?;
     let role = match c.role {

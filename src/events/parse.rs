@@ -68,7 +68,8 @@ pub fn parse_event(body: &Value) -> Result<(ServerEvent, ParsedMeta), ParseError
             } else {
                 format!("unknown field for `{event_type}`")
             };
-            return Err(ParseError::new(truncate(key), why));
+            let field = if key.is_empty() { "(empty key)".to_owned() } else { truncate(key) };
+            return Err(ParseError::new(field, why));
         }
     }
 
@@ -150,9 +151,12 @@ fn optional_text(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, 
 }
 
 fn parse_time(v: &Value) -> Result<OffsetDateTime, ParseError> {
+    // In UTC the date must stay within years 0..=9999, or it could not be written back
+    // as RFC 3339 (found by fuzzing: 9999-12-31T23:59:59-01:00 overflowed).
     v.as_str()
         .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
-        .map(|t| t.to_offset(time::UtcOffset::UTC))
+        .and_then(|t| t.checked_to_offset(time::UtcOffset::UTC))
+        .filter(|t| (0..=9999).contains(&t.year()))
         .ok_or_else(|| ParseError::new("occurredAt", "must be an RFC 3339 date-time such as 2026-11-25T10:00:00Z"))
 }
 
@@ -239,6 +243,11 @@ mod tests {
         assert_eq!(field_of(json!({"type": "payment:completed", "payment": ok, "actor": {"role": "x"}})), "actor.id");
         assert_eq!(field_of(json!({"type": "payment:completed", "payment": ok, "id": ""})), "id");
         assert_eq!(field_of(json!({"type": "payment:failed", "payment": ok, "reason": 7})), "reason");
+        // Dates whose UTC form cannot be written as RFC 3339 (fuzz findings).
+        for at in ["9999-12-31T23:59:59-01:00", "0000-01-01T00:00:00+00:01"] {
+            assert_eq!(field_of(json!({"type": "payment:completed", "payment": ok, "occurredAt": at})), "occurredAt");
+        }
+        assert_eq!(field_of(json!({"type": "payment:completed", "payment": ok, "": 1})), "(empty key)");
     }
 
     #[test]

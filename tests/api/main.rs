@@ -14,6 +14,7 @@ mod hostile;
 mod idempotency;
 mod limits;
 mod presence;
+mod property;
 mod raw;
 mod redis_server;
 mod rest_errors;
