@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use engineioxide::config::EngineIoConfig;
 use socketioxide::{ParserConfig, SocketIo, SocketIoBuilder};
 
 use crate::config::SocketConfig;
@@ -36,4 +37,20 @@ pub fn builder(path: &str, s: &SocketConfig) -> SocketIoBuilder {
         .ws_max_frame_size(max)
         .max_buffer_size(s.buffer_packets)
         .with_parser(parser)
+}
+
+/// The same transport settings for a bare Engine.IO server at `path` (the conformance
+/// server's echo endpoint). Kept beside [`builder`]: the two must change together.
+pub fn engine_io_config(path: &str, s: &SocketConfig) -> EngineIoConfig {
+    let max = usize::try_from(s.max_payload).unwrap_or(usize::MAX);
+    EngineIoConfig::builder()
+        .req_path(path.to_owned())
+        .ping_interval(s.ping_interval)
+        .ping_timeout(s.ping_timeout)
+        .upgrade_timeout(s.upgrade_timeout)
+        .max_payload(s.max_payload)
+        .ws_max_message_size(max)
+        .ws_max_frame_size(max)
+        .max_buffer_size(s.buffer_packets)
+        .build()
 }
