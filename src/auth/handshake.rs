@@ -63,13 +63,13 @@ pub async fn authenticate<A: Adapter>(
     match result {
         Ok(identity) => {
             ctx.metrics.handshakes.get_or_create(&HandshakeLabels { result: "accepted", reason: "" }).inc();
-            tracing::debug!(sid = %socket.id, user = %identity.user_id, role = identity.role.as_str(), "handshake accepted");
+            tracing::debug!(sid = %crate::socket::log_id(socket.id), user = %identity.user_id, role = identity.role.as_str(), "handshake accepted");
             socket.extensions.insert(identity);
             Ok(())
         }
         Err(e) => {
             ctx.metrics.handshakes.get_or_create(&HandshakeLabels { result: "refused", reason: e.reason() }).inc();
-            tracing::info!(sid = %socket.id, reason = e.reason(), "handshake refused");
+            tracing::info!(sid = %crate::socket::log_id(socket.id), reason = e.reason(), "handshake refused");
             Err(e)
         }
     }

@@ -36,11 +36,11 @@ async fn relay<A: Adapter>(socket: &SocketRef<A>, data: Result<Value, socketioxi
     let rooms: Vec<String> = message.rooms().iter().map(|r| r.name()).collect();
     match socket.to(rooms.clone()).emit("chat:message", &message).await {
         Ok(()) | Err(socketioxide::BroadcastError::Socket(_)) => {
-            tracing::debug!(sid = %socket.id, id = %message.id, ?rooms, "chat message relayed");
+            tracing::debug!(sid = %crate::socket::log_id(socket.id), id = %message.id, ?rooms, "chat message relayed");
             Ack::ok(json!({ "message": message }))
         }
         Err(e) => {
-            tracing::error!(sid = %socket.id, ?rooms, error = %e, "chat message not relayed");
+            tracing::error!(sid = %crate::socket::log_id(socket.id), ?rooms, error = %e, "chat message not relayed");
             Ack::err("unavailable", "the message could not be delivered; retry")
         }
     }
@@ -66,7 +66,7 @@ pub async fn chat_typing<A: Adapter>(socket: SocketRef<A>, TryData(data): TryDat
                     let room = to.room().name();
                     let relay = json!({ "from": from, "to": to });
                     if let Err(e) = socket.to(room).volatile().emit("chat:typing", &relay).await {
-                        tracing::debug!(sid = %socket.id, error = %e, "typing not relayed");
+                        tracing::debug!(sid = %crate::socket::log_id(socket.id), error = %e, "typing not relayed");
                     }
                     Ack::ok(json!({}))
                 }

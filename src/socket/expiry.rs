@@ -43,7 +43,7 @@ pub fn watch<A: Adapter>(socket: &SocketRef<A>, exp: u64) {
             let Some(exp) = *rx.borrow_and_update() else { return };
             let left = exp as f64 - now_secs();
             if left <= 0.0 {
-                tracing::info!(sid = %socket.id, exp, "token expired: disconnecting");
+                tracing::info!(sid = %crate::socket::log_id(socket.id), exp, "token expired: disconnecting");
                 // Tell the client why before closing, so it can fetch a fresh token.
                 let _ = socket.emit("auth:expired", &json!({ "exp": exp }));
                 let _ = socket.disconnect();
@@ -86,7 +86,7 @@ pub async fn refresh<A: Adapter>(
                 if let Some(watch) = socket.extensions.get::<Arc<ExpiryWatch>>() {
                     watch.refreshed(exp);
                 }
-                tracing::debug!(sid = %socket.id, exp, "token refreshed");
+                tracing::debug!(sid = %crate::socket::log_id(socket.id), exp, "token refreshed");
                 Ack::ok(json!({ "exp": exp }))
             }
         },

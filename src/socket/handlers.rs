@@ -42,7 +42,7 @@ impl Ack {
 /// Sends the ack if the client asked for one; a client that did not simply gets nothing.
 pub(super) fn send<A: Adapter>(socket: &SocketRef<A>, ack: AckSender<A>, event: &str, answer: Ack) {
     if let Err(e) = ack.send(&answer) {
-        tracing::debug!(sid = %socket.id, event, error = %e, "ack not sent");
+        tracing::debug!(sid = %crate::socket::log_id(socket.id), event, error = %e, "ack not sent");
     }
 }
 
@@ -54,7 +54,7 @@ pub(super) fn admit<A: Adapter>(socket: &SocketRef<A>, event: &str) -> Result<()
         Verdict::Allowed => Ok(()),
         Verdict::Limited => Err(Ack::err("rate_limited", "too many events; slow down")),
         Verdict::Flooding => {
-            tracing::warn!(sid = %socket.id, event, "socket stayed over its event rate: disconnecting (flood)");
+            tracing::warn!(sid = %crate::socket::log_id(socket.id), event, "socket stayed over its event rate: disconnecting (flood)");
             let _ = socket.clone().disconnect();
             Err(Ack::err("rate_limited", "too many events; disconnected"))
         }
@@ -78,11 +78,11 @@ pub async fn join<A: Adapter>(socket: SocketRef<A>, TryData(data): TryData<Value
         Ok(room) => match socket.extensions.get::<Identity>() {
             Some(identity) if identity.may_join(&room) => {
                 socket.join(room.name());
-                tracing::debug!(sid = %socket.id, room = %room, "joined room");
+                tracing::debug!(sid = %crate::socket::log_id(socket.id), room = %room, "joined room");
                 Ack::ok(json!({ "room": room.name() }))
             }
             _ => {
-                tracing::info!(sid = %socket.id, room = %room, "join refused");
+                tracing::info!(sid = %crate::socket::log_id(socket.id), room = %room, "join refused");
                 Ack::err("forbidden", format!("you may not join {room}"))
             }
         },
@@ -107,7 +107,7 @@ pub async fn leave<A: Adapter>(socket: SocketRef<A>, TryData(data): TryData<Valu
 pub async fn unknown<A: Adapter>(socket: SocketRef<A>, Event(event): Event, ack: AckSender<A>) {
     let answer = admit(&socket, "unknown").err().unwrap_or_else(|| {
         let name: String = event.chars().take(64).collect();
-        tracing::debug!(sid = %socket.id, event = %name, "unknown client event ignored");
+        tracing::debug!(sid = %crate::socket::log_id(socket.id), event = %name, "unknown client event ignored");
         Ack::err("unknown_event", format!("no such event: {name}"))
     });
     send(&socket, ack, "unknown", answer);

@@ -19,6 +19,14 @@ use crate::metrics::Metrics;
 pub use handlers::Ack;
 pub use limit::{SocketLimiter, Verdict};
 
+/// A socket id fit for logs. socketioxide's Socket.IO sid is also the Engine.IO session
+/// id, which authorizes long-polling requests on that session: logs keep only a prefix
+/// (enough to follow one client, far too little to use).
+pub fn log_id(sid: socketioxide::socket::Sid) -> String {
+    let full = sid.to_string();
+    format!("{}…", full.chars().take(6).collect::<String>())
+}
+
 /// What socket handlers share, stored as the Socket.IO state.
 pub struct SocketCtx {
     pub verifier: JwtVerifier,
@@ -56,7 +64,7 @@ pub async fn prepare<A: Adapter>(socket: SocketRef<A>, State(ctx): State<Arc<Soc
             watch.closed();
         }
         ctx.metrics.connections.dec();
-        tracing::info!(sid = %socket.id, ?reason, "client disconnected");
+        tracing::info!(sid = %crate::socket::log_id(socket.id), ?reason, "client disconnected");
     });
     Ok(())
 }
@@ -70,5 +78,18 @@ pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(ctx): State<Arc<
         expiry::watch(&socket, identity.exp);
     }
     let rooms: Vec<String> = identity.own_rooms().iter().map(|r| r.name()).collect();
-    tracing::info!(sid = %socket.id, user = %identity.user_id, role = identity.role.as_str(), ?rooms, transport = ?socket.transport_type(), "client connected");
+    tracing::info!(sid = %crate::socket::log_id(socket.id), user = %identity.user_id, role = identity.role.as_str(), ?rooms, transport = ?socket.transport_type(), "client connected");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_never_carry_a_usable_session_id() {
+        let sid = socketioxide::socket::Sid::new();
+        let logged = log_id(sid);
+        assert_eq!(logged.chars().count(), 7);
+        assert!(!logged.contains(&sid.to_string()));
+    }
 }
