@@ -148,6 +148,7 @@ async fn status_of(app: &TestApp, method: reqwest::Method, path_and_query: &str)
 async fn invalid_engine_io_requests_are_400() {
     let server = Binary::start(&FAST).await;
     let app = &server.app;
+    let mut neighbour = bystander(app).await;
     let get = reqwest::Method::GET;
     assert_eq!(status_of(app, get.clone(), "/socket.io/?EIO=4&transport=polling").await, 200);
     for bad in [
@@ -162,6 +163,7 @@ async fn invalid_engine_io_requests_are_400() {
         let status = status_of(app, get.clone(), bad).await;
         assert_eq!(status, 400, "{bad}");
     }
+    still_served(app, &mut neighbour).await;
 }
 
 #[tokio::test]
@@ -187,6 +189,7 @@ async fn polling_with_a_wrong_content_type_or_an_oversize_body_is_refused() {
 async fn an_upgrade_that_never_completes_times_out() {
     let server = Binary::start(&[("UPGRADE_TIMEOUT_MS", "500")]).await;
     let app = &server.app;
+    let mut neighbour = bystander(app).await;
     let open = app.http.get(app.url("/socket.io/?EIO=4&transport=polling")).send().await.unwrap().text().await.unwrap();
     let sid = serde_json::from_str::<serde_json::Value>(&open[1..]).unwrap()["sid"].as_str().unwrap().to_owned();
     let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket&sid={sid}", server.addr);
@@ -206,6 +209,7 @@ async fn an_upgrade_that_never_completes_times_out() {
     })
     .await;
     assert!(closed.is_ok(), "the half-done upgrade was kept open");
+    still_served(app, &mut neighbour).await;
 }
 
 async fn raw_http(server: &Binary, request: &[u8]) -> String {
@@ -239,8 +243,18 @@ async fn thousands_of_headers_or_a_megabyte_header_are_refused() {
 #[tokio::test]
 async fn a_client_that_never_sends_connect_is_closed() {
     let server = Binary::start(&FAST).await;
-    let mut raw = RawSocket::open(server.addr).await;
-    assert_eq!(raw.fate(CLOSE_WAIT).await, Fate::Closed);
+    let mut neighbour = bystander(&server.app).await;
+    let baseline = server.rss_kib();
+    // Many of them at once: each is closed, and what they held is freed.
+    let mut idle = Vec::new();
+    for _ in 0..50 {
+        idle.push(RawSocket::open(server.addr).await);
+    }
+    for raw in &mut idle {
+        assert_eq!(raw.fate(CLOSE_WAIT).await, Fate::Closed);
+    }
+    still_served(&server.app, &mut neighbour).await;
+    assert!(server.peak_rss_kib() < baseline + 32 * 1024);
 }
 
 #[tokio::test]
