@@ -2,18 +2,13 @@
 // Contract section 2: client events answered through the Socket.IO acknowledgement:
 // `ping`, `join`, `leave`. Nobody receives the events of a room they may not join.
 
-const { describe, it, before, after, afterEach } = require('node:test');
+const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const h = require('./helpers');
 
 let server;
-before(async () => {
-  server = await h.startServer();
-});
-afterEach(() => h.closeAll());
-after(async () => {
-  h.closeAll();
-  if (server) await server.stop();
+h.serverPerFile((started) => {
+  server = started;
 });
 
 const FORBIDDEN = (ack) => {

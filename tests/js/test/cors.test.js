@@ -3,20 +3,15 @@
 // on the handshake and the REST API; a handshake from any other Origin is refused with
 // 403 on every transport; clients that send no Origin (apps, servers) are accepted.
 
-const { describe, it, before, after, afterEach } = require('node:test');
+const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const http = require('node:http');
 const h = require('./helpers');
 
 let server;
-before(async () => {
-  server = await h.startServer();
-});
-afterEach(() => h.closeAll());
-after(async () => {
-  h.closeAll();
-  if (server) await server.stop();
+h.serverPerFile((started) => {
+  server = started;
 });
 
 const HANDSHAKE = '/socket.io/?EIO=4&transport=polling';

@@ -2,18 +2,13 @@
 // Contract sections 3 and 4: events POSTed to the REST API reach exactly the sockets
 // of their rooms, once, with the envelope as their only argument.
 
-const { describe, it, before, after, afterEach } = require('node:test');
+const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const h = require('./helpers');
 
 let server;
-before(async () => {
-  server = await h.startServer();
-});
-afterEach(() => h.closeAll());
-after(async () => {
-  h.closeAll();
-  if (server) await server.stop();
+h.serverPerFile((started) => {
+  server = started;
 });
 
 const ENVELOPE_KEYS = new Set(['id', 'type', 'occurredAt', 'actor', 'service', 'booking', 'payment', 'previousStatus', 'reason']);

@@ -2,18 +2,13 @@
 // Contract section 2: authentication at the handshake. Token locations, their
 // precedence, and every refusal reason; a refused client joins no room.
 
-const { describe, it, before, after, afterEach } = require('node:test');
+const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const h = require('./helpers');
 
 let server;
-before(async () => {
-  server = await h.startServer();
-});
-afterEach(() => h.closeAll());
-after(async () => {
-  h.closeAll();
-  if (server) await server.stop();
+h.serverPerFile((started) => {
+  server = started;
 });
 
 /** Proves `c` is in `user:<sub>`: an event for that user reaches it. */

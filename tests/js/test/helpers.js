@@ -377,7 +377,26 @@ function assertRfc3339(s, what = 'timestamp') {
   return ms;
 }
 
+/**
+ * One server for a whole test file: started before its tests (handed to `onStart`),
+ * every client closed after each test, the server stopped at the end.
+ */
+function serverPerFile(onStart, env = {}) {
+  const { before, after, afterEach } = require('node:test');
+  let started;
+  before(async () => {
+    started = await startServer(env);
+    onStart(started);
+  });
+  afterEach(() => closeAll());
+  after(async () => {
+    closeAll();
+    if (started) await started.stop();
+  });
+}
+
 module.exports = {
+  serverPerFile,
   BIN,
   JWT_SECRET,
   API_TOKEN,

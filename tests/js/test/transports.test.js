@@ -2,18 +2,13 @@
 // Contract section 2: WebSocket and HTTP long-polling with upgrade, exactly as the
 // official socket.io-client 4.x expects.
 
-const { it, before, after, afterEach } = require('node:test');
+const { it } = require('node:test');
 const assert = require('node:assert/strict');
 const h = require('./helpers');
 
 let server;
-before(async () => {
-  server = await h.startServer();
-});
-afterEach(() => h.closeAll());
-after(async () => {
-  h.closeAll();
-  if (server) await server.stop();
+h.serverPerFile((started) => {
+  server = started;
 });
 
 /** POSTs an event for `userId`, waits for it on `c`; returns the received record. */
