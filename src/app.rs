@@ -121,7 +121,8 @@ pub fn build<A: Adapter + DefinedAdapter>(
                 })
                 // Errors are logged once, where they are mapped (ApiError), not again here.
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
-        );
+        )
+        .layer(middleware::from_fn(http::unread_body::close_if_body_unread));
 
     Ok((App { router, io, state }, init))
 }
@@ -153,6 +154,7 @@ struct HandshakeGuard {
     /// New Engine.IO sessions per client address.
     per_ip: Option<Arc<governor::DefaultKeyedRateLimiter<IpAddr>>>,
     checks: Arc<AtomicUsize>,
+    max_payload: u64,
 }
 
 impl HandshakeGuard {
@@ -165,6 +167,7 @@ impl HandshakeGuard {
             origins: Arc::new(config.cors.clone()),
             per_ip,
             checks: Arc::new(AtomicUsize::new(0)),
+            max_payload: config.socket.max_payload,
         }
     }
 
@@ -194,9 +197,16 @@ impl HandshakeGuard {
 ///   `CLIENT_ORIGIN` is refused with 403 on every transport; clients that send no
 ///   `Origin` (mobile apps, servers) are unaffected.
 /// - New sessions are rate limited per client address (429).
+/// - A long-polling body announced larger than `MAX_PAYLOAD_BYTES` is refused (413) before
+///   it is read; engineioxide would otherwise wait for the bytes it is going to refuse.
 async fn guard_handshake(State(guard): State<HandshakeGuard>, req: Request, next: Next) -> Response {
     let on_socket_path = req.uri().path().starts_with(&*guard.ws_path);
     if on_socket_path && req.method() != Method::OPTIONS {
+        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > guard.max_payload) {
+            let limit = usize::try_from(guard.max_payload).unwrap_or(usize::MAX);
+            return ApiError::PayloadTooLarge { limit }.into_response();
+        }
         if let Some(origin) = req.headers().get(header::ORIGIN) {
             let allowed = origin.to_str().map(|o| guard.origins.allows(o)).unwrap_or(false);
             if !allowed {

@@ -8,6 +8,7 @@ pub mod events;
 pub mod json;
 pub mod ops;
 pub mod presence;
+pub mod unread_body;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

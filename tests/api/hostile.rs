@@ -329,3 +329,61 @@ async fn handshakes_per_address_are_rate_limited() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(status_of(app, reqwest::Method::GET, "/socket.io/?EIO=4&transport=polling").await, 200);
 }
+
+/// Sends `head` (and `body`) on one raw TCP connection and reads what comes back
+/// until the server closes it or goes quiet for a moment.
+async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> (String, bool) {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_millis(700), tcp.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&seen).into_owned(), true),
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+            Err(_) => return (String::from_utf8_lossy(&seen).into_owned(), false),
+        }
+    }
+}
+
+/// An answer given before the body was read must say `Connection: close` (and close),
+/// or a keep-alive client reuses the dying connection and its next request breaks.
+/// Fully read requests keep the connection open.
+#[tokio::test]
+async fn an_answer_that_leaves_the_body_unread_says_connection_close() {
+    let server = Binary::start(&[("REST_BODY_LIMIT", "2048")]).await;
+    let app = &server.app;
+    // REST: Content-Length over the limit; only part of the body is sent.
+    let head = format!(
+        "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{\"type\":"
+    );
+    let (answer, closed) = raw_exchange(server.addr, head.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?} closed={closed}");
+    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    assert!(closed, "the connection stayed open with an unread body");
+
+    // Polling: a payload over MAX_PAYLOAD_BYTES, announced and partly sent.
+    let open = app.http.get(app.url("/socket.io/?EIO=4&transport=polling")).send().await.unwrap().text().await.unwrap();
+    let sid = serde_json::from_str::<serde_json::Value>(&open[1..]).unwrap()["sid"].as_str().unwrap().to_owned();
+    let head = format!(
+        "POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n\
+         Content-Type: text/plain;charset=UTF-8\r\nContent-Length: 5000000\r\n\r\n42[\"ping\",\"xxxx"
+    );
+    let (answer, closed) = raw_exchange(server.addr, head.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    assert!(closed, "the connection stayed open with an unread body");
+
+    // A request read in full keeps its connection: two on one socket, no close.
+    let body = event_body("booking:created", "u1", "v1").to_string();
+    let one = format!(
+        "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (answer, closed) = raw_exchange(server.addr, format!("{one}{one}").as_bytes()).await;
+    assert_eq!(answer.matches("HTTP/1.1 202").count(), 2, "{answer}");
+    assert!(!answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    assert!(!closed, "a fully read request closed its connection");
+}
