@@ -199,7 +199,7 @@ impl HandshakeGuard {
 /// - New sessions are rate limited per client address (429).
 /// - A long-polling body announced larger than `MAX_PAYLOAD_BYTES` is refused (413) before
 ///   it is read; engineioxide would otherwise wait for the bytes it is going to refuse.
-async fn guard_handshake(State(guard): State<HandshakeGuard>, req: Request, next: Next) -> Response {
+async fn guard_handshake(State(guard): State<HandshakeGuard>, mut req: Request, next: Next) -> Response {
     let on_socket_path = req.uri().path().starts_with(&*guard.ws_path);
     if on_socket_path && req.method() != Method::OPTIONS {
         let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -214,14 +214,36 @@ async fn guard_handshake(State(guard): State<HandshakeGuard>, req: Request, next
                 return ApiError::OriginNotAllowed.into_response();
             }
         }
-        if HandshakeGuard::opens_session(&req)
-            && let Some(retry_after_secs) = guard.over_rate(&req)
-        {
-            tracing::debug!("handshake refused: over the per-address rate");
-            return ApiError::RateLimited { retry_after_secs }.into_response();
+        if HandshakeGuard::opens_session(&req) {
+            if let Some(retry_after_secs) = guard.over_rate(&req) {
+                tracing::debug!("handshake refused: over the per-address rate");
+                return ApiError::RateLimited { retry_after_secs }.into_response();
+            }
+            detach_head(&mut req);
         }
     }
     next.run(req).await
+}
+
+/// Replaces the request's URI and headers with copies of their own.
+///
+/// hyper parses them as slices of the connection's read buffer (8 to 16 KiB), and
+/// engineioxide keeps the opening request's head for the whole session, so each session
+/// kept that buffer alive: 16 KiB of RSS per idle connection, most of its footprint
+/// (measured with heaptrack at 5,000 connections). The copies take a few hundred bytes.
+fn detach_head(req: &mut Request) {
+    let headers = std::mem::take(req.headers_mut());
+    let owned = req.headers_mut();
+    owned.reserve(headers.len());
+    for (name, value) in &headers {
+        let copy = HeaderValue::from_bytes(value.as_bytes());
+        if let (Ok(name), Ok(value)) = (header::HeaderName::from_bytes(name.as_str().as_bytes()), copy) {
+            owned.append(name, value);
+        }
+    }
+    if let Ok(uri) = axum::http::Uri::try_from(req.uri().to_string()) {
+        *req.uri_mut() = uri;
+    }
 }
 
 /// Counts and times every routed request, and tracks it as in flight for shutdown.
