@@ -9,6 +9,12 @@ use socketioxide::{ParserConfig, SocketIo, SocketIoBuilder};
 
 use crate::config::SocketConfig;
 
+/// Initial size of each WebSocket's read buffer, and the most read per system call.
+/// Kept by every idle connection; client messages are small (events, chat), and a
+/// larger frame still gets a buffer of its full length reserved by tungstenite.
+/// 1 KiB instead of engineioxide's 4 KiB default: 3 KiB less RSS per idle connection.
+const WS_READ_BUFFER: usize = 1024;
+
 /// A Socket.IO builder at `path` with our transport settings and limits:
 /// - one incoming message at most `max_payload` bytes on every transport (long-polling
 ///   bodies, WebSocket messages and frames);
@@ -35,6 +41,7 @@ pub fn builder(path: &str, s: &SocketConfig) -> SocketIoBuilder {
         .max_payload(s.max_payload)
         .ws_max_message_size(max)
         .ws_max_frame_size(max)
+        .ws_read_buffer_size(WS_READ_BUFFER)
         .max_buffer_size(s.buffer_packets)
         .with_parser(parser)
 }
@@ -51,6 +58,7 @@ pub fn engine_io_config(path: &str, s: &SocketConfig) -> EngineIoConfig {
         .max_payload(s.max_payload)
         .ws_max_message_size(max)
         .ws_max_frame_size(max)
+        .ws_read_buffer_size(WS_READ_BUFFER)
         .max_buffer_size(s.buffer_packets)
         .build()
 }
