@@ -34,6 +34,8 @@ pub struct Config {
     pub limits: NetLimits,
     /// How long shutdown waits for in-flight requests and sockets before giving up.
     pub shutdown_timeout: Duration,
+    /// Runtime worker threads; `None`: one per CPU core.
+    pub worker_threads: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,6 +314,10 @@ impl Config {
             return Err(err("MAX_PAYLOAD_BYTES", "must be at least 1024"));
         }
         let shutdown_timeout = Duration::from_secs(parse_bounded(&get, "SHUTDOWN_TIMEOUT_SECS", 10, 3_600)?);
+        let worker_threads = match parse_bounded(&get, "WORKER_THREADS", 0, 1_024)? {
+            0 => None,
+            n => usize::try_from(n).ok(),
+        };
         let limit = |n: usize| (n > 0).then_some(n);
         let limits = NetLimits {
             connections: crate::net::ConnLimits {
@@ -344,6 +350,7 @@ impl Config {
             socket,
             limits,
             shutdown_timeout,
+            worker_threads,
         })
     }
 }
@@ -570,6 +577,16 @@ mod tests {
         let c = config(&[("CLIENT_ORIGIN", "https://App.Example.com:443,http://x.com:80,http://y.com:8080")]).unwrap();
         assert!(c.cors.allows("https://app.example.com") && c.cors.allows("http://x.com"));
         assert!(c.cors.allows("http://y.com:8080"));
+    }
+
+    #[test]
+    fn worker_threads_default_to_the_cores_and_are_bounded() {
+        assert_eq!(config(&[]).unwrap().worker_threads, None);
+        assert_eq!(config(&[("WORKER_THREADS", "0")]).unwrap().worker_threads, None);
+        assert_eq!(config(&[("WORKER_THREADS", "2")]).unwrap().worker_threads, Some(2));
+        for bad in ["-1", "two", "5000"] {
+            assert_eq!(config(&[("WORKER_THREADS", bad)]).unwrap_err().var, "WORKER_THREADS", "{bad}");
+        }
     }
 
     #[test]
