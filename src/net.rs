@@ -8,6 +8,12 @@
 //! dropped, its queue never freed, and presence keeps counting it. Here a write that
 //! makes no progress for `WRITE_STALL_TIMEOUT_MS` fails, and the connection is shut down
 //! both ways, which unblocks the writer and the reader alike.
+//!
+//! And every stream closes gracefully (a "lingering close"): once our side is shut down,
+//! what the peer still sends is read and discarded for up to [`LINGER`] before the socket
+//! is closed. Closing with unread bytes makes the kernel answer with a reset, which can
+//! destroy the answer just written: a 413 sent while a client is still uploading an
+//! oversize body reached Node's `fetch` as `EPIPE` about one time in three.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,8 +26,11 @@ use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+
+/// How long a closed connection keeps reading what its peer still sends (see the module docs).
+pub const LINGER: Duration = Duration::from_secs(5);
 
 /// How many connections may be open; `None` is unlimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,12 +132,13 @@ impl Listener for LimitedListener {
                 Ok(guard) => {
                     let _ = stream.set_nodelay(true);
                     let stream = CountedStream {
-                        stream,
-                        _guard: guard,
+                        stream: Some(stream),
+                        guard: Some(guard),
                         peer: addr,
                         write_stall: self.write_stall,
                         stalled_since: None,
                         dead: false,
+                        write_closed: false,
                     };
                     return (stream, addr);
                 }
@@ -145,21 +155,28 @@ impl Listener for LimitedListener {
     }
 }
 
-/// An accepted TCP stream, counted while it lives.
+/// An accepted TCP stream, counted while it lives (and while it lingers).
 pub struct CountedStream {
-    stream: TcpStream,
-    _guard: ConnGuard,
+    /// Always `Some` until `Drop` hands it to [`linger`].
+    stream: Option<TcpStream>,
+    guard: Option<ConnGuard>,
     peer: SocketAddr,
     write_stall: Option<Duration>,
     /// Running while a write waits for the peer to read.
     stalled_since: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The peer stopped reading and the connection was shut down.
     dead: bool,
+    /// Our side was shut down (FIN sent): the peer may still be sending.
+    write_closed: bool,
 }
 
 impl CountedStream {
     fn dead_error() -> io::Error {
         io::Error::new(io::ErrorKind::TimedOut, "the peer stopped reading")
+    }
+
+    fn io(&mut self) -> io::Result<&mut TcpStream> {
+        self.stream.as_mut().ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "stream already closed"))
     }
 
     /// Turns a pending write into an error once it has waited longer than allowed.
@@ -176,7 +193,9 @@ impl CountedStream {
         self.dead = true;
         self.stalled_since = None;
         // Both ways: the reader half, waiting for bytes that will never come, ends too.
-        let _ = socket2::SockRef::from(&self.stream).shutdown(Shutdown::Both);
+        if let Some(stream) = &self.stream {
+            let _ = socket2::SockRef::from(stream).shutdown(Shutdown::Both);
+        }
         tracing::info!(peer = %self.peer, ?limit, "peer stopped reading: connection closed");
         Poll::Ready(Err(Self::dead_error()))
     }
@@ -184,7 +203,10 @@ impl CountedStream {
 
 impl AsyncRead for CountedStream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        match self.io() {
+            Ok(stream) => Pin::new(stream).poll_read(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 }
 
@@ -193,16 +215,29 @@ impl AsyncWrite for CountedStream {
         if self.dead {
             return Poll::Ready(Err(Self::dead_error()));
         }
-        let result = Pin::new(&mut self.stream).poll_write(cx, buf);
+        let result = match self.io() {
+            Ok(stream) => Pin::new(stream).poll_write(cx, buf),
+            Err(e) => return Poll::Ready(Err(e)),
+        };
         self.on_write(cx, result)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        match self.io() {
+            Ok(stream) => Pin::new(stream).poll_flush(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        let result = match self.io() {
+            Ok(stream) => Pin::new(stream).poll_shutdown(cx),
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        if matches!(result, Poll::Ready(Ok(()))) {
+            self.write_closed = true;
+        }
+        result
     }
 
     fn poll_write_vectored(
@@ -213,13 +248,43 @@ impl AsyncWrite for CountedStream {
         if self.dead {
             return Poll::Ready(Err(Self::dead_error()));
         }
-        let result = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        let result = match self.io() {
+            Ok(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Err(e) => return Poll::Ready(Err(e)),
+        };
         self.on_write(cx, result)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        self.stream.as_ref().is_some_and(TcpStream::is_write_vectored)
     }
+}
+
+impl Drop for CountedStream {
+    fn drop(&mut self) {
+        // Only after a graceful shutdown of our side; a dead peer is closed at once.
+        if !self.write_closed || self.dead {
+            return;
+        }
+        let (Some(stream), Some(guard)) = (self.stream.take(), self.guard.take()) else { return };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(linger(stream, guard));
+        }
+    }
+}
+
+/// Reads and discards what the peer still sends, until it closes or [`LINGER`] passes,
+/// then closes. The connection stays counted meanwhile.
+async fn linger(mut stream: TcpStream, _guard: ConnGuard) {
+    let mut sink = vec![0u8; 4096];
+    let drain = async {
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// The peer address of a request, for per-address limits (`ConnectInfo<ClientAddr>`).

@@ -387,3 +387,35 @@ async fn an_answer_that_leaves_the_body_unread_says_connection_close() {
     assert!(!answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
     assert!(!closed, "a fully read request closed its connection");
 }
+
+/// A client still uploading an oversize body when the 413 comes must be able to finish
+/// writing and read the 413: the server drains the rest instead of resetting the
+/// connection (which made Node's `fetch` report EPIPE instead of the answer).
+#[tokio::test]
+async fn an_oversize_upload_gets_its_413_not_a_reset() {
+    let server = Binary::start(&[]).await;
+    // Larger than the socket buffers can absorb, so the upload really is still going.
+    let body = format!("{{\"type\":\"booking:created\",\"pad\":\"{}\"}}", "x".repeat(32 << 20));
+    for attempt in 0..5 {
+        let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let head = format!(
+            "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let (mut rd, mut wr) = tcp.split();
+        let upload = async {
+            wr.write_all(head.as_bytes()).await?;
+            wr.write_all(body.as_bytes()).await
+        };
+        let answer = async {
+            let mut seen = Vec::new();
+            let _ = tokio::time::timeout(WAIT, rd.read_to_end(&mut seen)).await;
+            seen
+        };
+        let (uploaded, seen) = tokio::join!(upload, answer);
+        let seen = String::from_utf8_lossy(&seen);
+        assert!(uploaded.is_ok(), "attempt {attempt}: the upload was cut off: {uploaded:?}");
+        assert!(seen.starts_with("HTTP/1.1 413"), "attempt {attempt}: {seen:?}");
+    }
+}
