@@ -1,6 +1,7 @@
 //! Structure-aware generators: JSON values biased towards what our parsers look at.
 
 use arbitrary::{Result, Unstructured};
+use fixrx_realtime::events::EventType;
 use serde_json::{Map, Number, Value, json};
 
 /// Keys the parsers look for, and a few that they must refuse.
@@ -37,17 +38,6 @@ pub const KEYS: &[&str] = &[
     "amount",
     "__proto__",
     "",
-];
-
-pub const EVENT_TYPES: &[&str] = &[
-    "service:created",
-    "service:updated",
-    "service:status_changed",
-    "booking:created",
-    "booking:status_changed",
-    "booking:cancelled",
-    "payment:completed",
-    "payment:failed",
 ];
 
 const WORDS: &[&str] = &[
@@ -117,7 +107,7 @@ pub fn string(u: &mut Unstructured) -> Result<String> {
             std::iter::repeat_n(c, n).collect()
         }
         6 | 7 => rfc3339(u)?,
-        8 => u.choose(EVENT_TYPES)?.to_string(),
+        8 => u.choose(&EventType::ALL)?.as_str().to_owned(),
         _ => integer(u)?.to_string(),
     })
 }
@@ -256,7 +246,7 @@ fn object_with(
 /// An event as a controller would POST it: mostly the right shape, with every field
 /// sometimes wrong, missing, null, or at a limit.
 pub fn event(u: &mut Unstructured) -> Result<Value> {
-    let event_type = *u.choose(EVENT_TYPES)?;
+    let event_type = u.choose(&EventType::ALL)?.as_str();
     let entity = event_type.split(':').next().unwrap_or_default();
     let mut obj = Map::new();
     obj.insert("type".into(), if u.ratio(15u8, 16)? { json!(event_type) } else { value(u, 1)? });
