@@ -7,7 +7,6 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-
 /// 1 to 128 characters, none of them a control character.
 pub fn assert_valid_id(what: &str, id: &Id) {
     let s = id.as_str();
