@@ -395,24 +395,8 @@ async fn rest_fanout(ctx: &Ctx, users: usize, rate: f64, seconds: f64) -> anyhow
         )
     })
     .await?;
-    await_deliveries(&fleet.received, posted.accepted, ctx.grace).await;
-    let s1 = ctx.snap()?;
-    let fleet_figures = fleet_json(&fleet);
-    let m = close_fleet(fleet).await;
-    let delivered = m.unique + m.duplicates;
-    Ok(json!({
-        "sockets": fleet_figures,
-        "rest": posted.json(rate),
-        "delivered": delivered,
-        "delivered_unique": m.unique,
-        "lost": posted.accepted.saturating_sub(m.unique),
-        "duplicates": m.duplicates,
-        "latency": latency_json(&m.latency),
-        "server_cpu_us": cpu(s0, s1).0,
-        "server_cpu_per_delivery_us": per(cpu(s0, s1).0, delivered),
-        "bench_cpu_us": cpu(s0, s1).1,
-        "dropped_sockets": m.dropped,
-    }))
+    let expected = posted.accepted;
+    deliveries(ctx, fleet, &posted, rate, expected, s0).await
 }
 
 async fn broadcast(ctx: &Ctx, sockets: usize, events: u64, rate: f64) -> anyhow::Result<Value> {
@@ -436,6 +420,19 @@ async fn broadcast(ctx: &Ctx, sockets: usize, events: u64, rate: f64) -> anyhow:
     })
     .await?;
     let expected = posted.accepted * fleet.opened;
+    deliveries(ctx, fleet, &posted, rate, expected, s0).await
+}
+
+/// Waits for `expected` deliveries (or the grace period), closes the fleet and reports
+/// what arrived, with the server CPU since `s0`.
+async fn deliveries(
+    ctx: &Ctx,
+    fleet: Fleet,
+    posted: &Posted,
+    rate: f64,
+    expected: u64,
+    s0: Snap,
+) -> anyhow::Result<Value> {
     await_deliveries(&fleet.received, expected, ctx.grace).await;
     let s1 = ctx.snap()?;
     let fleet_figures = fleet_json(&fleet);
@@ -446,6 +443,7 @@ async fn broadcast(ctx: &Ctx, sockets: usize, events: u64, rate: f64) -> anyhow:
         "rest": posted.json(rate),
         "expected_deliveries": expected,
         "delivered": delivered,
+        "delivered_unique": m.unique,
         "lost": expected.saturating_sub(m.unique),
         "duplicates": m.duplicates,
         "latency": latency_json(&m.latency),
