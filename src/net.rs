@@ -139,6 +139,7 @@ impl Listener for LimitedListener {
                         stalled_since: None,
                         dead: false,
                         write_closed: false,
+                        peer_closed: false,
                     };
                     return (stream, addr);
                 }
@@ -168,6 +169,8 @@ pub struct CountedStream {
     dead: bool,
     /// Our side was shut down (FIN sent): the peer may still be sending.
     write_closed: bool,
+    /// The peer's side was seen closed (a read returned end of stream): nothing to drain.
+    peer_closed: bool,
 }
 
 impl CountedStream {
@@ -203,10 +206,15 @@ impl CountedStream {
 
 impl AsyncRead for CountedStream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.io() {
+        let before = buf.filled().len();
+        let result = match self.io() {
             Ok(stream) => Pin::new(stream).poll_read(cx, buf),
-            Err(e) => Poll::Ready(Err(e)),
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() == before && buf.remaining() > 0 {
+            self.peer_closed = true;
         }
+        result
     }
 }
 
@@ -262,8 +270,9 @@ impl AsyncWrite for CountedStream {
 
 impl Drop for CountedStream {
     fn drop(&mut self) {
-        // Only after a graceful shutdown of our side; a dead peer is closed at once.
-        if !self.write_closed || self.dead {
+        // Only after a graceful shutdown of our side, and only while the peer may still
+        // send: a dead peer, or one that already closed its side, is closed at once.
+        if !self.write_closed || self.dead || self.peer_closed {
             return;
         }
         let (Some(stream), Some(guard)) = (self.stream.take(), self.guard.take()) else { return };
