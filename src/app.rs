@@ -23,7 +23,10 @@ use crate::auth::JwtVerifier;
 use crate::auth::api_token::ApiAuth;
 use crate::auth::handshake::authenticate;
 use crate::config::{AllowedOrigins, Config};
-use crate::emit::Emitter;
+use crate::delivery::Hub;
+use crate::emit::{Emitter, Publisher};
+use crate::history::History;
+use crate::history::memory::MemoryHistory;
 use crate::http::{self, ApiError, AppState, Readiness};
 use crate::idempotency::{IdempotencyStore, MemoryStore};
 use crate::metrics::{HttpLabels, Metrics, RouteLabels};
@@ -49,13 +52,18 @@ pub struct App<A: Adapter> {
 /// What differs between a single instance and a Redis-backed cluster, besides the adapter.
 pub struct Bus {
     pub idempotency: IdempotencyStore,
+    pub history: History,
     pub redis: Option<Arc<RedisHealth>>,
 }
 
 impl Bus {
     /// One instance, everything in memory.
     pub fn memory(config: &Config) -> Bus {
-        Bus { idempotency: IdempotencyStore::Memory(MemoryStore::new(config.api.idempotency_ttl)), redis: None }
+        Bus {
+            idempotency: IdempotencyStore::Memory(MemoryStore::new(config.api.idempotency_ttl)),
+            history: History::Memory(MemoryHistory::new(config.history.clone())),
+            redis: None,
+        }
     }
 }
 
@@ -68,22 +76,28 @@ pub fn build<A: Adapter + DefinedAdapter>(
 ) -> Result<(App<A>, A::InitRes), BuildError> {
     let metrics = Arc::new(Metrics::new());
     let verifier = JwtVerifier::new(&config.jwt)?;
+    let history = Arc::new(bus.history);
+    let publisher = Publisher::new(history.clone(), metrics.clone());
+    let hub = Arc::new(Hub::<A>::new(metrics.clone()));
+    history.start_reader(hub.clone());
     let ctx = Arc::new(SocketCtx {
         verifier: verifier.clone(),
         metrics: metrics.clone(),
+        publisher: publisher.clone(),
         rate_limit: config.socket.rate_limit,
         flood_disconnect_after: config.socket.flood_disconnect_after,
     });
 
     let (layer, io) = crate::engine::builder(&config.ws_path, &config.socket)
         .with_state(ctx)
+        .with_state(hub)
         .with_adapter::<A>(adapter_state)
         .build_layer();
     // Middlewares run last-added first: authenticate, then prepare, then the CONNECT ack.
     let init = io.ns("/", on_connect::<A>.with(prepare::<A>).with(authenticate::<A>));
 
     let state = AppState {
-        emitter: Emitter::new(io.clone(), metrics.clone()),
+        emitter: Emitter::new(io.clone(), publisher),
         api: Arc::new(config.api.clone()),
         api_auth: Arc::new(ApiAuth::new(config.api.tokens.clone(), config.api.rate_limit)),
         idempotency: Arc::new(bus.idempotency),

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub use crate::history::HistoryConfig;
+
 /// The HS256 secret used when development mode runs without `JWT_SECRET`.
 /// It is public (it is in this source file): tokens signed with it prove nothing,
 /// which is why production refuses to start without a real key.
@@ -32,6 +34,7 @@ pub struct Config {
     pub log: LogConfig,
     pub socket: SocketConfig,
     pub limits: NetLimits,
+    pub history: HistoryConfig,
     /// How long shutdown waits for in-flight requests and sockets before giving up.
     pub shutdown_timeout: Duration,
     /// Runtime worker threads; `None`: one per CPU core.
@@ -288,7 +291,7 @@ impl Config {
             upgrade_timeout: Duration::from_millis(parse_bounded(&get, "UPGRADE_TIMEOUT_MS", 10_000, 3_600_000)?),
             max_payload: parse_num(&get, "MAX_PAYLOAD_BYTES", 1_000_000)?,
             max_attachments: parse_num(&get, "MAX_BINARY_ATTACHMENTS", 10)?,
-            buffer_packets: parse_num(&get, "SOCKET_BUFFER_PACKETS", 256)?,
+            buffer_packets: parse_num(&get, "SOCKET_BUFFER_PACKETS", DEFAULT_BUFFER_PACKETS)?,
             rate_limit: parse_rate(&get, ("SOCKET_RATE_LIMIT", 20), "SOCKET_RATE_BURST", Some(40))?,
             flood_disconnect_after: Duration::from_millis(parse_bounded(
                 &get,
@@ -337,7 +340,10 @@ impl Config {
             },
         };
 
+        let history = parse_history(&get)?;
+
         Ok(Config {
+            history,
             host,
             port,
             env,
@@ -353,6 +359,36 @@ impl Config {
             worker_threads,
         })
     }
+}
+
+/// Outgoing packets queued per socket by default: a whole 500-event batch to one socket,
+/// with room to spare, for a client that reads normally.
+pub const DEFAULT_BUFFER_PACKETS: usize = 1024;
+
+fn parse_history(get: &impl Fn(&str) -> Option<String>) -> Result<HistoryConfig, ConfigError> {
+    let enabled = match get("HISTORY_ENABLED").map(|v| v.to_ascii_lowercase()).as_deref() {
+        None | Some("true") | Some("1") | Some("on") | Some("yes") => true,
+        Some("false") | Some("0") | Some("off") | Some("no") => false,
+        Some(other) => return Err(err("HISTORY_ENABLED", format!("expected `true` or `false`, got `{other}`"))),
+    };
+    let ttl = parse_bounded(get, "HISTORY_TTL_SECS", 300, 7 * 86_400)?;
+    let size = parse_bounded(get, "HISTORY_SIZE", 1_000, 100_000)?;
+    let max_bytes = parse_bounded(get, "HISTORY_MAX_BYTES", 64 * 1024 * 1024, 1 << 40)?;
+    if ttl == 0 {
+        return Err(err("HISTORY_TTL_SECS", "must be at least 1 (set HISTORY_ENABLED=false to turn history off)"));
+    }
+    if size == 0 {
+        return Err(err("HISTORY_SIZE", "must be at least 1 (set HISTORY_ENABLED=false to turn history off)"));
+    }
+    if max_bytes < 1024 * 1024 {
+        return Err(err("HISTORY_MAX_BYTES", "must be at least 1048576 (1 MiB)"));
+    }
+    Ok(HistoryConfig {
+        enabled,
+        ttl: Duration::from_secs(ttl),
+        size: usize::try_from(size).unwrap_or(usize::MAX),
+        max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
+    })
 }
 
 /// A whole number of milliseconds (or seconds) up to `max`: huge values would overflow

@@ -2,19 +2,22 @@
 //! handlers and callable from Rust code linked with the crate.
 //!
 //! Contract kept here: an event goes to each room of [`ServerEvent::rooms`] on every
-//! instance sharing the adapter; a socket in several of those rooms receives it once;
-//! events emitted one after another from one task reach each socket in that order.
+//! instance sharing the history; a socket in several of those rooms receives it once;
+//! events emitted one after another from one task reach each socket in that order. An
+//! emit returns `Ok` only once the event is in the history ([`crate::history`]), from
+//! which [`crate::delivery`] hands it to sockets.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
-use socketioxide::BroadcastError;
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
+use socketioxide::socket::Sid;
 
 use crate::chat::ChatMessage;
 use crate::events::{Actor, Booking, Envelope, EventMeta, EventType, Id, Payment, Room, ServerEvent, Service};
+use crate::history::{Appended, History, HistoryError, Publish};
 use crate::metrics::{EventLabels, Metrics};
 
 /// What was emitted: the answer of the REST API.
@@ -38,7 +41,7 @@ fn ser_rooms<S: serde::Serializer>(rooms: &[Room], s: S) -> Result<S::Ok, S::Err
 /// Why an event could not be emitted.
 #[derive(Debug, thiserror::Error)]
 pub enum EmitError {
-    /// The adapter could not reach the other instances (e.g. Redis is down).
+    /// The history (Redis) could not be written: nothing was accepted.
     #[error("the event could not be published: {0}")]
     Unavailable(String),
     #[error("the event could not be serialized: {0}")]
@@ -48,11 +51,85 @@ pub enum EmitError {
     Closed,
 }
 
+impl From<HistoryError> for EmitError {
+    fn from(e: HistoryError) -> Self {
+        match e {
+            HistoryError::Unavailable(why) => EmitError::Unavailable(why),
+            HistoryError::Closed => EmitError::Closed,
+        }
+    }
+}
+
+/// A chat message on its way: its rooms and its positions there.
+#[derive(Debug, Clone)]
+pub struct ChatPublished {
+    pub rooms: Vec<Room>,
+    pub appended: Appended,
+}
+
+/// The one path into the history, and so to sockets: shared by the typed emitters, the
+/// REST handlers and the socket chat handler. Not tied to an adapter.
+#[derive(Clone)]
+pub struct Publisher {
+    history: Arc<History>,
+    metrics: Arc<Metrics>,
+}
+
+impl Publisher {
+    pub fn new(history: Arc<History>, metrics: Arc<Metrics>) -> Publisher {
+        Publisher { history, metrics }
+    }
+
+    pub fn history(&self) -> &Arc<History> {
+        &self.history
+    }
+
+    /// Appends one catalog event with its envelope; returns once it is in the history.
+    pub async fn emit(&self, event: &ServerEvent, meta: &EventMeta) -> Result<Emitted, EmitError> {
+        let event_type = event.event_type();
+        let rooms = event.rooms();
+        let names: Vec<String> = rooms.iter().map(Room::name).collect();
+        let payload =
+            serde_json::to_string(&Envelope { meta, event }).map_err(|e| EmitError::Serialize(e.to_string()))?;
+        let publish = Publish { event: event_type.as_str(), rooms: names, except: None, payload };
+        if let Err(e) = self.history.append(publish).await {
+            tracing::error!(event = %event_type, id = %meta.id, rooms = ?rooms, error = %e, "event not accepted");
+            return Err(e.into());
+        }
+        self.metrics.events_emitted.get_or_create(&EventLabels { r#type: event_type.as_str() }).inc();
+        tracing::debug!(event = %event_type, id = %meta.id, rooms = ?rooms, "event emitted");
+        Ok(Emitted { id: meta.id.clone(), event_type, rooms })
+    }
+
+    /// `chat:message` to the recipient's room and the sender's, except the sending socket
+    /// (its ack carries the message); a controller posting has no socket to leave out.
+    pub async fn chat(&self, message: &ChatMessage, except: Option<Sid>) -> Result<ChatPublished, EmitError> {
+        let rooms = message.rooms();
+        let payload = serde_json::to_string(message).map_err(|e| EmitError::Serialize(e.to_string()))?;
+        let publish = Publish {
+            event: CHAT_MESSAGE,
+            rooms: rooms.iter().map(Room::name).collect(),
+            except: except.map(|sid| sid.to_string()),
+            payload,
+        };
+        match self.history.append(publish).await {
+            Ok(appended) => Ok(ChatPublished { rooms, appended }),
+            Err(e) => {
+                tracing::error!(id = %message.id, rooms = ?rooms, error = %e, "chat message not accepted");
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// The event name of relayed chat messages.
+pub const CHAT_MESSAGE: &str = "chat:message";
+
 /// Emits typed events into rooms. Cheap to clone; generic over the adapter so the
 /// same code serves the in-memory and the Redis adapter.
 pub struct Emitter<A: Adapter> {
     io: SocketIo<A>,
-    metrics: Arc<Metrics>,
+    publisher: Publisher,
     /// Set once the Socket.IO server is closing: socketioxide panics on an emit to a
     /// closed server, so every operation checks this first.
     closed: Arc<AtomicBool>,
@@ -60,19 +137,24 @@ pub struct Emitter<A: Adapter> {
 
 impl<A: Adapter> Clone for Emitter<A> {
     fn clone(&self) -> Self {
-        Emitter { io: self.io.clone(), metrics: self.metrics.clone(), closed: self.closed.clone() }
+        Emitter { io: self.io.clone(), publisher: self.publisher.clone(), closed: self.closed.clone() }
     }
 }
 
 impl<A: Adapter> Emitter<A> {
-    pub fn new(io: SocketIo<A>, metrics: Arc<Metrics>) -> Self {
-        Emitter { io, metrics, closed: Arc::new(AtomicBool::new(false)) }
+    pub fn new(io: SocketIo<A>, publisher: Publisher) -> Self {
+        Emitter { io, publisher, closed: Arc::new(AtomicBool::new(false)) }
+    }
+
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
     }
 
     /// Closes every socket (clients see their transport close and reconnect elsewhere);
     /// later operations answer [`EmitError::Closed`].
     pub async fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        self.publisher.history.close();
         self.io.close().await;
     }
 
@@ -106,45 +188,22 @@ impl<A: Adapter> Emitter<A> {
         Ok(disconnected)
     }
 
-    /// Emits one event with its envelope to its rooms.
+    /// Emits one event with its envelope to its rooms, on every instance: answered once
+    /// the event is in the history, from which each instance delivers it.
     pub async fn emit(&self, event: &ServerEvent, meta: &EventMeta) -> Result<Emitted, EmitError> {
-        let event_type = event.event_type();
-        let rooms = event.rooms();
-        let names: Vec<String> = rooms.iter().map(Room::name).collect();
-        // Serialize once; the adapter shares the encoded packet between sockets.
-        let envelope =
-            serde_json::to_value(Envelope { meta, event }).map_err(|e| EmitError::Serialize(e.to_string()))?;
-        match self.to(names.clone())?.emit(event_type.as_str(), &envelope).await {
-            Ok(()) => {}
-            // Some sockets were closing or full: the event was still accepted and
-            // delivered to the others. Log it; the caller's request succeeded.
-            Err(BroadcastError::Socket(errors)) => {
-                tracing::warn!(event = %event_type, id = %meta.id, rooms = ?names, failed = errors.len(), "event not delivered to some sockets");
-            }
-            Err(BroadcastError::Serialize(e)) => return Err(EmitError::Serialize(e.to_string())),
-            Err(BroadcastError::Adapter(e)) => {
-                tracing::error!(event = %event_type, id = %meta.id, rooms = ?names, error = %e, "event not published");
-                return Err(EmitError::Unavailable(e.to_string()));
-            }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(EmitError::Closed);
         }
-        self.metrics.events_emitted.get_or_create(&EventLabels { r#type: event_type.as_str() }).inc();
-        tracing::debug!(event = %event_type, id = %meta.id, rooms = ?names, "event emitted");
-        Ok(Emitted { id: meta.id.clone(), event_type, rooms })
+        self.publisher.emit(event, meta).await
     }
 
     /// `chat:message` to the recipient's room and every socket of the sender (a
     /// controller posting on someone's behalf has no sending socket to leave out).
-    pub async fn chat(&self, message: &ChatMessage) -> Result<Vec<Room>, EmitError> {
-        let rooms = message.rooms();
-        let names: Vec<String> = rooms.iter().map(Room::name).collect();
-        match self.to(names.clone())?.emit("chat:message", message).await {
-            Ok(()) | Err(BroadcastError::Socket(_)) => Ok(rooms),
-            Err(BroadcastError::Serialize(e)) => Err(EmitError::Serialize(e.to_string())),
-            Err(BroadcastError::Adapter(e)) => {
-                tracing::error!(id = %message.id, rooms = ?names, error = %e, "chat message not published");
-                Err(EmitError::Unavailable(e.to_string()))
-            }
+    pub async fn chat(&self, message: &ChatMessage) -> Result<ChatPublished, EmitError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(EmitError::Closed);
         }
+        self.publisher.chat(message, None).await
     }
 
     /// `service:created` to `vendor:<service.vendorId>`.

@@ -4,7 +4,9 @@
 //! - [`config`]: environment to a typed, validated [`Config`], once.
 //! - [`auth`]: client JWTs at the handshake; the controllers' bearer tokens.
 //! - [`events`]: the event catalog, rooms, the envelope, and parsing untrusted bodies.
-//! - [`emit`]: typed emitters, the one path by which events reach sockets.
+//! - [`emit`]: typed emitters, the one path by which events enter the [`history`].
+//! - [`history`]: per-room history (memory or Redis Streams) and the ordered log every
+//!   instance reads; [`delivery`]: from that log to sockets, and recovery after reconnects.
 //! - [`socket`]: what a connected client may send (`ping`, `join`, `leave`, chat,
 //!   `auth:refresh`), per-socket rate limits and token expiry; [`chat`]: who may write to whom.
 //! - [`http`]: the REST API and the operator endpoints; [`http::ApiError`] maps errors.
@@ -15,9 +17,11 @@ pub mod app;
 pub mod auth;
 pub mod chat;
 pub mod config;
+pub mod delivery;
 pub mod emit;
 pub mod engine;
 pub mod events;
+pub mod history;
 pub mod http;
 pub mod idempotency;
 pub mod metrics;

@@ -20,6 +20,16 @@ pub struct EventLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     pub method: String,
     pub route: String,
@@ -40,6 +50,11 @@ pub struct Metrics {
     pub events_emitted: Family<EventLabels, Counter>,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_duration: Family<RouteLabels, Histogram>,
+    /// Sockets disconnected because delivery to them could not go on (queue full, ...).
+    pub delivery_disconnects: Family<ReasonLabels, Counter>,
+    /// Rooms recovered (or not) after reconnects, by outcome.
+    pub recovered_rooms: Family<StatusLabels, Counter>,
+    pub replayed_events: Counter,
 }
 
 impl Default for Metrics {
@@ -63,7 +78,27 @@ impl Metrics {
             Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
         });
         registry.register("http_request_duration_seconds", "HTTP request latency", http_duration.clone());
-        Metrics { registry, connections, handshakes, events_emitted, http_requests, http_duration }
+        let delivery_disconnects = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "delivery_disconnects",
+            "Sockets disconnected because delivery could not go on (they recover on reconnect), by reason",
+            delivery_disconnects.clone(),
+        );
+        let recovered_rooms = Family::<StatusLabels, Counter>::default();
+        registry.register("recovered_rooms", "Rooms named in auth.offsets, by recovery outcome", recovered_rooms.clone());
+        let replayed_events = Counter::default();
+        registry.register("replayed_events", "Events replayed to reconnecting sockets", replayed_events.clone());
+        Metrics {
+            registry,
+            connections,
+            handshakes,
+            events_emitted,
+            http_requests,
+            http_duration,
+            delivery_disconnects,
+            recovered_rooms,
+            replayed_events,
+        }
     }
 
     /// The Prometheus text exposition of every metric.

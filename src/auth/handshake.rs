@@ -64,6 +64,10 @@ pub async fn authenticate<A: Adapter>(
         Ok(identity) => {
             ctx.metrics.handshakes.get_or_create(&HandshakeLabels { result: "accepted", reason: "" }).inc();
             tracing::debug!(sid = %crate::socket::log_id(socket.id), user = %identity.user_id, role = identity.role.as_str(), "handshake accepted");
+            let own: Vec<String> = identity.own_rooms().iter().map(|r| r.name()).collect();
+            if let Some(request) = crate::delivery::OffsetsRequest::from_auth(auth.as_ref(), &own) {
+                socket.extensions.insert(request);
+            }
             socket.extensions.insert(identity);
             Ok(())
         }

@@ -32,7 +32,7 @@ pub async fn post_message<A: Adapter>(
     }
     let from = chat::parse_party(body.get("from"), "from")?;
     let message = chat::compose(from, chat::parse_draft(&body)?)?;
-    let rooms = state.emitter.chat(&message).await?;
-    let rooms: Vec<String> = rooms.iter().map(Room::name).collect();
+    let published = state.emitter.chat(&message).await?;
+    let rooms: Vec<String> = published.rooms.iter().map(Room::name).collect();
     Ok((StatusCode::ACCEPTED, Json(json!({ "message": message, "rooms": rooms }))))
 }

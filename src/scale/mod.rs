@@ -1,5 +1,6 @@
 //! Adapter selection: the one place where a single instance and a Redis-backed
-//! cluster differ. Everything else is generic over the adapter.
+//! cluster differ (adapter, idempotency keys, history). Everything else is generic
+//! over the adapter.
 
 pub mod redis;
 
@@ -10,6 +11,8 @@ use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr
 
 use crate::app::{self, App, BuildError, Bus};
 use crate::config::Config;
+use crate::history::History;
+use crate::history::redis::RedisHistory;
 use crate::idempotency::{IdempotencyStore, RedisStore};
 use redis::ManagedDriver;
 
@@ -30,6 +33,8 @@ pub enum ScaleError {
     Connect(#[from] redis::RedisError),
     #[error("REDIS_URL: cannot subscribe to Redis: {0}")]
     Subscribe(String),
+    #[error("REDIS_URL: {0}")]
+    Url(#[from] ::redis::RedisError),
 }
 
 /// How long start-up waits for Redis before giving up with a clear error.
@@ -42,9 +47,12 @@ pub async fn build(config: &Config) -> Result<Built, ScaleError> {
         let (app, ()) = app::build::<LocalAdapter>(config, (), Bus::memory(config))?;
         return Ok(Built::Memory(app));
     };
-    let driver = ManagedDriver::connect(secrecy::ExposeSecret::expose_secret(url), CONNECT_TIMEOUT).await?;
+    let url = secrecy::ExposeSecret::expose_secret(url);
+    let driver = ManagedDriver::connect(url, CONNECT_TIMEOUT).await?;
+    let history = RedisHistory::new(config.history.clone(), driver.commands(), url)?;
     let bus = Bus {
         idempotency: IdempotencyStore::Redis(RedisStore::new(driver.commands(), config.api.idempotency_ttl)),
+        history: History::Redis(history),
         redis: Some(driver.health.clone()),
     };
     let adapter_config = RedisAdapterConfig::new().with_prefix("fixrx-realtime").with_request_timeout(REQUEST_TIMEOUT);

@@ -1,12 +1,18 @@
 //! `chat:send` and `chat:typing`: the sender is the token's identity, never the payload's.
+//! Messages go through the history like every room event; typing indicators are
+//! volatile and go straight through the adapter.
+
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
-use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 
+use super::SocketCtx;
 use super::handlers::{Ack, admit, send};
 use crate::auth::Identity;
 use crate::chat::{self, ChatError, Party};
+use crate::emit::Publisher;
 
 fn sender<A: Adapter>(socket: &SocketRef<A>) -> Result<Party, Ack> {
     socket
@@ -23,7 +29,11 @@ fn refuse(e: ChatError) -> Ack {
 
 /// Delivers to the recipient's room and the sender's own room except this socket
 /// (its ack carries the message); answers `{ ok, message }`.
-async fn relay<A: Adapter>(socket: &SocketRef<A>, data: Result<Value, socketioxide::ParserError>) -> Ack {
+async fn relay<A: Adapter>(
+    socket: &SocketRef<A>,
+    publisher: &Publisher,
+    data: Result<Value, socketioxide::ParserError>,
+) -> Ack {
     let from = match admit(socket, "chat:send").and_then(|()| sender(socket)) {
         Ok(from) => from,
         Err(answer) => return answer,
@@ -33,21 +43,22 @@ async fn relay<A: Adapter>(socket: &SocketRef<A>, data: Result<Value, socketioxi
         Ok(m) => m,
         Err(e) => return refuse(e),
     };
-    let rooms: Vec<String> = message.rooms().iter().map(|r| r.name()).collect();
-    match socket.to(rooms.clone()).emit("chat:message", &message).await {
-        Ok(()) | Err(socketioxide::BroadcastError::Socket(_)) => {
-            tracing::debug!(sid = %crate::socket::log_id(socket.id), id = %message.id, ?rooms, "chat message relayed");
+    match publisher.chat(&message, Some(socket.id)).await {
+        Ok(published) => {
+            tracing::debug!(sid = %crate::socket::log_id(socket.id), id = %message.id, rooms = ?published.rooms, "chat message relayed");
             Ack::ok(json!({ "message": message }))
         }
-        Err(e) => {
-            tracing::error!(sid = %crate::socket::log_id(socket.id), ?rooms, error = %e, "chat message not relayed");
-            Ack::err("unavailable", "the message could not be delivered; retry")
-        }
+        Err(_) => Ack::err("unavailable", "the message could not be delivered; retry"),
     }
 }
 
-pub async fn chat_send<A: Adapter>(socket: SocketRef<A>, TryData(data): TryData<Value>, ack: AckSender<A>) {
-    let answer = relay(&socket, data).await;
+pub async fn chat_send<A: Adapter>(
+    socket: SocketRef<A>,
+    TryData(data): TryData<Value>,
+    ack: AckSender<A>,
+    State(ctx): State<Arc<SocketCtx>>,
+) {
+    let answer = relay(&socket, &ctx.publisher, data).await;
     send(&socket, ack, "chat:send", answer);
 }
 

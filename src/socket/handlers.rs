@@ -7,12 +7,13 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
-use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
+use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::limit::{SocketLimiter, Verdict};
 use crate::auth::Identity;
+use crate::delivery::Hub;
 use crate::events::Room;
 use crate::events::room::RoomKind;
 
@@ -72,12 +73,18 @@ pub async fn ping<A: Adapter>(socket: SocketRef<A>, ack: AckSender<A>) {
     send(&socket, ack, "ping", answer);
 }
 
-pub async fn join<A: Adapter>(socket: SocketRef<A>, TryData(data): TryData<Value>, ack: AckSender<A>) {
+pub async fn join<A: Adapter>(
+    socket: SocketRef<A>,
+    TryData(data): TryData<Value>,
+    ack: AckSender<A>,
+    State(hub): State<Arc<Hub<A>>>,
+) {
     let answer = match admit(&socket, "join").and_then(|()| room_of(data)) {
         Err(answer) => answer,
         Ok(room) => match socket.extensions.get::<Identity>() {
             Some(identity) if identity.may_join(&room) => {
                 socket.join(room.name());
+                hub.join(socket.id, &room.name());
                 tracing::debug!(sid = %crate::socket::log_id(socket.id), room = %room, "joined room");
                 Ack::ok(json!({ "room": room.name() }))
             }
@@ -90,12 +97,18 @@ pub async fn join<A: Adapter>(socket: SocketRef<A>, TryData(data): TryData<Value
     send(&socket, ack, "join", answer);
 }
 
-pub async fn leave<A: Adapter>(socket: SocketRef<A>, TryData(data): TryData<Value>, ack: AckSender<A>) {
+pub async fn leave<A: Adapter>(
+    socket: SocketRef<A>,
+    TryData(data): TryData<Value>,
+    ack: AckSender<A>,
+    State(hub): State<Arc<Hub<A>>>,
+) {
     let answer = match admit(&socket, "leave").and_then(|()| room_of(data)) {
         Err(answer) => answer,
         Ok(room) => {
             // Leaving a room one is not in is a no-op, so no authorization is needed.
             socket.leave(room.name());
+            hub.leave(socket.id, &room.name());
             Ack::ok(json!({ "room": room.name() }))
         }
     };

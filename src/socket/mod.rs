@@ -14,6 +14,8 @@ use socketioxide::socket::DisconnectReason;
 
 use crate::auth::{Identity, JwtVerifier};
 use crate::config::RateLimit;
+use crate::delivery::{Hub, OffsetsRequest, recover};
+use crate::emit::Publisher;
 use crate::metrics::Metrics;
 
 pub use handlers::Ack;
@@ -27,10 +29,12 @@ pub fn log_id(sid: socketioxide::socket::Sid) -> String {
     format!("{}…", full.chars().take(6).collect::<String>())
 }
 
-/// What socket handlers share, stored as the Socket.IO state.
+/// What socket handlers share, stored as the Socket.IO state (the adapter-typed
+/// [`Hub`] is a state of its own).
 pub struct SocketCtx {
     pub verifier: JwtVerifier,
     pub metrics: Arc<Metrics>,
+    pub publisher: Publisher,
     pub rate_limit: Option<RateLimit>,
     pub flood_disconnect_after: Duration,
 }
@@ -59,7 +63,8 @@ pub async fn prepare<A: Adapter>(socket: SocketRef<A>, State(ctx): State<Arc<Soc
     socket.on("chat:typing", chat::chat_typing::<A>);
     socket.on("auth:refresh", expiry::refresh::<A>);
     socket.on_fallback(handlers::unknown::<A>);
-    socket.on_disconnect(async |socket: SocketRef<A>, reason: DisconnectReason, State(ctx): State<Arc<SocketCtx>>| {
+    socket.on_disconnect(async |socket: SocketRef<A>, reason: DisconnectReason, State(ctx): State<Arc<SocketCtx>>, State(hub): State<Arc<Hub<A>>>| {
+        hub.detach(socket.id);
         if let Some(watch) = socket.extensions.get::<Arc<expiry::ExpiryWatch>>() {
             watch.closed();
         }
@@ -69,16 +74,28 @@ pub async fn prepare<A: Adapter>(socket: SocketRef<A>, State(ctx): State<Arc<Soc
     Ok(())
 }
 
-/// Runs once the client is connected: starts the token-expiry watch, counts and logs it.
-pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(ctx): State<Arc<SocketCtx>>) {
+/// Runs once the client is connected: starts the token-expiry watch, counts and logs it,
+/// then starts delivery to it (after a recovery when it sent `auth.offsets`).
+pub async fn on_connect<A: Adapter>(
+    socket: SocketRef<A>,
+    State(ctx): State<Arc<SocketCtx>>,
+    State(hub): State<Arc<Hub<A>>>,
+) {
     ctx.metrics.connections.inc();
     let Some(identity) = socket.extensions.get::<Identity>() else { return };
-    // A client gone before this ran must not leave a watch behind holding its socket.
-    if socket.connected() {
-        expiry::watch(&socket, identity.exp);
+    // A client gone before this ran must not leave a watch (or a member) behind holding its socket.
+    if !socket.connected() {
+        return;
     }
+    expiry::watch(&socket, identity.exp);
     let rooms: Vec<String> = identity.own_rooms().iter().map(|r| r.name()).collect();
     tracing::info!(sid = %crate::socket::log_id(socket.id), user = %identity.user_id, role = identity.role.as_str(), ?rooms, transport = ?socket.transport_type(), "client connected");
+    let request = socket.extensions.get::<OffsetsRequest>();
+    recover(&hub, ctx.publisher.history(), &socket, rooms, request).await;
+    // Gone while being attached: on_disconnect may have run before the attach.
+    if !socket.connected() {
+        hub.detach(socket.id);
+    }
 }
 
 #[cfg(test)]

@@ -327,3 +327,17 @@ pub const ALL_TYPES: [&str; 8] = [
     "payment:completed",
     "payment:failed",
 ];
+
+/// An event payload without its `offsets` (positions differ from one delivery to the
+/// next), after checking it carries one position for each of `rooms`.
+pub fn without_offsets(mut payload: Value, rooms: &[&str]) -> Value {
+    let offsets = payload.as_object_mut().and_then(|o| o.remove("offsets")).unwrap_or(Value::Null);
+    let map = offsets.as_object().unwrap_or_else(|| panic!("no offsets in {payload}"));
+    let mut named: Vec<&str> = map.keys().map(String::as_str).collect();
+    named.sort_unstable();
+    let mut expected = rooms.to_vec();
+    expected.sort_unstable();
+    assert_eq!(named, expected, "offsets name the event's rooms");
+    assert!(map.values().all(Value::is_string), "positions are strings: {offsets}");
+    payload
+}

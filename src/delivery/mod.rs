@@ -1,0 +1,372 @@
+//! Delivery: the seam between the history's log and this instance's sockets, and the
+//! policy for a socket that cannot keep up.
+//!
+//! The history is the transport. Every event reaches sockets one way only: the history's
+//! log, read in `Seq` order by one reader per instance, which hands each event to
+//! [`Hub::deliver`]. socketioxide's room broadcast is not used for room events (it cannot
+//! be filtered per socket, so neither "join, then replay" nor "replay, then join" is
+//! free of a window for a loss or a duplicate).
+//!
+//! Why a socket gets every event of its rooms exactly once, in order:
+//! 1. One lock guards the registry (members, their rooms, their state) and the reader's
+//!    position. [`Hub::deliver`] takes it per batch, so for any member the events it is
+//!    handed are in `Seq` order, each once; an event to several of a member's rooms is
+//!    sent once (targets are deduplicated per event).
+//! 2. A recovering socket is attached as *pending* at the reader's position `A`: from then
+//!    on, every event of its rooms is kept in the member's buffer instead of being sent.
+//!    Nothing after `A` can pass it by.
+//! 3. The recovery reads a snapshot of its rooms from the history: every held event after
+//!    the client's position in each recovered room, up to the history's head `H` (read
+//!    atomically with the rooms). It sends the events the client lacks (a [`Filter`]
+//!    decides), merged in `Seq` order, outside the lock and paced to the socket's queue.
+//! 4. [`Hub::go_live`] then takes the lock, flushes the buffer through the same filter,
+//!    skipping what the replay sent (events of recovered rooms up to `H`, which the
+//!    snapshot held whole), emits `recovery`, and marks the member live, all before the
+//!    lock is released: no event is delivered between the flush and `recovery`, and
+//!    every later event comes from the reader, in order. If the reader is behind `H`
+//!    (Redis), the filter goes on skipping the replayed events as they arrive.
+//! 5. A send that fails because the socket's queue is full ends delivery to that socket
+//!    there and then: it is removed from the registry before anything else can be sent to
+//!    it (a later event slipping into a freed slot would move the client's offsets past
+//!    the lost one), and disconnected, so it reconnects and recovers from its offsets.
+
+mod recovery;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::SocketRef;
+use socketioxide::socket::Sid;
+use socketioxide::{SendError, SocketError};
+
+use crate::history::{Entry, LogSink, Seq};
+use crate::metrics::{Metrics, ReasonLabels};
+
+pub use recovery::{OffsetsRequest, RecoveryReport, recover};
+
+/// Most events a pending member buffers while its replay runs; past it the member is
+/// disconnected (it recovers again, from the offsets the replay gave it).
+const PENDING_MAX: usize = 20_000;
+/// How often a disconnect that found the socket's queue full is tried again.
+const EVICT_RETRY: Duration = Duration::from_millis(20);
+
+/// Which events a member that recovered still needs. The client holds, per recovered
+/// room, everything up to its position there; it joined the other rooms at `since`.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    since: Seq,
+    head: Seq,
+    known: Vec<(String, Seq)>,
+}
+
+impl Filter {
+    pub fn new(since: Seq, head: Seq, known: Vec<(String, Seq)>) -> Filter {
+        Filter { since, head, known }
+    }
+
+    /// Whether the client lacks `e`: past its position in every recovered room `e` was
+    /// sent to, or, when `e` went to none of them, sent after the socket connected.
+    pub fn wanted(&self, e: &Entry) -> bool {
+        let mut in_known = false;
+        for (room, p) in &self.known {
+            if e.rooms.iter().any(|r| r == room) {
+                in_known = true;
+                if e.seq <= *p {
+                    return false;
+                }
+            }
+        }
+        in_known || e.seq > self.since
+    }
+
+    /// Whether the replay already sent `e` (or found the client had it).
+    fn replayed(&self, e: &Entry) -> bool {
+        e.seq <= self.head && self.known.iter().any(|(room, _)| e.rooms.iter().any(|r| r == room))
+    }
+
+    /// Once the log is past both bounds, every later event is simply wanted.
+    fn spent(&self, seq: Seq) -> bool {
+        seq > self.head && seq > self.since
+    }
+}
+
+enum State {
+    /// Recovering: events are kept, not sent, until [`Hub::go_live`].
+    Pending { buffer: Vec<Arc<Entry>> },
+    Live(Option<Filter>),
+}
+
+struct Member<A: Adapter> {
+    socket: SocketRef<A>,
+    rooms: Vec<String>,
+    state: State,
+}
+
+struct Registry<A: Adapter> {
+    /// The `Seq` of the last event handed to [`Hub::deliver`].
+    position: Seq,
+    /// Bumped when the log lost continuity: a recovery begun before cannot go live.
+    generation: u64,
+    rooms: HashMap<String, Vec<Sid>>,
+    members: HashMap<Sid, Member<A>>,
+}
+
+/// Proof of where a pending member was attached.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    pub since: Seq,
+    generation: u64,
+}
+
+/// Why a recovering socket could not be switched to live delivery.
+#[derive(Debug, thiserror::Error)]
+pub enum GoLiveError {
+    #[error("the socket is gone")]
+    Gone,
+    #[error("the history log lost continuity during the recovery")]
+    Gap,
+    #[error("the socket's outgoing queue is full")]
+    Full,
+}
+
+/// This instance's sockets, by room, fed by the history's reader.
+pub struct Hub<A: Adapter> {
+    inner: Mutex<Registry<A>>,
+    metrics: Arc<Metrics>,
+}
+
+impl<A: Adapter> Hub<A> {
+    pub fn new(metrics: Arc<Metrics>) -> Hub<A> {
+        let registry =
+            Registry { position: Seq::ZERO, generation: 0, rooms: HashMap::new(), members: HashMap::new() };
+        Hub { inner: Mutex::new(registry), metrics }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry<A>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a connected socket in `rooms`: live at once, or pending a recovery.
+    pub fn attach(&self, socket: &SocketRef<A>, rooms: Vec<String>, pending: bool) -> Ticket {
+        let mut reg = self.lock();
+        let since = reg.position;
+        let state = if pending { State::Pending { buffer: Vec::new() } } else { State::Live(None) };
+        for room in &rooms {
+            reg.rooms.entry(room.clone()).or_default().push(socket.id);
+        }
+        reg.members.insert(socket.id, Member { socket: socket.clone(), rooms, state });
+        Ticket { since, generation: reg.generation }
+    }
+
+    /// The socket joined `room`: it receives the room's events from now on.
+    pub fn join(&self, sid: Sid, room: &str) {
+        let mut reg = self.lock();
+        let Some(member) = reg.members.get_mut(&sid) else { return };
+        if member.rooms.iter().any(|r| r == room) {
+            return;
+        }
+        member.rooms.push(room.to_owned());
+        reg.rooms.entry(room.to_owned()).or_default().push(sid);
+    }
+
+    pub fn leave(&self, sid: Sid, room: &str) {
+        let mut reg = self.lock();
+        let Some(member) = reg.members.get_mut(&sid) else { return };
+        member.rooms.retain(|r| r != room);
+        reg.unlist(sid, room);
+    }
+
+    /// The socket is gone.
+    pub fn detach(&self, sid: Sid) {
+        self.lock().remove(sid);
+    }
+
+    /// Switches a pending member to live delivery: flushes what it buffered (skipping what
+    /// the replay sent), emits `recovery`, and marks it live, under one lock.
+    pub fn go_live(
+        &self,
+        sid: Sid,
+        ticket: Ticket,
+        filter: Filter,
+        mut report: RecoveryReport,
+    ) -> Result<(), GoLiveError> {
+        let mut reg = self.lock();
+        if reg.generation != ticket.generation {
+            reg.remove(sid);
+            return Err(GoLiveError::Gap);
+        }
+        let Some(member) = reg.members.get_mut(&sid) else { return Err(GoLiveError::Gone) };
+        let State::Pending { buffer, .. } = std::mem::replace(&mut member.state, State::Live(None)) else {
+            return Ok(());
+        };
+        let mut sent = Ok(());
+        for e in buffer.iter().filter(|e| !filter.replayed(e) && filter.wanted(e)) {
+            sent = send(&member.socket, e);
+            if sent.is_err() {
+                break;
+            }
+            report.replayed += 1;
+        }
+        if sent.is_ok() {
+            sent = member.socket.emit("recovery", &report.to_json()).map_err(|e| e.into());
+        }
+        let spent = filter.spent(reg.position);
+        let Some(member) = reg.members.get_mut(&sid) else { return Err(GoLiveError::Gone) };
+        member.state = State::Live((!spent).then_some(filter));
+        match sent {
+            Ok(()) => Ok(()),
+            Err(Failure::Closed) => Err(GoLiveError::Gone),
+            Err(Failure::Full) => {
+                let socket = member.socket.clone();
+                reg.remove(sid);
+                drop(reg);
+                self.evict(socket, "queue_full");
+                Err(GoLiveError::Full)
+            }
+        }
+    }
+
+    /// Disconnects a socket whose delivery cannot go on. socketioxide refuses to
+    /// disconnect a socket whose queue is full (`Socket::disconnect` returns
+    /// `InternalChannelFull` without closing), so the disconnect is retried until a slot
+    /// frees (the client reads again) or the transport closes (the write-stall limit).
+    pub fn evict(&self, socket: SocketRef<A>, why: &'static str) {
+        self.metrics.delivery_disconnects.get_or_create(&ReasonLabels { reason: why }).inc();
+        tracing::warn!(sid = %crate::socket::log_id(socket.id), reason = why, "disconnecting a socket whose delivery cannot go on; it recovers on reconnect");
+        tokio::spawn(async move {
+            while socket.connected() {
+                match socket.clone().disconnect() {
+                    Err(SocketError::InternalChannelFull) => tokio::time::sleep(EVICT_RETRY).await,
+                    Ok(()) | Err(SocketError::Closed) => return,
+                }
+            }
+        });
+    }
+}
+
+/// Why a send to a member failed.
+enum Failure {
+    Full,
+    Closed,
+}
+
+impl From<SendError> for Failure {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Socket(SocketError::InternalChannelFull) => Failure::Full,
+            // Closed, or a payload the parser refused (cannot happen: it is valid JSON).
+            _ => Failure::Closed,
+        }
+    }
+}
+
+fn send<A: Adapter>(socket: &SocketRef<A>, e: &Entry) -> Result<(), Failure> {
+    socket.emit(&e.event, &*e.payload).map_err(Failure::from)
+}
+
+impl<A: Adapter> Registry<A> {
+    fn unlist(&mut self, sid: Sid, room: &str) {
+        if let Some(list) = self.rooms.get_mut(room) {
+            list.retain(|s| *s != sid);
+            if list.is_empty() {
+                self.rooms.remove(room);
+            }
+        }
+    }
+
+    fn remove(&mut self, sid: Sid) -> Option<Member<A>> {
+        let member = self.members.remove(&sid)?;
+        for room in &member.rooms {
+            self.unlist(sid, room);
+        }
+        Some(member)
+    }
+
+    /// Hands one event to its members; returns the sockets that must be evicted.
+    fn deliver_one(&mut self, e: &Arc<Entry>, evicted: &mut Vec<SocketRef<A>>) {
+        self.position = self.position.max(e.seq);
+        let mut targets: Vec<Sid> = Vec::new();
+        for room in &e.rooms {
+            if let Some(list) = self.rooms.get(room) {
+                targets.extend_from_slice(list);
+            }
+        }
+        if e.rooms.len() > 1 {
+            targets.sort_unstable();
+            targets.dedup();
+        }
+        let except = e.except.as_deref().and_then(|s| s.parse::<Sid>().ok());
+        for sid in targets {
+            if Some(sid) == except {
+                continue;
+            }
+            let Some(member) = self.members.get_mut(&sid) else { continue };
+            let outcome = match &mut member.state {
+                State::Pending { buffer, .. } => {
+                    buffer.push(e.clone());
+                    if buffer.len() > PENDING_MAX { Err(Failure::Full) } else { Ok(()) }
+                }
+                State::Live(Some(filter)) if filter.replayed(e) || !filter.wanted(e) => Ok(()),
+                State::Live(filter) => {
+                    if filter.as_ref().is_some_and(|f| f.spent(e.seq)) {
+                        *filter = None;
+                    }
+                    send(&member.socket, e)
+                }
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(Failure::Closed) => {
+                    self.remove(sid);
+                }
+                Err(Failure::Full) => {
+                    if let Some(member) = self.remove(sid) {
+                        evicted.push(member.socket);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<A: Adapter> LogSink for Hub<A> {
+    fn deliver(&self, entries: &[Arc<Entry>]) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut evicted = Vec::new();
+        {
+            let mut reg = self.lock();
+            for e in entries {
+                reg.deliver_one(e, &mut evicted);
+            }
+        }
+        for socket in evicted {
+            self.evict(socket, "queue_full");
+        }
+    }
+
+    fn gap(&self, why: &str) {
+        let members: Vec<SocketRef<A>> = {
+            let mut reg = self.lock();
+            reg.generation += 1;
+            reg.rooms.clear();
+            reg.members.drain().map(|(_, m)| m.socket).collect()
+        };
+        tracing::error!(reason = why, sockets = members.len(), "delivery cannot prove continuity: disconnecting every socket so each recovers");
+        for socket in members {
+            self.evict(socket, "history_gap");
+        }
+    }
+}
+
+impl RecoveryReport {
+    fn to_json(&self) -> serde_json::Value {
+        let rooms: serde_json::Map<String, serde_json::Value> =
+            self.rooms.iter().map(|(room, status)| (room.clone(), json!(status.as_str()))).collect();
+        json!({ "recovered": self.recovered(), "replayed": self.replayed, "rooms": rooms })
+    }
+}

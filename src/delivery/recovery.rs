@@ -1,0 +1,185 @@
+//! Recovery after a reconnect: `auth.offsets` in, missed events and a `recovery`
+//! event out. The ordering argument is in the parent module's documentation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::SocketRef;
+use socketioxide::{SendError, SocketError};
+
+use super::{Filter, GoLiveError, Hub};
+use crate::history::{Entry, History, Position, RoomStatus, classify};
+use crate::metrics::StatusLabels;
+
+/// How long a replay waits for a client whose queue stays full before giving up on it.
+const REPLAY_STALL: Duration = Duration::from_secs(10);
+const REPLAY_RETRY: Duration = Duration::from_millis(5);
+
+/// The positions a client sent for its own rooms in `auth.offsets`. `None`: the room
+/// was named with something that is not a position of ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetsRequest {
+    pub named: Vec<(String, Option<Position>)>,
+}
+
+impl OffsetsRequest {
+    /// Reads `auth.offsets` for the socket's `own` rooms; `None` when the client sent no
+    /// `offsets` (no recovery, no `recovery` event). Entries for other rooms are ignored;
+    /// `offsets` that is not an object names every own room with nothing usable.
+    pub fn from_auth(auth: Option<&Value>, own: &[String]) -> Option<OffsetsRequest> {
+        let offsets = auth?.get("offsets").filter(|v| !v.is_null())?;
+        let named = match offsets.as_object() {
+            None => own.iter().map(|room| (room.clone(), None)).collect(),
+            Some(map) => own
+                .iter()
+                .filter_map(|room| {
+                    let value = map.get(room)?;
+                    Some((room.clone(), value.as_str().and_then(Position::parse)))
+                })
+                .collect(),
+        };
+        Some(OffsetsRequest { named })
+    }
+}
+
+/// What the `recovery` event reports.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    pub replayed: usize,
+    pub rooms: Vec<(String, RoomStatus)>,
+}
+
+impl RecoveryReport {
+    /// True when every room the client named recovered.
+    pub fn recovered(&self) -> bool {
+        self.rooms.iter().all(|(_, s)| *s == RoomStatus::Recovered)
+    }
+}
+
+/// Starts delivery to a connected socket in `rooms`: at once without `auth.offsets`,
+/// otherwise after replaying what it missed (see the module docs of [`super`]).
+pub async fn recover<A: Adapter>(
+    hub: &Hub<A>,
+    history: &History,
+    socket: &SocketRef<A>,
+    rooms: Vec<String>,
+    request: Option<OffsetsRequest>,
+) {
+    let Some(request) = request else {
+        hub.attach(socket, rooms, false);
+        return;
+    };
+    let ticket = hub.attach(socket, rooms, true);
+    let mut report = RecoveryReport::default();
+    let mut candidates = Vec::new();
+    for (room, position) in request.named {
+        match position.filter(|_| history.enabled()) {
+            Some(p) => candidates.push((room, p)),
+            None => report.rooms.push((room, RoomStatus::Unknown)),
+        }
+    }
+    let (head, known, replay) = if candidates.is_empty() {
+        (ticket.since, Vec::new(), Vec::new())
+    } else {
+        let seqs: Vec<(String, crate::history::Seq)> = candidates.iter().map(|(r, p)| (r.clone(), p.seq)).collect();
+        let snapshot = match history.snapshot(&seqs).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(sid = %crate::socket::log_id(socket.id), error = %e, "recovery impossible now: history unreadable");
+                hub.detach(socket.id);
+                hub.evict(socket.clone(), "history_unavailable");
+                return;
+            }
+        };
+        let mut known = Vec::new();
+        let mut replay: Vec<Arc<Entry>> = Vec::new();
+        for ((room, p), view) in candidates.into_iter().zip(snapshot.rooms) {
+            let status = if p.belongs_to(snapshot.epoch, &room) { classify(p.seq, &view) } else { RoomStatus::Unknown };
+            if status == RoomStatus::Recovered {
+                known.push((room.clone(), p.seq));
+                replay.extend(view.after.into_iter().map(|(e, _)| e));
+            }
+            report.rooms.push((room, status));
+        }
+        (snapshot.head, known, replay)
+    };
+    let filter = Filter::new(ticket.since, head, known);
+    let mut replay = replay;
+    replay.sort_by_key(|e| e.seq);
+    replay.dedup_by_key(|e| e.seq);
+    replay.retain(|e| filter.wanted(e));
+    for e in &replay {
+        match send_paced(socket, e).await {
+            Ok(()) => report.replayed += 1,
+            Err(SocketError::Closed) => {
+                hub.detach(socket.id);
+                return;
+            }
+            Err(SocketError::InternalChannelFull) => {
+                hub.detach(socket.id);
+                hub.evict(socket.clone(), "recovery_stalled");
+                return;
+            }
+        }
+    }
+    let statuses: Vec<&'static str> = report.rooms.iter().map(|(_, s)| s.as_str()).collect();
+    let replayed = report.replayed;
+    for status in &statuses {
+        hub.metrics.recovered_rooms.get_or_create(&StatusLabels { status }).inc();
+    }
+    hub.metrics.replayed_events.inc_by(replayed as u64);
+    match hub.go_live(socket.id, ticket, filter, report) {
+        Ok(()) => {
+            tracing::info!(sid = %crate::socket::log_id(socket.id), replayed, rooms = ?statuses, "socket recovered; live");
+        }
+        Err(GoLiveError::Gap) => hub.evict(socket.clone(), "history_gap"),
+        Err(e) => tracing::debug!(sid = %crate::socket::log_id(socket.id), error = %e, "recovery ended early"),
+    }
+}
+
+/// Sends one replayed event, waiting while the socket's queue is full (the replay may be
+/// longer than the queue), up to [`REPLAY_STALL`].
+async fn send_paced<A: Adapter>(socket: &SocketRef<A>, e: &Entry) -> Result<(), SocketError> {
+    let deadline = tokio::time::Instant::now() + REPLAY_STALL;
+    loop {
+        match socket.emit(&e.event, &*e.payload) {
+            Ok(()) => return Ok(()),
+            Err(SendError::Socket(SocketError::InternalChannelFull)) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(REPLAY_RETRY).await;
+            }
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => return Err(SocketError::InternalChannelFull),
+            Err(_) => return Err(SocketError::Closed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn own() -> Vec<String> {
+        vec!["user:u1".into(), "vendor:v1".into()]
+    }
+
+    #[test]
+    fn only_the_sockets_own_rooms_are_read_from_offsets() {
+        let p = Position::new(crate::history::Epoch(7), crate::history::Seq { ms: 1, n: 0 }, "user:u1");
+        let auth = json!({ "token": "t", "offsets": { "user:u1": p.to_string(), "user:someone": p.to_string() } });
+        let req = OffsetsRequest::from_auth(Some(&auth), &own()).unwrap();
+        assert_eq!(req.named, vec![("user:u1".to_string(), Some(p))]);
+    }
+
+    #[test]
+    fn no_offsets_means_no_recovery_and_garbage_means_unknown() {
+        assert_eq!(OffsetsRequest::from_auth(Some(&json!({ "token": "t" })), &own()), None);
+        assert_eq!(OffsetsRequest::from_auth(Some(&json!({ "offsets": null })), &own()), None);
+        assert_eq!(OffsetsRequest::from_auth(None, &own()), None);
+        let req = OffsetsRequest::from_auth(Some(&json!({ "offsets": "nope" })), &own()).unwrap();
+        assert_eq!(req.named, vec![("user:u1".to_string(), None), ("vendor:v1".to_string(), None)]);
+        let req = OffsetsRequest::from_auth(Some(&json!({ "offsets": { "vendor:v1": 5 } })), &own()).unwrap();
+        assert_eq!(req.named, vec![("vendor:v1".to_string(), None)]);
+    }
+}

@@ -1,0 +1,286 @@
+//! The history of a single instance, in memory.
+//!
+//! One lock orders everything: an append takes the next [`Seq`], stores the event in the
+//! ring of each of its rooms and hands it to the log channel before the lock is released,
+//! so the reader receives events in `Seq` order. Memory is bounded three ways: a room
+//! keeps at most `HISTORY_SIZE` events, none older than `HISTORY_TTL_SECS`, and all rooms
+//! together at most `HISTORY_MAX_BYTES` (the rooms written longest ago go first, whole).
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+
+use super::{
+    Appended, Entry, Epoch, HistoryConfig, HistoryError, LogSink, Position, Publish, RoomView, Seq, Snapshot,
+    payload_with_offsets,
+};
+
+/// What one held event costs besides its payload and room names (the slot, the `Arc`,
+/// the entry's fields), so the byte bound counts memory, not just JSON.
+const SLOT_OVERHEAD: usize = 160;
+/// Rooms whose newest event is past the TTL, dropped per append (the rest go in the sweep).
+const SWEEP_PER_APPEND: usize = 4;
+/// How often idle rooms are swept while nothing is appended.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+pub struct MemoryHistory {
+    config: HistoryConfig,
+    epoch: Epoch,
+    inner: Arc<Mutex<Inner>>,
+    log_rx: Mutex<Option<mpsc::UnboundedReceiver<Arc<Entry>>>>,
+    closed: AtomicBool,
+}
+
+struct Inner {
+    head: Seq,
+    rooms: HashMap<String, Ring>,
+    /// Rooms by the `Seq` of their newest event: the front was written longest ago.
+    by_age: BTreeSet<(Seq, String)>,
+    bytes: usize,
+    /// Taken on close, which ends the reader once it has drained the channel.
+    log_tx: Option<mpsc::UnboundedSender<Arc<Entry>>>,
+}
+
+#[derive(Default)]
+struct Ring {
+    slots: VecDeque<Slot>,
+    last: Seq,
+}
+
+struct Slot {
+    entry: Arc<Entry>,
+    prev: Seq,
+    at: Instant,
+    bytes: usize,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
+}
+
+impl MemoryHistory {
+    pub fn new(config: HistoryConfig) -> MemoryHistory {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inner = Inner {
+            head: Seq::ZERO,
+            rooms: HashMap::new(),
+            by_age: BTreeSet::new(),
+            bytes: 0,
+            log_tx: Some(tx),
+        };
+        MemoryHistory {
+            config,
+            epoch: Epoch::random(),
+            inner: Arc::new(Mutex::new(inner)),
+            log_rx: Mutex::new(Some(rx)),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.config.enabled
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn append(&self, publish: Publish) -> Result<Appended, HistoryError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(HistoryError::Closed);
+        }
+        let mut inner = self.lock();
+        let seq = inner.head.next(now_ms());
+        let epoch = self.config.enabled.then_some(self.epoch);
+        let payload = payload_with_offsets(&publish.payload, epoch, seq, &publish.rooms)
+            .map_err(|e| HistoryError::Unavailable(format!("envelope is not JSON: {e}")))?;
+        let entry = Arc::new(Entry { seq, event: publish.event.to_owned(), rooms: publish.rooms, except: publish.except, payload });
+        let Some(tx) = inner.log_tx.clone() else { return Err(HistoryError::Closed) };
+        inner.head = seq;
+        if self.config.enabled {
+            inner.store(&entry, &self.config);
+        }
+        // Sent under the lock: the channel's order is the `Seq` order.
+        tx.send(entry.clone()).map_err(|_| HistoryError::Closed)?;
+        drop(inner);
+        let offsets = match epoch {
+            Some(epoch) => entry.rooms.iter().map(|r| (r.clone(), Position::new(epoch, seq, r))).collect(),
+            None => Vec::new(),
+        };
+        Ok(Appended { seq, offsets })
+    }
+
+    pub fn snapshot(&self, rooms: &[(String, Seq)]) -> Snapshot {
+        let inner = self.lock();
+        let views = rooms.iter().map(|(room, p)| inner.view(room, *p)).collect();
+        Snapshot { epoch: self.epoch, head: inner.head, rooms: views }
+    }
+
+    pub fn start_reader(&self, sink: Arc<dyn LogSink>) {
+        let Some(mut rx) = self.log_rx.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            tracing::error!("history reader started twice; ignored");
+            return;
+        };
+        let inner = self.inner.clone();
+        let ttl = self.config.ttl;
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(256);
+            let mut sweep = tokio::time::interval(SWEEP_EVERY);
+            loop {
+                tokio::select! {
+                    biased;
+                    n = rx.recv_many(&mut batch, 256) => {
+                        if n == 0 {
+                            return;
+                        }
+                        sink.deliver(&batch);
+                        batch.clear();
+                    }
+                    _ = sweep.tick() => {
+                        inner.lock().unwrap_or_else(|p| p.into_inner()).sweep(ttl, usize::MAX);
+                    }
+                }
+            }
+        });
+    }
+
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.lock().log_tx = None;
+    }
+}
+
+impl Inner {
+    fn store(&mut self, entry: &Arc<Entry>, config: &HistoryConfig) {
+        let now = Instant::now();
+        let bytes = SLOT_OVERHEAD + entry.payload.get().len() + entry.rooms.iter().map(String::len).sum::<usize>();
+        for room in &entry.rooms {
+            let ring = self.rooms.entry(room.clone()).or_default();
+            let prev = ring.last;
+            ring.slots.push_back(Slot { entry: entry.clone(), prev, at: now, bytes });
+            ring.last = entry.seq;
+            let mut freed = 0;
+            while ring.slots.len() > config.size
+                || ring.slots.front().is_some_and(|s| now.duration_since(s.at) > config.ttl)
+            {
+                freed += ring.slots.pop_front().map_or(0, |s| s.bytes);
+            }
+            self.bytes = self.bytes + bytes - freed;
+            if prev != Seq::ZERO {
+                self.by_age.remove(&(prev, room.clone()));
+            }
+            self.by_age.insert((entry.seq, room.clone()));
+        }
+        self.sweep(config.ttl, SWEEP_PER_APPEND);
+        while self.bytes > config.max_bytes {
+            let Some((_, room)) = self.by_age.pop_first() else { break };
+            tracing::debug!(room = %room, "history over HISTORY_MAX_BYTES: dropping the room written longest ago");
+            self.drop_room(&room);
+        }
+    }
+
+    /// Drops up to `most` rooms whose newest event is older than `ttl`.
+    fn sweep(&mut self, ttl: Duration, most: usize) {
+        for _ in 0..most {
+            let Some((_, room)) = self.by_age.first() else { return };
+            let idle = self.rooms.get(room).and_then(|r| r.slots.back()).is_none_or(|s| s.at.elapsed() > ttl);
+            if !idle {
+                return;
+            }
+            if let Some((_, room)) = self.by_age.pop_first() {
+                self.drop_room(&room);
+            }
+        }
+    }
+
+    fn drop_room(&mut self, room: &str) {
+        if let Some(ring) = self.rooms.remove(room) {
+            self.bytes -= ring.slots.iter().map(|s| s.bytes).sum::<usize>();
+        }
+    }
+
+    fn view(&self, room: &str, p: Seq) -> RoomView {
+        let Some(ring) = self.rooms.get(room) else { return RoomView::default() };
+        let start = ring.slots.partition_point(|s| s.entry.seq <= p);
+        let has_position = start > 0 && ring.slots.get(start - 1).is_some_and(|s| s.entry.seq == p);
+        RoomView {
+            exists: !ring.slots.is_empty(),
+            after: ring.slots.range(start..).map(|s| (s.entry.clone(), s.prev)).collect(),
+            first: ring.slots.front().map(|s| s.entry.seq),
+            last: ring.slots.back().map(|s| s.entry.seq),
+            has_position,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{RoomStatus, classify};
+
+    fn config(size: usize, max_bytes: usize) -> HistoryConfig {
+        HistoryConfig { enabled: true, ttl: Duration::from_secs(300), size, max_bytes }
+    }
+
+    fn publish(rooms: &[&str]) -> Publish {
+        Publish {
+            event: "service:updated",
+            rooms: rooms.iter().map(|r| r.to_string()).collect(),
+            except: None,
+            payload: r#"{"id":"x"}"#.into(),
+        }
+    }
+
+    #[test]
+    fn a_room_recovers_every_event_after_its_position_until_the_ring_wraps() {
+        let h = MemoryHistory::new(config(3, usize::MAX));
+        let seqs: Vec<Seq> = (0..5).map(|_| h.append(publish(&["vendor:v1"])).unwrap().seq).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+        let snap = h.snapshot(&[("vendor:v1".into(), seqs[1])]);
+        let view = &snap.rooms[0];
+        assert_eq!(classify(seqs[1], view), RoomStatus::Recovered);
+        assert_eq!(view.after.iter().map(|(e, _)| e.seq).collect::<Vec<_>>(), seqs[2..].to_vec());
+        // seqs[0] is gone and seqs[1] (its successor) too: from seqs[0] there is a gap.
+        let snap = h.snapshot(&[("vendor:v1".into(), seqs[0])]);
+        assert_eq!(classify(seqs[0], &snap.rooms[0]), RoomStatus::Expired);
+        assert_eq!(snap.head, seqs[4]);
+    }
+
+    #[test]
+    fn an_event_to_two_rooms_has_one_seq_and_a_position_in_each() {
+        let h = MemoryHistory::new(config(10, usize::MAX));
+        let a = h.append(publish(&["user:u1", "vendor:v1"])).unwrap();
+        assert_eq!(a.offsets.len(), 2);
+        assert!(a.offsets.iter().all(|(room, p)| p.seq == a.seq && p.belongs_to(h.epoch(), room)));
+    }
+
+    #[test]
+    fn past_the_byte_bound_the_room_written_longest_ago_is_dropped() {
+        let h = MemoryHistory::new(config(100, 3 * (SLOT_OVERHEAD + 40)));
+        let old = h.append(publish(&["user:old"])).unwrap().seq;
+        for _ in 0..3 {
+            h.append(publish(&["user:new"])).unwrap();
+        }
+        let snap = h.snapshot(&[("user:old".into(), old)]);
+        assert_eq!(classify(old, &snap.rooms[0]), RoomStatus::Expired);
+        assert!(h.lock().bytes <= 3 * (SLOT_OVERHEAD + 40));
+    }
+
+    #[test]
+    fn with_history_off_events_still_reach_the_log_without_offsets() {
+        let h = MemoryHistory::new(HistoryConfig { enabled: false, ..config(10, usize::MAX) });
+        let a = h.append(publish(&["user:u1"])).unwrap();
+        assert!(a.offsets.is_empty());
+        let mut rx = h.log_rx.lock().unwrap().take().unwrap();
+        let entry = rx.try_recv().unwrap();
+        assert_eq!(entry.payload.get(), r#"{"id":"x"}"#);
+        assert!(!h.snapshot(&[("user:u1".into(), a.seq)]).rooms[0].exists);
+    }
+}

@@ -1,0 +1,449 @@
+//! The history in Redis, shared by every instance: Redis Streams.
+//!
+//! Why streams: an entry id is a `<ms>-<n>` sequence that Redis keeps strictly
+//! increasing, a range read after a position is one command, trimming by count
+//! (`MAXLEN`) and by age (`MINID`) is built in, and a reader can block on the log and
+//! resume from its last id after a lost connection, so nothing published while it was
+//! reconnecting is skipped (pub/sub would have dropped it).
+//!
+//! Keys, all under one hash tag so that one script touches them atomically (on a Redis
+//! Cluster they live in one slot; a socket in two rooms needs one order across them):
+//! - `epoch`: this history's identity, created by the first writer or reader to find none
+//!   (Redis restarted empty: a new epoch, so older positions are `unknown`);
+//! - `head`: the newest log id;
+//! - `log`: every event, in order, with the id of its predecessor, read by every instance;
+//! - `room:<room>`: a room's events under the same ids as in the log, each with its room
+//!   predecessor, trimmed to `HISTORY_SIZE` and `HISTORY_TTL_SECS`, the key expiring a TTL
+//!   after its last write.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Script, Value};
+
+use super::{
+    Appended, Entry, Epoch, HistoryConfig, HistoryError, LogSink, Position, Publish, RoomView, Seq, Snapshot,
+    payload_with_offsets,
+};
+
+/// Events the log keeps for readers that fall behind (a reader further behind than this
+/// sees a gap and tells its sockets); approximate, as Redis trims whole nodes.
+const LOG_MAXLEN: u64 = 50_000;
+/// How long one blocking read waits before looking again (and noticing a shutdown).
+const READ_BLOCK_MS: u64 = 1_000;
+/// Most log entries taken per read.
+const READ_COUNT: u64 = 512;
+const RECONNECT_DELAY: Duration = Duration::from_millis(250);
+
+const APPEND: &str = r"
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then epoch = ARGV[1]; redis.call('SET', KEYS[1], epoch) end
+local prev = redis.call('GET', KEYS[2]) or '0-0'
+local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*',
+  'v', prev, 'e', epoch, 'n', ARGV[6], 'r', ARGV[7], 'x', ARGV[8], 'p', ARGV[9])
+redis.call('SET', KEYS[2], id)
+if ARGV[2] == '1' then
+  local cutoff = tonumber(string.match(id, '^(%d+)')) - tonumber(ARGV[4])
+  for i = 4, #KEYS do
+    local last = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
+    local rp = '0-0'
+    if #last > 0 then rp = last[1][1] end
+    redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[3], id, 'v', rp, 'n', ARGV[6], 'r', ARGV[7], 'p', ARGV[9])
+    if cutoff > 0 then redis.call('XTRIM', KEYS[i], 'MINID', '~', cutoff) end
+    redis.call('PEXPIRE', KEYS[i], ARGV[4])
+  end
+end
+return {epoch, id}
+";
+
+const INIT: &str = r"
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then epoch = ARGV[1]; redis.call('SET', KEYS[1], epoch) end
+return {epoch, redis.call('GET', KEYS[2]) or '0-0'}
+";
+
+const SNAPSHOT: &str = r"
+local out = {redis.call('GET', KEYS[1]) or '', redis.call('GET', KEYS[2]) or '0-0'}
+for i = 3, #KEYS do
+  local p = ARGV[i - 2]
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    out[#out + 1] = {0}
+  else
+    local after = redis.call('XRANGE', KEYS[i], '(' .. p, '+')
+    local first = redis.call('XRANGE', KEYS[i], '-', '+', 'COUNT', 1)
+    local last = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
+    local at = redis.call('XRANGE', KEYS[i], p, p)
+    local f, l = '', ''
+    if #first > 0 then f = first[1][1] end
+    if #last > 0 then l = last[1][1] end
+    out[#out + 1] = {1, after, f, l, #at}
+  end
+end
+return out
+";
+
+struct Keys {
+    epoch: String,
+    head: String,
+    log: String,
+    room_prefix: String,
+}
+
+impl Keys {
+    fn new() -> Keys {
+        let tag = "fixrx:{history}:";
+        Keys {
+            epoch: format!("{tag}epoch"),
+            head: format!("{tag}head"),
+            log: format!("{tag}log"),
+            room_prefix: format!("{tag}room:"),
+        }
+    }
+
+    fn room(&self, room: &str) -> String {
+        format!("{}{room}", self.room_prefix)
+    }
+}
+
+pub struct RedisHistory {
+    config: HistoryConfig,
+    conn: ConnectionManager,
+    client: redis::Client,
+    keys: Arc<Keys>,
+    /// Offered as the epoch when the store has none.
+    candidate: Epoch,
+    closed: Arc<AtomicBool>,
+    append: Script,
+    snapshot: Script,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> HistoryError {
+    HistoryError::Unavailable(e.to_string())
+}
+
+impl RedisHistory {
+    /// `conn` carries appends and snapshots; the reader opens its own connection from `url`
+    /// (its blocking reads must not hold up commands).
+    pub fn new(config: HistoryConfig, conn: ConnectionManager, url: &str) -> Result<RedisHistory, redis::RedisError> {
+        Ok(RedisHistory {
+            config,
+            conn,
+            client: redis::Client::open(url)?,
+            keys: Arc::new(Keys::new()),
+            candidate: Epoch::random(),
+            closed: Arc::new(AtomicBool::new(false)),
+            append: Script::new(APPEND),
+            snapshot: Script::new(SNAPSHOT),
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.config.enabled
+    }
+
+    pub async fn append(&self, publish: Publish) -> Result<Appended, HistoryError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(HistoryError::Closed);
+        }
+        let ttl_ms = u64::try_from(self.config.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut call = self.append.key(&self.keys.epoch);
+        call.key(&self.keys.head).key(&self.keys.log);
+        for room in &publish.rooms {
+            call.key(self.keys.room(room));
+        }
+        call.arg(self.candidate.to_string())
+            .arg(if self.config.enabled { "1" } else { "0" })
+            .arg(self.config.size)
+            .arg(ttl_ms)
+            .arg(LOG_MAXLEN)
+            .arg(publish.event)
+            .arg(publish.rooms.join("\n"))
+            .arg(publish.except.as_deref().unwrap_or(""))
+            .arg(&publish.payload);
+        let (epoch, id): (String, String) = call.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
+        let epoch = Epoch::parse(&epoch).ok_or_else(|| unavailable("the history's epoch in Redis is malformed"))?;
+        let seq = Seq::parse(&id).ok_or_else(|| unavailable("Redis returned a malformed stream id"))?;
+        let offsets = if self.config.enabled {
+            publish.rooms.iter().map(|r| (r.clone(), Position::new(epoch, seq, r))).collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Appended { seq, offsets })
+    }
+
+    pub async fn snapshot(&self, rooms: &[(String, Seq)]) -> Result<Snapshot, HistoryError> {
+        let mut call = self.snapshot.key(&self.keys.epoch);
+        call.key(&self.keys.head);
+        for (room, p) in rooms {
+            call.key(self.keys.room(room)).arg(p.to_string());
+        }
+        let reply: Value = call.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
+        let malformed = || unavailable("unexpected snapshot reply from Redis");
+        let mut parts = array(reply).ok_or_else(malformed)?.into_iter();
+        // No epoch yet: nothing was ever written, so no position can be ours.
+        let epoch = parts.next().and_then(text).and_then(|e| Epoch::parse(&e)).unwrap_or(self.candidate);
+        let head = parts.next().and_then(text).and_then(|h| Seq::parse(&h)).ok_or_else(malformed)?;
+        let mut views = Vec::with_capacity(rooms.len());
+        for _ in rooms {
+            let view = parts.next().and_then(|v| room_view(v, epoch, self.config.enabled)).ok_or_else(malformed)?;
+            views.push(view);
+        }
+        Ok(Snapshot { epoch, head, rooms: views })
+    }
+
+    pub fn start_reader(&self, sink: Arc<dyn LogSink>) {
+        let reader = Reader {
+            client: self.client.clone(),
+            keys: self.keys.clone(),
+            candidate: self.candidate,
+            closed: self.closed.clone(),
+            offsets: self.config.enabled,
+            init: Script::new(INIT),
+        };
+        tokio::spawn(reader.run(sink));
+    }
+
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+}
+
+/// Reads the log in order and hands it to the instance's sockets.
+struct Reader {
+    client: redis::Client,
+    keys: Arc<Keys>,
+    candidate: Epoch,
+    closed: Arc<AtomicBool>,
+    offsets: bool,
+    init: Script,
+}
+
+/// Where the reader is: the history it follows and the last log id it delivered.
+#[derive(Clone, Copy)]
+struct Cursor {
+    epoch: Epoch,
+    last: Seq,
+}
+
+impl Reader {
+    async fn run(self, sink: Arc<dyn LogSink>) {
+        let mut cursor: Option<Cursor> = None;
+        let mut outage = false;
+        while !self.closed.load(Ordering::Acquire) {
+            match self.follow(&sink, &mut cursor).await {
+                Ok(()) => return,
+                Err(e) => {
+                    if !outage {
+                        tracing::error!(error = %e, "history log unreadable: delivery paused until Redis answers");
+                    }
+                    outage = true;
+                    tokio::time::sleep(RECONNECT_DELAY).await;
+                }
+            }
+        }
+    }
+
+    /// Connects, checks the history is the one followed so far, and reads until closed
+    /// (`Ok`) or the connection fails (`Err`, and the caller reconnects).
+    async fn follow(&self, sink: &Arc<dyn LogSink>, cursor: &mut Option<Cursor>) -> Result<(), redis::RedisError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_millis(READ_BLOCK_MS + 3_000)));
+        let mut conn = self.client.get_multiplexed_async_connection_with_config(&config).await?;
+        let (epoch, head): (String, String) = self
+            .init
+            .key(&self.keys.epoch)
+            .key(&self.keys.head)
+            .arg(self.candidate.to_string())
+            .invoke_async(&mut conn)
+            .await?;
+        let (Some(epoch), Some(head)) = (Epoch::parse(&epoch), Seq::parse(&head)) else {
+            return Err(redis::RedisError::from((redis::ErrorKind::Parse, "malformed history epoch or head")));
+        };
+        match cursor {
+            None => *cursor = Some(Cursor { epoch, last: head }),
+            Some(c) if c.epoch != epoch => {
+                sink.gap("the history in Redis was lost (new epoch)");
+                *cursor = Some(Cursor { epoch, last: head });
+            }
+            Some(_) => tracing::info!("history log readable again: delivery resumes where it stopped"),
+        }
+        let Some(mut at) = *cursor else { return Ok(()) };
+        while !self.closed.load(Ordering::Acquire) {
+            let entries = self.read(&mut conn, at.last).await?;
+            let mut batch = Vec::with_capacity(entries.len());
+            for raw in entries {
+                if raw.epoch != at.epoch || raw.prev != at.last {
+                    sink.deliver(&batch);
+                    batch.clear();
+                    sink.gap("the history log skipped events (trimmed, or Redis lost data)");
+                    at.epoch = raw.epoch;
+                }
+                at.last = raw.seq;
+                match raw.into_entry(self.offsets) {
+                    Some(entry) => batch.push(Arc::new(entry)),
+                    None => tracing::error!(seq = %at.last, "unreadable history log entry skipped"),
+                }
+            }
+            sink.deliver(&batch);
+            *cursor = Some(at);
+        }
+        Ok(())
+    }
+
+    async fn read(&self, conn: &mut MultiplexedConnection, after: Seq) -> Result<Vec<RawEntry>, redis::RedisError> {
+        let reply: Value = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(READ_COUNT)
+            .arg("BLOCK")
+            .arg(READ_BLOCK_MS)
+            .arg("STREAMS")
+            .arg(&self.keys.log)
+            .arg(after.to_string())
+            .query_async(conn)
+            .await?;
+        Ok(log_entries(reply))
+    }
+}
+
+/// One log entry as stored.
+struct RawEntry {
+    seq: Seq,
+    prev: Seq,
+    epoch: Epoch,
+    event: String,
+    rooms: Vec<String>,
+    except: Option<String>,
+    payload: String,
+}
+
+impl RawEntry {
+    fn into_entry(self, offsets: bool) -> Option<Entry> {
+        let epoch = offsets.then_some(self.epoch);
+        let payload = payload_with_offsets(&self.payload, epoch, self.seq, &self.rooms).ok()?;
+        Some(Entry { seq: self.seq, event: self.event, rooms: self.rooms, except: self.except, payload })
+    }
+}
+
+/// The entries of an `XREAD` reply on one stream (RESP2 or RESP3 shape); empty on timeout.
+fn log_entries(reply: Value) -> Vec<RawEntry> {
+    let streams = match reply {
+        Value::Map(pairs) => pairs.into_iter().map(|(_, v)| v).collect(),
+        Value::Array(items) => items.into_iter().filter_map(|s| array(s)?.into_iter().nth(1)).collect(),
+        _ => Vec::new(),
+    };
+    let entries = streams.into_iter().filter_map(array).flatten();
+    entries.filter_map(|e| stream_entry(e).and_then(|(seq, fields)| raw_log_entry(seq, &fields))).collect()
+}
+
+fn raw_log_entry(seq: Seq, fields: &[(String, String)]) -> Option<RawEntry> {
+    let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
+    Some(RawEntry {
+        seq,
+        prev: Seq::parse(get("v")?)?,
+        epoch: Epoch::parse(get("e")?)?,
+        event: get("n")?.to_owned(),
+        rooms: split_rooms(get("r")?),
+        except: get("x").filter(|x| !x.is_empty()).map(str::to_owned),
+        payload: get("p")?.to_owned(),
+    })
+}
+
+fn split_rooms(joined: &str) -> Vec<String> {
+    joined.split('\n').filter(|r| !r.is_empty()).map(str::to_owned).collect()
+}
+
+/// One room of the snapshot reply: `{0}` (no such room) or `{1, after, first, last, at}`.
+fn room_view(v: Value, epoch: Epoch, offsets: bool) -> Option<RoomView> {
+    let mut parts = array(v)?.into_iter();
+    if int(parts.next()?)? == 0 {
+        return Some(RoomView::default());
+    }
+    let after = array(parts.next()?)?
+        .into_iter()
+        .filter_map(|e| {
+            let (seq, fields) = stream_entry(e)?;
+            let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
+            let prev = Seq::parse(get("v")?)?;
+            let rooms = split_rooms(get("r")?);
+            let payload = payload_with_offsets(get("p")?, offsets.then_some(epoch), seq, &rooms).ok()?;
+            let entry = Entry { seq, event: get("n")?.to_owned(), rooms, except: None, payload };
+            Some((Arc::new(entry), prev))
+        })
+        .collect();
+    let first = text(parts.next()?).and_then(|s| Seq::parse(&s));
+    let last = text(parts.next()?).and_then(|s| Seq::parse(&s));
+    let has_position = int(parts.next()?)? > 0;
+    Some(RoomView { exists: true, after, first, last, has_position })
+}
+
+/// `[id, [field, value, ...]]` (or the fields as a RESP3 map).
+fn stream_entry(v: Value) -> Option<(Seq, Vec<(String, String)>)> {
+    let mut parts = array(v)?.into_iter();
+    let seq = Seq::parse(&text(parts.next()?)?)?;
+    let fields = match parts.next()? {
+        Value::Map(pairs) => pairs.into_iter().filter_map(|(k, v)| Some((text(k)?, text(v)?))).collect(),
+        other => {
+            let flat: Vec<String> = array(other)?.into_iter().filter_map(text).collect();
+            flat.chunks_exact(2).map(|kv| (kv[0].clone(), kv[1].clone())).collect()
+        }
+    };
+    Some((seq, fields))
+}
+
+fn array(v: Value) -> Option<Vec<Value>> {
+    match v {
+        Value::Array(items) | Value::Set(items) => Some(items),
+        _ => None,
+    }
+}
+
+fn text(v: Value) -> Option<String> {
+    match v {
+        Value::BulkString(bytes) => String::from_utf8(bytes).ok(),
+        Value::SimpleString(s) => Some(s),
+        Value::VerbatimString { text, .. } => Some(text),
+        _ => None,
+    }
+}
+
+fn int(v: Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(i),
+        other => text(other)?.parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn log_entries_are_read_from_resp2_and_resp3_replies() {
+        let fields = || {
+            Value::Array(
+                [("v", "0-0"), ("e", "00000000000000aa"), ("n", "x"), ("r", "user:u1\nvendor:v1"), ("x", ""), ("p", "{}")]
+                    .iter()
+                    .flat_map(|(k, v)| [bulk(k), bulk(v)])
+                    .collect(),
+            )
+        };
+        let entry = || Value::Array(vec![bulk("5-1"), fields()]);
+        let resp2 = Value::Array(vec![Value::Array(vec![bulk("log"), Value::Array(vec![entry()])])]);
+        let resp3 = Value::Map(vec![(bulk("log"), Value::Array(vec![entry()]))]);
+        for reply in [resp2, resp3] {
+            let got = log_entries(reply);
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].seq, Seq { ms: 5, n: 1 });
+            assert_eq!(got[0].rooms, vec!["user:u1", "vendor:v1"]);
+            assert_eq!(got[0].except, None);
+        }
+        assert!(log_entries(Value::Nil).is_empty());
+    }
+}
