@@ -11,7 +11,7 @@ h.serverPerFile((started) => {
   server = started;
 });
 
-const ENVELOPE_KEYS = new Set(['id', 'type', 'occurredAt', 'actor', 'service', 'booking', 'payment', 'previousStatus', 'reason']);
+const ENVELOPE_KEYS = new Set(['id', 'type', 'occurredAt', 'actor', 'service', 'booking', 'payment', 'previousStatus', 'reason', 'offsets']);
 
 /**
  * Waits for every expected event ([client, type, pred] triples), then after one quiet
@@ -26,6 +26,10 @@ async function receiveOnceEach(...expected) {
     assert.equal(got[0].args.length, 1, `expected one argument (the envelope), got ${got[0].args.length}`);
     const env = got[0].args[0];
     for (const key of Object.keys(env)) assert.ok(ENVELOPE_KEYS.has(key), `unexpected envelope field "${key}"`);
+    assert.ok(env.offsets && typeof env.offsets === 'object', 'every envelope carries offsets');
+    for (const [room, position] of Object.entries(env.offsets)) {
+      assert.equal(typeof position, 'string', `offsets["${room}"] is an opaque string`);
+    }
     return env;
   });
 }
