@@ -154,7 +154,7 @@ impl<A: Adapter> Emitter<A> {
     /// later operations answer [`EmitError::Closed`].
     pub async fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        self.publisher.history.close();
+        self.publisher.history.close().await;
         self.io.close().await;
     }
 

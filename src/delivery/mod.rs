@@ -12,9 +12,10 @@
 //!    position. [`Hub::deliver`] takes it per batch, so for any member the events it is
 //!    handed are in `Seq` order, each once; an event to several of a member's rooms is
 //!    sent once (targets are deduplicated per event).
-//! 2. A recovering socket is attached as *pending* at the reader's position `A`: from then
-//!    on, every event of its rooms is kept in the member's buffer instead of being sent.
-//!    Nothing after `A` can pass it by.
+//! 2. Every socket is attached as *pending* at the reader's position `A`, before its
+//!    CONNECT is acknowledged: from then on, every event of its rooms is kept in the
+//!    member's buffer instead of being sent. Nothing after `A` can pass it by. A socket
+//!    without `auth.offsets` goes live as soon as it is connected (step 4, nothing replayed).
 //! 3. The recovery reads a snapshot of its rooms from the history: every held event after
 //!    the client's position in each recovered room, up to the history's head `H` (read
 //!    atomically with the rooms). It sends the events the client lacks (a [`Filter`]
@@ -149,11 +150,13 @@ impl<A: Adapter> Hub<A> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a connected socket in `rooms`: live at once, or pending a recovery.
-    pub fn attach(&self, socket: &SocketRef<A>, rooms: Vec<String>, pending: bool) -> Ticket {
+    /// Adds a socket in `rooms`, pending: its events are kept from now on, and sent from
+    /// [`Hub::go_live`]. Called before its CONNECT is acknowledged, so that nothing
+    /// accepted after the client learns it is connected can miss it.
+    pub fn attach(&self, socket: &SocketRef<A>, rooms: Vec<String>) -> Ticket {
         let mut reg = self.lock();
         let since = reg.position;
-        let state = if pending { State::Pending { buffer: Vec::new() } } else { State::Live(None) };
+        let state = State::Pending { buffer: Vec::new() };
         for room in &rooms {
             reg.rooms.entry(room.clone()).or_default().push(socket.id);
         }
@@ -185,13 +188,13 @@ impl<A: Adapter> Hub<A> {
     }
 
     /// Switches a pending member to live delivery: flushes what it buffered (skipping what
-    /// the replay sent), emits `recovery`, and marks it live, under one lock.
+    /// the replay sent), emits `recovery` (after a recovery), and marks it live, under one lock.
     pub fn go_live(
         &self,
         sid: Sid,
         ticket: Ticket,
         filter: Filter,
-        mut report: RecoveryReport,
+        mut report: Option<RecoveryReport>,
     ) -> Result<(), GoLiveError> {
         let mut reg = self.lock();
         if reg.generation != ticket.generation {
@@ -208,9 +211,11 @@ impl<A: Adapter> Hub<A> {
             if sent.is_err() {
                 break;
             }
-            report.replayed += 1;
+            if let Some(report) = &mut report {
+                report.replayed += 1;
+            }
         }
-        if sent.is_ok() {
+        if let (Ok(()), Some(report)) = (&sent, &report) {
             sent = member.socket.emit("recovery", &report.to_json()).map_err(|e| e.into());
         }
         let spent = filter.spent(reg.position);

@@ -9,7 +9,7 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
 
-use super::{Filter, GoLiveError, Hub};
+use super::{Filter, GoLiveError, Hub, Ticket};
 use crate::history::{Entry, History, Position, RoomStatus, classify};
 use crate::metrics::StatusLabels;
 
@@ -58,20 +58,23 @@ impl RecoveryReport {
     }
 }
 
-/// Starts delivery to a connected socket in `rooms`: at once without `auth.offsets`,
-/// otherwise after replaying what it missed (see the module docs of [`super`]).
+/// Starts live delivery to a socket attached (pending) before its CONNECT was
+/// acknowledged: at once without `auth.offsets`, otherwise after replaying what it
+/// missed (see the module docs of [`super`]).
 pub async fn recover<A: Adapter>(
     hub: &Hub<A>,
     history: &History,
     socket: &SocketRef<A>,
-    rooms: Vec<String>,
+    ticket: Ticket,
     request: Option<OffsetsRequest>,
 ) {
     let Some(request) = request else {
-        hub.attach(socket, rooms, false);
+        let filter = Filter::new(ticket.since, ticket.since, Vec::new());
+        if let Err(e) = hub.go_live(socket.id, ticket, filter, None) {
+            tracing::debug!(sid = %crate::socket::log_id(socket.id), error = %e, "delivery did not start");
+        }
         return;
     };
-    let ticket = hub.attach(socket, rooms, true);
     let mut report = RecoveryReport::default();
     let mut candidates = Vec::new();
     for (room, position) in request.named {
@@ -130,7 +133,7 @@ pub async fn recover<A: Adapter>(
         hub.metrics.recovered_rooms.get_or_create(&StatusLabels { status }).inc();
     }
     hub.metrics.replayed_events.inc_by(replayed as u64);
-    match hub.go_live(socket.id, ticket, filter, report) {
+    match hub.go_live(socket.id, ticket, filter, Some(report)) {
         Ok(()) => {
             tracing::info!(sid = %crate::socket::log_id(socket.id), replayed, rooms = ?statuses, "socket recovered; live");
         }

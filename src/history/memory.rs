@@ -31,6 +31,7 @@ pub struct MemoryHistory {
     epoch: Epoch,
     inner: Arc<Mutex<Inner>>,
     log_rx: Mutex<Option<mpsc::UnboundedReceiver<Arc<Entry>>>>,
+    reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: AtomicBool,
 }
 
@@ -76,6 +77,7 @@ impl MemoryHistory {
             epoch: Epoch::random(),
             inner: Arc::new(Mutex::new(inner)),
             log_rx: Mutex::new(Some(rx)),
+            reader: Mutex::new(None),
             closed: AtomicBool::new(false),
         }
     }
@@ -130,7 +132,7 @@ impl MemoryHistory {
         };
         let inner = self.inner.clone();
         let ttl = self.config.ttl;
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(256);
             let mut sweep = tokio::time::interval(SWEEP_EVERY);
             loop {
@@ -149,11 +151,20 @@ impl MemoryHistory {
                 }
             }
         });
+        *self.reader.lock().unwrap_or_else(|p| p.into_inner()) = Some(reader);
     }
 
-    pub fn close(&self) {
+    /// Refuses later appends, and returns once the reader has delivered every event
+    /// accepted before (a `202` given during shutdown still reaches the sockets).
+    pub async fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.lock().log_tx = None;
+        let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(reader) = reader
+            && tokio::time::timeout(Duration::from_secs(2), reader).await.is_err()
+        {
+            tracing::warn!("history reader still delivering at shutdown");
+        }
     }
 }
 

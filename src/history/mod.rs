@@ -182,10 +182,12 @@ impl History {
         }
     }
 
-    /// Stops the log: readers end, later appends answer [`HistoryError::Closed`].
-    pub fn close(&self) {
+    /// Stops the log: later appends answer [`HistoryError::Closed`]; returns once this
+    /// instance's reader has delivered what was accepted here (in memory) or has stopped
+    /// (Redis: other instances deliver, and this one's clients recover there).
+    pub async fn close(&self) {
         match self {
-            History::Memory(h) => h.close(),
+            History::Memory(h) => h.close().await,
             History::Redis(h) => h.close(),
         }
     }

@@ -14,7 +14,7 @@ use socketioxide::socket::DisconnectReason;
 
 use crate::auth::{Identity, JwtVerifier};
 use crate::config::RateLimit;
-use crate::delivery::{Hub, OffsetsRequest, recover};
+use crate::delivery::{Hub, OffsetsRequest, Ticket, recover};
 use crate::emit::Publisher;
 use crate::metrics::Metrics;
 
@@ -49,10 +49,15 @@ pub struct NoIdentity;
 /// here, not in the connect handler, because socketioxide starts that handler as a task
 /// after the acknowledgement: an event the client sends at once could find no handler
 /// yet and be dropped.
-pub async fn prepare<A: Adapter>(socket: SocketRef<A>, State(ctx): State<Arc<SocketCtx>>) -> Result<(), NoIdentity> {
+pub async fn prepare<A: Adapter>(
+    socket: SocketRef<A>,
+    State(ctx): State<Arc<SocketCtx>>,
+    State(hub): State<Arc<Hub<A>>>,
+) -> Result<(), NoIdentity> {
     let identity = socket.extensions.get::<Identity>().ok_or(NoIdentity)?;
     let own = identity.own_rooms();
     socket.join(own.iter().map(|r| r.name()).chain(own.iter().map(|r| r.identity_room())).collect::<Vec<_>>());
+    socket.extensions.insert(hub.attach(&socket, own.iter().map(|r| r.name()).collect()));
     if let Some(limit) = ctx.rate_limit {
         socket.extensions.insert(Arc::new(SocketLimiter::new(limit, ctx.flood_disconnect_after)));
     }
@@ -82,16 +87,20 @@ pub async fn on_connect<A: Adapter>(
     State(hub): State<Arc<Hub<A>>>,
 ) {
     ctx.metrics.connections.inc();
-    let Some(identity) = socket.extensions.get::<Identity>() else { return };
+    let (Some(identity), Some(ticket)) = (socket.extensions.get::<Identity>(), socket.extensions.get::<Ticket>())
+    else {
+        return;
+    };
     // A client gone before this ran must not leave a watch (or a member) behind holding its socket.
     if !socket.connected() {
+        hub.detach(socket.id);
         return;
     }
     expiry::watch(&socket, identity.exp);
     let rooms: Vec<String> = identity.own_rooms().iter().map(|r| r.name()).collect();
     tracing::info!(sid = %crate::socket::log_id(socket.id), user = %identity.user_id, role = identity.role.as_str(), ?rooms, transport = ?socket.transport_type(), "client connected");
     let request = socket.extensions.get::<OffsetsRequest>();
-    recover(&hub, ctx.publisher.history(), &socket, rooms, request).await;
+    recover(&hub, ctx.publisher.history(), &socket, ticket, request).await;
     // Gone while being attached: on_disconnect may have run before the attach.
     if !socket.connected() {
         hub.detach(socket.id);
