@@ -85,7 +85,11 @@ impl Metrics {
             delivery_disconnects.clone(),
         );
         let recovered_rooms = Family::<StatusLabels, Counter>::default();
-        registry.register("recovered_rooms", "Rooms named in auth.offsets, by recovery outcome", recovered_rooms.clone());
+        registry.register(
+            "recovered_rooms",
+            "Rooms named in auth.offsets, by recovery outcome",
+            recovered_rooms.clone(),
+        );
         let replayed_events = Counter::default();
         registry.register("replayed_events", "Events replayed to reconnecting sockets", replayed_events.clone());
         Metrics {

@@ -96,7 +96,9 @@ impl Filter {
 
 enum State {
     /// Recovering: events are kept, not sent, until [`Hub::go_live`].
-    Pending { buffer: Vec<Arc<Entry>> },
+    Pending {
+        buffer: Vec<Arc<Entry>>,
+    },
     Live(Option<Filter>),
 }
 
@@ -141,8 +143,7 @@ pub struct Hub<A: Adapter> {
 
 impl<A: Adapter> Hub<A> {
     pub fn new(metrics: Arc<Metrics>) -> Hub<A> {
-        let registry =
-            Registry { position: Seq::ZERO, generation: 0, rooms: HashMap::new(), members: HashMap::new() };
+        let registry = Registry { position: Seq::ZERO, generation: 0, rooms: HashMap::new(), members: HashMap::new() };
         Hub { inner: Mutex::new(registry), metrics }
     }
 
@@ -361,7 +362,11 @@ impl<A: Adapter> LogSink for Hub<A> {
             reg.rooms.clear();
             reg.members.drain().map(|(_, m)| m.socket).collect()
         };
-        tracing::error!(reason = why, sockets = members.len(), "delivery cannot prove continuity: disconnecting every socket so each recovers");
+        tracing::error!(
+            reason = why,
+            sockets = members.len(),
+            "delivery cannot prove continuity: disconnecting every socket so each recovers"
+        );
         for socket in members {
             self.evict(socket, "history_gap");
         }

@@ -65,13 +65,8 @@ fn now_ms() -> u64 {
 impl MemoryHistory {
     pub fn new(config: HistoryConfig) -> MemoryHistory {
         let (tx, rx) = mpsc::unbounded_channel();
-        let inner = Inner {
-            head: Seq::ZERO,
-            rooms: HashMap::new(),
-            by_age: BTreeSet::new(),
-            bytes: 0,
-            log_tx: Some(tx),
-        };
+        let inner =
+            Inner { head: Seq::ZERO, rooms: HashMap::new(), by_age: BTreeSet::new(), bytes: 0, log_tx: Some(tx) };
         MemoryHistory {
             config,
             epoch: Epoch::random(),
@@ -103,7 +98,13 @@ impl MemoryHistory {
         let epoch = self.config.enabled.then_some(self.epoch);
         let payload = payload_with_offsets(&publish.payload, epoch, seq, &publish.rooms)
             .map_err(|e| HistoryError::Unavailable(format!("envelope is not JSON: {e}")))?;
-        let entry = Arc::new(Entry { seq, event: publish.event.to_owned(), rooms: publish.rooms, except: publish.except, payload });
+        let entry = Arc::new(Entry {
+            seq,
+            event: publish.event.to_owned(),
+            rooms: publish.rooms,
+            except: publish.except,
+            payload,
+        });
         let Some(tx) = inner.log_tx.clone() else { return Err(HistoryError::Closed) };
         inner.head = seq;
         if self.config.enabled {

@@ -144,7 +144,9 @@ pub enum HistoryError {
     Closed,
 }
 
-/// The history of a server: in memory, or in Redis shared by every instance.
+/// The history of a server: in memory, or in Redis shared by every instance. Built
+/// once per server and kept behind an `Arc`, so the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum History {
     Memory(memory::MemoryHistory),
     Redis(redis::RedisHistory),

@@ -428,10 +428,17 @@ mod tests {
     fn log_entries_are_read_from_resp2_and_resp3_replies() {
         let fields = || {
             Value::Array(
-                [("v", "0-0"), ("e", "00000000000000aa"), ("n", "x"), ("r", "user:u1\nvendor:v1"), ("x", ""), ("p", "{}")]
-                    .iter()
-                    .flat_map(|(k, v)| [bulk(k), bulk(v)])
-                    .collect(),
+                [
+                    ("v", "0-0"),
+                    ("e", "00000000000000aa"),
+                    ("n", "x"),
+                    ("r", "user:u1\nvendor:v1"),
+                    ("x", ""),
+                    ("p", "{}"),
+                ]
+                .iter()
+                .flat_map(|(k, v)| [bulk(k), bulk(v)])
+                .collect(),
             )
         };
         let entry = || Value::Array(vec![bulk("5-1"), fields()]);

@@ -68,14 +68,19 @@ pub async fn prepare<A: Adapter>(
     socket.on("chat:typing", chat::chat_typing::<A>);
     socket.on("auth:refresh", expiry::refresh::<A>);
     socket.on_fallback(handlers::unknown::<A>);
-    socket.on_disconnect(async |socket: SocketRef<A>, reason: DisconnectReason, State(ctx): State<Arc<SocketCtx>>, State(hub): State<Arc<Hub<A>>>| {
-        hub.detach(socket.id);
-        if let Some(watch) = socket.extensions.get::<Arc<expiry::ExpiryWatch>>() {
-            watch.closed();
-        }
-        ctx.metrics.connections.dec();
-        tracing::info!(sid = %crate::socket::log_id(socket.id), ?reason, "client disconnected");
-    });
+    socket.on_disconnect(
+        async |socket: SocketRef<A>,
+               reason: DisconnectReason,
+               State(ctx): State<Arc<SocketCtx>>,
+               State(hub): State<Arc<Hub<A>>>| {
+            hub.detach(socket.id);
+            if let Some(watch) = socket.extensions.get::<Arc<expiry::ExpiryWatch>>() {
+                watch.closed();
+            }
+            ctx.metrics.connections.dec();
+            tracing::info!(sid = %crate::socket::log_id(socket.id), ?reason, "client disconnected");
+        },
+    );
     Ok(())
 }
 
