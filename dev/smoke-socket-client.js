@@ -12,7 +12,13 @@
 // else as user TEST_USER. Type `help` for the commands. Every line on stdout starts with
 // an ISO timestamp and a word: a received event's name (then its JSON), or one of
 // connecting, connected, upgraded, disconnected, reconnecting, reconnected,
-// connect_error, sent, ack, error. Fatal errors go to stderr, one line, exit code 1.
+// connect_error, sent, ack, error, note, and after the server's `recovery` event the
+// summary `recovered <n> missed events` or `could not recover: <room> <status>, ...`.
+// Fatal errors go to stderr, one line, exit code 1.
+//
+// It keeps the latest position of each room from the `offsets` of the events it
+// receives and sends them in `auth.offsets` on every (re)connect, as the README's
+// client recipe does, so after a network drop the server replays what it missed.
 //
 // Its one dependency (socket.io-client, pinned in dev/package.json) installs itself on
 // the first run.
@@ -305,10 +311,15 @@ async function main() {
 
   log('connecting', `to ${base} (path ${path}) as ${describeIdentity(identity)}, token from ${source}`);
 
+  // The latest position per room, from the events received; sent on every (re)connect
+  // (socket.io-client calls the auth function again each time) so the server replays
+  // what was missed meanwhile. Kept across reconnects and the `connect` command.
+  const offsets = {};
+
   socket = io(base, {
     path,
     auth: (cb) => {
-      currentToken().then((t) => cb({ token: t }));
+      currentToken().then((t) => cb({ token: t, offsets }));
     },
     forceNew: true,
     reconnection: true,
@@ -379,6 +390,23 @@ async function main() {
   // Every event the server sends: timestamp, name, compact JSON of each argument.
   socket.onAny((event, ...eventArgs) => {
     log(event, eventArgs.map(compact).join(' '));
+    const payload = eventArgs[0];
+    if (payload && typeof payload === 'object' && payload.offsets && typeof payload.offsets === 'object') {
+      Object.assign(offsets, payload.offsets);
+    }
+  });
+
+  // After a reconnect with offsets the server replays what was missed, then says how it went.
+  socket.on('recovery', (r) => {
+    if (!r || typeof r !== 'object') return;
+    if (r.recovered) {
+      const n = Number(r.replayed) || 0;
+      log('recovered', `${n} missed event${n === 1 ? '' : 's'}`);
+    } else {
+      const rooms = r.rooms && typeof r.rooms === 'object' ? Object.entries(r.rooms) : [];
+      const statuses = rooms.map(([room, status]) => `${room} ${status}`).join(', ');
+      log('could', `not recover: ${statuses || 'no room'} (events may be missing: an app reloads its state from the backend)`);
+    }
   });
 
   // --- commands -----------------------------------------------------------

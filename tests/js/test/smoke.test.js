@@ -153,6 +153,55 @@ async function closedPort() {
   return port;
 }
 
+/**
+ * A TCP proxy on 127.0.0.1 in front of a server: the smoke client connects through it,
+ * and `drop()` cuts every connection and refuses new ones, as a network outage would,
+ * until `restore()` (optionally towards another port).
+ */
+async function startProxy(targetPort) {
+  let target = targetPort;
+  let refusing = false;
+  const conns = new Set();
+  const srv = net.createServer((client) => {
+    if (refusing) {
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect(target, '127.0.0.1');
+    conns.add(client);
+    conns.add(upstream);
+    const forget = () => {
+      conns.delete(client);
+      conns.delete(upstream);
+      client.destroy();
+      upstream.destroy();
+    };
+    for (const s of [client, upstream]) {
+      s.on('error', forget);
+      s.on('close', forget);
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${srv.address().port}`,
+    drop() {
+      refusing = true;
+      for (const c of [...conns]) c.destroy();
+    },
+    restore(port = target) {
+      target = port;
+      refusing = false;
+    },
+    close() {
+      refusing = true;
+      for (const c of [...conns]) c.destroy();
+      return new Promise((resolve) => srv.close(resolve));
+    },
+  };
+}
+
 /** Asserts the event line `line` carries `event` (by name and envelope). */
 function assertEventLine(line, name, check) {
   const { word, rest } = parse(line);
@@ -381,6 +430,136 @@ describe('smoke client against a development-mode server', () => {
     } finally {
       await killAll();
       if (second) await second.stop();
+      await own.stop();
+    }
+  });
+});
+
+describe('smoke client through a network drop: it recovers what it missed', () => {
+  let server;
+  let proxy;
+
+  before(async () => {
+    server = await h.startServer(DEV_ENV);
+  });
+
+  after(async () => {
+    await killAll();
+    if (proxy) await proxy.close();
+    if (server) await server.stop();
+  });
+
+  /** Posts a chat message over REST from `vendor` to `user`; resolves the 202 body. */
+  async function postChat(from, to, text) {
+    const res = await fetch(`${server.url}/api/v1/chat/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${DEV_API_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ from, to, text }),
+      signal: AbortSignal.timeout(h.TIMEOUT),
+    });
+    const body = await res.json();
+    assert.equal(res.status, 202, JSON.stringify(body));
+    return body;
+  }
+
+  it('replays the events posted while it was away, in order and once, then prints "recovered N missed events"', async () => {
+    proxy = await startProxy(server.port);
+    const user = h.uid('u');
+    const vendor = h.uid('v');
+    const room = `user:${user}`;
+    const smoke = new Smoke({ WS_URL: proxy.url, TEST_USER: user });
+    await smoke.connected();
+    // Its first connect sends empty offsets: nothing to replay.
+    await smoke.line(/^\S+ recovered 0 missed events$/, 'the first recovery summary');
+
+    const first = await h.postEvent(server, { type: 'booking:created', booking: { id: h.uid('b'), userId: user, vendorId: vendor } }, { apiToken: DEV_API_TOKEN });
+    assert.equal(first.status, 202, JSON.stringify(first.body));
+    const seen = await smoke.line(/^\S+ booking:created /, 'the booking:created line');
+    assertEventLine(seen.line, 'booking:created', (e) => {
+      assert.equal(e.id, first.body.id);
+      assert.equal(typeof e.offsets[room], 'string', `the event carries a position for ${room}`);
+    });
+
+    // The network drops; the server keeps what is posted meanwhile.
+    const mark = smoke.out.length;
+    proxy.drop();
+    await smoke.line(/^\S+ disconnected transport (close|error)\b.*reconnecting automatically/, 'the disconnected line', { from: mark });
+    const missed = [];
+    for (const status of ['confirmed', 'in_progress']) {
+      const res = await h.postEvent(
+        server,
+        { type: 'booking:status_changed', booking: { id: first.body.id, userId: user, vendorId: vendor, status }, previousStatus: 'pending' },
+        { apiToken: DEV_API_TOKEN },
+      );
+      assert.equal(res.status, 202, JSON.stringify(res.body));
+      missed.push({ event: 'booking:status_changed', id: res.body.id });
+    }
+    const chat = await postChat({ type: 'vendor', id: vendor }, { type: 'user', id: user }, 'sent while you were away');
+    missed.push({ event: 'chat:message', id: chat.message.id });
+    const pay = await h.postEvent(server, { type: 'payment:completed', payment: { id: h.uid('p'), userId: user, amount: 4200 } }, { apiToken: DEV_API_TOKEN });
+    assert.equal(pay.status, 202, JSON.stringify(pay.body));
+    missed.push({ event: 'payment:completed', id: pay.body.id });
+    // It tries, and is refused, at least once while away.
+    await smoke.line(/^\S+ connect_error /, 'a refused reconnect attempt', { from: mark, timeout: 15000 });
+
+    proxy.restore();
+    await smoke.line(/^\S+ reconnected /, 'the reconnected line', { from: mark, timeout: 15000 });
+    const summary = await smoke.line(/^\S+ (recovered \d+ missed events?|could not recover: .*)$/, 'the recovery summary', { from: mark });
+    assert.match(summary.line, new RegExp(`recovered ${missed.length} missed events$`), smoke.transcript());
+
+    // Between the drop and the summary: exactly the missed events, in the order posted, then `recovery`.
+    const between = smoke.out.slice(mark, summary.index).map(parse);
+    const replayed = between
+      .filter((l) => missed.some((m) => m.event === l.word))
+      .map((l) => ({ event: l.word, id: JSON.parse(l.rest).id }));
+    assert.deepEqual(replayed, missed, smoke.transcript());
+    const recovery = between.filter((l) => l.word === 'recovery').map((l) => JSON.parse(l.rest));
+    assert.deepEqual(recovery, [{ recovered: true, replayed: missed.length, rooms: { [room]: 'recovered' } }]);
+    assert.ok(!between.some((l) => l.word === 'booking:created'), `the event it had was replayed again\n${smoke.transcript()}`);
+
+    // Live again: the next event arrives once, and nothing is repeated.
+    const after = smoke.out.length;
+    const next = await h.postEvent(server, { type: 'booking:cancelled', booking: { id: first.body.id, userId: user, vendorId: vendor }, reason: 'done' }, { apiToken: DEV_API_TOKEN });
+    assert.equal(next.status, 202, JSON.stringify(next.body));
+    await smoke.line(/^\S+ booking:cancelled /, 'the live event after the recovery', { from: after });
+    await h.sleep(h.QUIET);
+    const ids = smoke.out.map(parse).filter((l) => l.rest.startsWith('{"id"')).map((l) => JSON.parse(l.rest).id);
+    assert.equal(new Set(ids).size, ids.length, `an event was printed twice\n${smoke.transcript()}`);
+
+    smoke.child.stdin.end();
+    assert.equal((await smoke.exit()).code, 0, smoke.transcript());
+  });
+
+  it('a server that lost its history (restarted without Redis): prints "could not recover: <room> unknown"', async () => {
+    const own = await h.startServer(DEV_ENV);
+    let fresh;
+    const relay = await startProxy(own.port);
+    try {
+      const user = h.uid('u');
+      const smoke = new Smoke({ WS_URL: relay.url, TEST_USER: user });
+      await smoke.connected();
+      const res = await h.postEvent(own, { type: 'payment:completed', payment: { id: h.uid('p'), userId: user } }, { apiToken: DEV_API_TOKEN });
+      assert.equal(res.status, 202, JSON.stringify(res.body));
+      await smoke.line(/^\S+ payment:completed /, 'the payment:completed line');
+
+      const mark = smoke.out.length;
+      relay.drop();
+      await smoke.line(/^\S+ disconnected /, 'the disconnected line', { from: mark });
+      await own.stop();
+      fresh = await h.startServer(DEV_ENV);
+      relay.restore(fresh.port);
+
+      await smoke.line(/^\S+ reconnected /, 'the reconnected line', { from: mark, timeout: 15000 });
+      const { line } = await smoke.line(/^\S+ could not recover: /, 'the could-not-recover line', { from: mark });
+      assert.match(line, new RegExp(`could not recover: user:${escape(user)} unknown\\b`));
+      assert.ok(!smoke.out.slice(mark).some((l) => / recovered \d+ missed/.test(l)), smoke.transcript());
+
+      smoke.child.stdin.end();
+      assert.equal((await smoke.exit()).code, 0, smoke.transcript());
+    } finally {
+      await killAll();
+      await relay.close();
+      if (fresh) await fresh.stop();
       await own.stop();
     }
   });
