@@ -16,6 +16,7 @@ mod limits;
 mod presence;
 mod property;
 mod raw;
+mod recovery;
 mod redis_server;
 mod rest_errors;
 mod rooms;
