@@ -30,7 +30,7 @@ use crate::history::memory::MemoryHistory;
 use crate::http::{self, ApiError, AppState, Readiness};
 use crate::idempotency::{IdempotencyStore, MemoryStore};
 use crate::metrics::{HttpLabels, Metrics, RouteLabels};
-use crate::net::ClientAddr;
+use crate::net::{ClientAddr, Transports};
 use crate::scale::redis::RedisHealth;
 use crate::shutdown::InFlight;
 use crate::socket::{SocketCtx, on_connect, prepare};
@@ -78,7 +78,8 @@ pub fn build<A: Adapter + DefinedAdapter>(
     let verifier = JwtVerifier::new(&config.jwt)?;
     let history = Arc::new(bus.history);
     let publisher = Publisher::new(history.clone(), metrics.clone());
-    let hub = Arc::new(Hub::<A>::new(metrics.clone()));
+    let transports = Arc::new(Transports::default());
+    let hub = Arc::new(Hub::<A>::new(metrics.clone(), transports.clone()));
     history.start_reader(hub.clone());
     let ctx = Arc::new(SocketCtx {
         verifier: verifier.clone(),
@@ -125,7 +126,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
         .method_not_allowed_fallback(http::ops::method_not_allowed)
         .with_state(state.clone())
         .layer(layer)
-        .layer(middleware::from_fn_with_state(HandshakeGuard::new(config), guard_handshake))
+        .layer(middleware::from_fn_with_state(HandshakeGuard::new(config, transports), guard_handshake))
         .layer(cors(&config.cors))
         .layer(
             TraceLayer::new_for_http()
@@ -169,10 +170,11 @@ struct HandshakeGuard {
     per_ip: Option<Arc<governor::DefaultKeyedRateLimiter<IpAddr>>>,
     checks: Arc<AtomicUsize>,
     max_payload: u64,
+    transports: Arc<Transports>,
 }
 
 impl HandshakeGuard {
-    fn new(config: &Config) -> HandshakeGuard {
+    fn new(config: &Config, transports: Arc<Transports>) -> HandshakeGuard {
         let per_ip = config.limits.handshakes_per_ip.map(|r| {
             Arc::new(governor::RateLimiter::keyed(governor::Quota::per_second(r.per_second).allow_burst(r.burst)))
         });
@@ -182,13 +184,14 @@ impl HandshakeGuard {
             per_ip,
             checks: Arc::new(AtomicUsize::new(0)),
             max_payload: config.socket.max_payload,
+            transports,
         }
     }
 
-    /// Whether this request opens a new Engine.IO session (no `sid` yet).
-    fn opens_session(req: &Request) -> bool {
+    /// The Engine.IO session a request belongs to (`None`: it opens a new one).
+    fn session(req: &Request) -> Option<String> {
         let query = req.uri().query().unwrap_or("");
-        !form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "sid")
+        form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "sid").map(|(_, v)| v.into_owned())
     }
 
     fn over_rate(&self, req: &Request) -> Option<u64> {
@@ -228,12 +231,24 @@ async fn guard_handshake(State(guard): State<HandshakeGuard>, mut req: Request, 
                 return ApiError::OriginNotAllowed.into_response();
             }
         }
-        if HandshakeGuard::opens_session(&req) {
-            if let Some(retry_after_secs) = guard.over_rate(&req) {
-                tracing::debug!("handshake refused: over the per-address rate");
-                return ApiError::RateLimited { retry_after_secs }.into_response();
+        match HandshakeGuard::session(&req) {
+            None => {
+                if let Some(retry_after_secs) = guard.over_rate(&req) {
+                    tracing::debug!("handshake refused: over the per-address rate");
+                    return ApiError::RateLimited { retry_after_secs }.into_response();
+                }
+                detach_head(&mut req);
             }
-            detach_head(&mut req);
+            Some(sid) => {
+                let conn = req.extensions().get::<ConnectInfo<ClientAddr>>().map(|c| c.0.1.clone());
+                let carrier = req.method() == Method::GET;
+                if let Some(conn) = conn
+                    && !guard.transports.seen(&sid, &conn, carrier)
+                {
+                    // A session we closed (its client must reconnect): it cannot go on.
+                    return ApiError::SessionClosed.into_response();
+                }
+            }
         }
     }
     next.run(req).await

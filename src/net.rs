@@ -20,8 +20,9 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
@@ -132,6 +133,7 @@ impl Listener for LimitedListener {
                 Ok(guard) => {
                     let _ = stream.set_nodelay(true);
                     let stream = CountedStream {
+                        handle: Arc::new(ConnHandle::default()),
                         stream: Some(stream),
                         guard: Some(guard),
                         peer: addr,
@@ -156,8 +158,39 @@ impl Listener for LimitedListener {
     }
 }
 
+/// Closes one accepted connection from outside the task that serves it: how a socket
+/// whose delivery cannot go on is made to reconnect (see [`Transports`]).
+#[derive(Debug, Default)]
+pub struct ConnHandle {
+    closed: AtomicBool,
+    /// The task last waiting to read, woken to notice the close.
+    reader: Mutex<Option<Waker>>,
+}
+
+impl ConnHandle {
+    /// Shuts the connection down both ways: pending and later reads and writes fail.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        if let Some(waker) = self.reader.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            waker.wake();
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn wait_read(&self, cx: &Context<'_>) {
+        let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        if !reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *reader = Some(cx.waker().clone());
+        }
+    }
+}
+
 /// An accepted TCP stream, counted while it lives (and while it lingers).
 pub struct CountedStream {
+    handle: Arc<ConnHandle>,
     /// Always `Some` until `Drop` hands it to [`linger`].
     stream: Option<TcpStream>,
     guard: Option<ConnGuard>,
@@ -176,6 +209,17 @@ pub struct CountedStream {
 impl CountedStream {
     fn dead_error() -> io::Error {
         io::Error::new(io::ErrorKind::TimedOut, "the peer stopped reading")
+    }
+
+    /// After [`ConnHandle::close`]: shuts the socket down (once) and fails.
+    fn closed_by_server(&mut self) -> io::Error {
+        if !self.dead {
+            self.dead = true;
+            if let Some(stream) = &self.stream {
+                let _ = socket2::SockRef::from(stream).shutdown(Shutdown::Both);
+            }
+        }
+        io::Error::new(io::ErrorKind::ConnectionAborted, "closed by the server")
     }
 
     fn io(&mut self) -> io::Result<&mut TcpStream> {
@@ -206,11 +250,17 @@ impl CountedStream {
 
 impl AsyncRead for CountedStream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.handle.is_closed() {
+            return Poll::Ready(Err(self.closed_by_server()));
+        }
         let before = buf.filled().len();
         let result = match self.io() {
             Ok(stream) => Pin::new(stream).poll_read(cx, buf),
             Err(e) => return Poll::Ready(Err(e)),
         };
+        if result.is_pending() {
+            self.handle.wait_read(cx);
+        }
         if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() == before && buf.remaining() > 0 {
             self.peer_closed = true;
         }
@@ -220,6 +270,9 @@ impl AsyncRead for CountedStream {
 
 impl AsyncWrite for CountedStream {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if self.handle.is_closed() {
+            return Poll::Ready(Err(self.closed_by_server()));
+        }
         if self.dead {
             return Poll::Ready(Err(Self::dead_error()));
         }
@@ -253,6 +306,9 @@ impl AsyncWrite for CountedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.handle.is_closed() {
+            return Poll::Ready(Err(self.closed_by_server()));
+        }
         if self.dead {
             return Poll::Ready(Err(Self::dead_error()));
         }
@@ -296,13 +352,73 @@ async fn linger(mut stream: TcpStream, _guard: ConnGuard) {
     let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
-/// The peer address of a request, for per-address limits (`ConnectInfo<ClientAddr>`).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub SocketAddr);
+/// The peer address of a request, for per-address limits, and a handle on its
+/// connection (`ConnectInfo<ClientAddr>`).
+#[derive(Debug, Clone)]
+pub struct ClientAddr(pub SocketAddr, pub Arc<ConnHandle>);
 
 impl Connected<IncomingStream<'_, LimitedListener>> for ClientAddr {
     fn connect_info(stream: IncomingStream<'_, LimitedListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
+        ClientAddr(*stream.remote_addr(), stream.io().handle.clone())
+    }
+}
+
+/// The connection currently carrying each Engine.IO session, so that one session can
+/// be closed at the transport: socketioxide offers no way to close a single socket's
+/// transport (`Socket::close_underlying_transport` is crate-private in 0.18), and its
+/// `disconnect` sends a Socket.IO DISCONNECT, after which the official client does not
+/// reconnect. A closed transport makes it reconnect, and recover.
+#[derive(Default)]
+pub struct Transports {
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+struct Session {
+    conn: Arc<ConnHandle>,
+    /// Closed by us: later requests of the session are refused, so it cannot go on.
+    closed: bool,
+}
+
+impl Transports {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The session's opening connection (the handshake request), unless a later request
+    /// of the session was already seen.
+    pub fn opened(&self, sid: &str, conn: &Arc<ConnHandle>) {
+        self.lock().entry(sid.to_owned()).or_insert_with(|| Session { conn: conn.clone(), closed: false });
+    }
+
+    /// A request of the session arrived on `conn`; a `carrier` (a long-polling `GET`, the
+    /// WebSocket upgrade) is where the session's packets now go. Returns `false` when the
+    /// session was closed and the request must be refused.
+    pub fn seen(&self, sid: &str, conn: &Arc<ConnHandle>, carrier: bool) -> bool {
+        let mut sessions = self.lock();
+        match sessions.get_mut(sid) {
+            Some(session) if session.closed => false,
+            Some(session) => {
+                if carrier {
+                    session.conn = conn.clone();
+                }
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Closes the session's transport; returns whether one was known.
+    pub fn close(&self, sid: &str) -> bool {
+        let mut sessions = self.lock();
+        let Some(session) = sessions.get_mut(sid) else { return false };
+        session.closed = true;
+        session.conn.close();
+        true
+    }
+
+    /// The session ended.
+    pub fn forget(&self, sid: &str) {
+        self.lock().remove(sid);
     }
 }
 

@@ -29,7 +29,8 @@
 //! 5. A send that fails because the socket's queue is full ends delivery to that socket
 //!    there and then: it is removed from the registry before anything else can be sent to
 //!    it (a later event slipping into a freed slot would move the client's offsets past
-//!    the lost one), and disconnected, so it reconnects and recovers from its offsets.
+//!    the lost one), and its transport is closed, so it reconnects and recovers from its
+//!    offsets.
 
 mod recovery;
 
@@ -37,7 +38,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::json;
+use tokio::sync::watch;
+
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
@@ -45,6 +47,7 @@ use socketioxide::{SendError, SocketError};
 
 use crate::history::{Entry, LogSink, Seq};
 use crate::metrics::{Metrics, ReasonLabels};
+use crate::net::Transports;
 
 pub use recovery::{OffsetsRequest, RecoveryReport, recover};
 
@@ -139,12 +142,26 @@ pub enum GoLiveError {
 pub struct Hub<A: Adapter> {
     inner: Mutex<Registry<A>>,
     metrics: Arc<Metrics>,
+    transports: Arc<Transports>,
+    /// The reader's position, for recoveries waiting for it to pass their snapshot.
+    position: watch::Sender<Seq>,
 }
 
 impl<A: Adapter> Hub<A> {
-    pub fn new(metrics: Arc<Metrics>) -> Hub<A> {
+    pub fn new(metrics: Arc<Metrics>, transports: Arc<Transports>) -> Hub<A> {
         let registry = Registry { position: Seq::ZERO, generation: 0, rooms: HashMap::new(), members: HashMap::new() };
-        Hub { inner: Mutex::new(registry), metrics }
+        Hub { inner: Mutex::new(registry), metrics, transports, position: watch::Sender::new(Seq::ZERO) }
+    }
+
+    /// The connections carrying this instance's sessions.
+    pub fn transports(&self) -> &Transports {
+        &self.transports
+    }
+
+    /// Waits (up to `timeout`) until the reader has delivered everything up to `seq`.
+    pub async fn reached(&self, seq: Seq, timeout: Duration) -> bool {
+        let mut rx = self.position.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|p| *p >= seq)).await.is_ok_and(|r| r.is_ok())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry<A>> {
@@ -190,21 +207,23 @@ impl<A: Adapter> Hub<A> {
 
     /// Switches a pending member to live delivery: flushes what it buffered (skipping what
     /// the replay sent), emits `recovery` (after a recovery), and marks it live, under one lock.
+    /// Returns how many events it replayed in all (the report's count).
     pub fn go_live(
         &self,
         sid: Sid,
         ticket: Ticket,
         filter: Filter,
         mut report: Option<RecoveryReport>,
-    ) -> Result<(), GoLiveError> {
+    ) -> Result<usize, GoLiveError> {
         let mut reg = self.lock();
         if reg.generation != ticket.generation {
             reg.remove(sid);
             return Err(GoLiveError::Gap);
         }
+        let position = reg.position;
         let Some(member) = reg.members.get_mut(&sid) else { return Err(GoLiveError::Gone) };
         let State::Pending { buffer, .. } = std::mem::replace(&mut member.state, State::Live(None)) else {
-            return Ok(());
+            return Ok(0);
         };
         let mut sent = Ok(());
         for e in buffer.iter().filter(|e| !filter.replayed(e) && filter.wanted(e)) {
@@ -217,13 +236,13 @@ impl<A: Adapter> Hub<A> {
             }
         }
         if let (Ok(()), Some(report)) = (&sent, &report) {
-            sent = member.socket.emit("recovery", &report.to_json()).map_err(|e| e.into());
+            sent = member.socket.emit("recovery", &report.to_json(position)).map_err(|e| e.into());
         }
-        let spent = filter.spent(reg.position);
+        let spent = filter.spent(position);
         let Some(member) = reg.members.get_mut(&sid) else { return Err(GoLiveError::Gone) };
         member.state = State::Live((!spent).then_some(filter));
         match sent {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(report.map_or(0, |r| r.replayed)),
             Err(Failure::Closed) => Err(GoLiveError::Gone),
             Err(Failure::Full) => {
                 let socket = member.socket.clone();
@@ -235,13 +254,18 @@ impl<A: Adapter> Hub<A> {
         }
     }
 
-    /// Disconnects a socket whose delivery cannot go on. socketioxide refuses to
-    /// disconnect a socket whose queue is full (`Socket::disconnect` returns
-    /// `InternalChannelFull` without closing), so the disconnect is retried until a slot
-    /// frees (the client reads again) or the transport closes (the write-stall limit).
+    /// Disconnects a socket whose delivery cannot go on by closing its transport: the
+    /// client sees its connection drop, reconnects and recovers from its offsets. (A
+    /// Socket.IO DISCONNECT would tell the official client not to reconnect.)
     pub fn evict(&self, socket: SocketRef<A>, why: &'static str) {
         self.metrics.delivery_disconnects.get_or_create(&ReasonLabels { reason: why }).inc();
-        tracing::warn!(sid = %crate::socket::log_id(socket.id), reason = why, "disconnecting a socket whose delivery cannot go on; it recovers on reconnect");
+        tracing::warn!(sid = %crate::socket::log_id(socket.id), reason = why, "closing the transport of a socket whose delivery cannot go on; it recovers on reconnect");
+        if self.transports.close(&socket.id.to_string()) {
+            return;
+        }
+        // No known transport (never expected): a DISCONNECT at least tells the client.
+        // socketioxide refuses to send one while the queue is full, so retry until a slot
+        // frees or the transport closes (the write-stall limit).
         tokio::spawn(async move {
             while socket.connected() {
                 match socket.clone().disconnect() {
@@ -344,12 +368,14 @@ impl<A: Adapter> LogSink for Hub<A> {
             return;
         }
         let mut evicted = Vec::new();
-        {
+        let position = {
             let mut reg = self.lock();
             for e in entries {
                 reg.deliver_one(e, &mut evicted);
             }
-        }
+            reg.position
+        };
+        self.position.send_if_modified(|p| std::mem::replace(p, position) != position);
         for socket in evicted {
             self.evict(socket, "queue_full");
         }
@@ -370,13 +396,5 @@ impl<A: Adapter> LogSink for Hub<A> {
         for socket in members {
             self.evict(socket, "history_gap");
         }
-    }
-}
-
-impl RecoveryReport {
-    fn to_json(&self) -> serde_json::Value {
-        let rooms: serde_json::Map<String, serde_json::Value> =
-            self.rooms.iter().map(|(room, status)| (room.clone(), json!(status.as_str()))).collect();
-        json!({ "recovered": self.recovered(), "replayed": self.replayed, "rooms": rooms })
     }
 }

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
 
 use super::{Filter, GoLiveError, Hub, Ticket};
-use crate::history::{Entry, History, Position, RoomStatus, classify};
+use crate::history::{Entry, Epoch, History, Position, RoomStatus, Seq, classify};
 use crate::metrics::StatusLabels;
 
 /// How long a replay waits for a client whose queue stays full before giving up on it.
@@ -48,15 +48,47 @@ impl OffsetsRequest {
 #[derive(Debug, Clone, Default)]
 pub struct RecoveryReport {
     pub replayed: usize,
+    /// The rooms the client named, with their outcome.
     pub rooms: Vec<(String, RoomStatus)>,
+    /// The socket's own rooms, each given a position in the report (history on).
+    pub own: Vec<String>,
+    pub epoch: Option<Epoch>,
+    /// The snapshot's head, and the rooms replayed up to it.
+    pub head: Seq,
+    pub known: Vec<String>,
 }
 
 impl RecoveryReport {
-    /// True when every room the client named recovered.
+    /// True when every room the client named recovered (and history is on).
     pub fn recovered(&self) -> bool {
-        self.rooms.iter().all(|(_, s)| *s == RoomStatus::Recovered)
+        self.epoch.is_some() && self.rooms.iter().all(|(_, s)| *s == RoomStatus::Recovered)
+    }
+
+    /// The `recovery` event, once the member is live at `position`. Its `offsets` give a
+    /// position in each of the socket's own rooms, up to which it has every event, so a
+    /// room that sent it nothing yet is recoverable too (the recipe's `onAny` keeps them).
+    pub fn to_json(&self, position: Seq) -> Value {
+        let rooms: Map<String, Value> =
+            self.rooms.iter().map(|(room, status)| (room.clone(), json!(status.as_str()))).collect();
+        let mut event = json!({ "recovered": self.recovered(), "replayed": self.replayed, "rooms": rooms });
+        if let (Some(epoch), Some(fields)) = (self.epoch, event.as_object_mut()) {
+            let offsets: Map<String, Value> = self
+                .own
+                .iter()
+                .map(|room| {
+                    let seq = if self.known.contains(room) { position.max(self.head) } else { position };
+                    (room.clone(), json!(Position::new(epoch, seq, room).to_string()))
+                })
+                .collect();
+            fields.insert("offsets".into(), Value::Object(offsets));
+        }
+        event
     }
 }
+
+/// How long a recovery waits for this instance's reader to pass its snapshot, so the
+/// positions the `recovery` event gives are current.
+const READER_CATCH_UP: Duration = Duration::from_secs(1);
 
 /// Starts live delivery to a socket attached (pending) before its CONNECT was
 /// acknowledged: at once without `auth.offsets`, otherwise after replaying what it
@@ -66,50 +98,55 @@ pub async fn recover<A: Adapter>(
     history: &History,
     socket: &SocketRef<A>,
     ticket: Ticket,
+    own: Vec<String>,
     request: Option<OffsetsRequest>,
 ) {
+    let since = Filter::new(ticket.since, ticket.since, Vec::new());
     let Some(request) = request else {
-        let filter = Filter::new(ticket.since, ticket.since, Vec::new());
-        if let Err(e) = hub.go_live(socket.id, ticket, filter, None) {
+        if let Err(e) = hub.go_live(socket.id, ticket, since, None) {
             tracing::debug!(sid = %crate::socket::log_id(socket.id), error = %e, "delivery did not start");
         }
         return;
     };
-    let mut report = RecoveryReport::default();
+    if !history.enabled() {
+        let rooms = own.iter().map(|room| (room.clone(), RoomStatus::Unknown)).collect();
+        let report = RecoveryReport { rooms, own, ..RecoveryReport::default() };
+        finish(hub, socket, ticket, since, report);
+        return;
+    }
+    let mut report = RecoveryReport { own, ..RecoveryReport::default() };
     let mut candidates = Vec::new();
     for (room, position) in request.named {
-        match position.filter(|_| history.enabled()) {
+        match position {
             Some(p) => candidates.push((room, p)),
             None => report.rooms.push((room, RoomStatus::Unknown)),
         }
     }
-    let (head, known, replay) = if candidates.is_empty() {
-        (ticket.since, Vec::new(), Vec::new())
-    } else {
-        let seqs: Vec<(String, crate::history::Seq)> = candidates.iter().map(|(r, p)| (r.clone(), p.seq)).collect();
-        let snapshot = match history.snapshot(&seqs).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(sid = %crate::socket::log_id(socket.id), error = %e, "recovery impossible now: history unreadable");
-                hub.detach(socket.id);
-                hub.evict(socket.clone(), "history_unavailable");
-                return;
-            }
-        };
-        let mut known = Vec::new();
-        let mut replay: Vec<Arc<Entry>> = Vec::new();
-        for ((room, p), view) in candidates.into_iter().zip(snapshot.rooms) {
-            let status = if p.belongs_to(snapshot.epoch, &room) { classify(p.seq, &view) } else { RoomStatus::Unknown };
-            if status == RoomStatus::Recovered {
-                known.push((room.clone(), p.seq));
-                replay.extend(view.after.into_iter().map(|(e, _)| e));
-            }
-            report.rooms.push((room, status));
+    let seqs: Vec<(String, Seq)> = candidates.iter().map(|(r, p)| (r.clone(), p.seq)).collect();
+    let snapshot = match history.snapshot(&seqs).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(sid = %crate::socket::log_id(socket.id), error = %e, "recovery impossible now: history unreadable");
+            hub.detach(socket.id);
+            hub.evict(socket.clone(), "history_unavailable");
+            return;
         }
-        (snapshot.head, known, replay)
     };
-    let filter = Filter::new(ticket.since, head, known);
-    let mut replay = replay;
+    let mut known = Vec::new();
+    let mut replay: Vec<Arc<Entry>> = Vec::new();
+    for ((room, p), view) in candidates.into_iter().zip(&snapshot.rooms) {
+        let status =
+            if p.belongs_to(snapshot.epoch, &room) { classify(p.seq, view, &snapshot) } else { RoomStatus::Unknown };
+        if status == RoomStatus::Recovered {
+            known.push((room.clone(), p.seq));
+            replay.extend(view.after.iter().map(|(e, _)| e.clone()));
+        }
+        report.rooms.push((room, status));
+    }
+    report.epoch = Some(snapshot.epoch);
+    report.head = snapshot.head;
+    report.known = known.iter().map(|(room, _)| room.clone()).collect();
+    let filter = Filter::new(ticket.since, snapshot.head, known);
     replay.sort_by_key(|e| e.seq);
     replay.dedup_by_key(|e| e.seq);
     replay.retain(|e| filter.wanted(e));
@@ -127,14 +164,21 @@ pub async fn recover<A: Adapter>(
             }
         }
     }
+    if !hub.reached(snapshot.head, READER_CATCH_UP).await {
+        tracing::debug!(sid = %crate::socket::log_id(socket.id), "reader behind the recovery snapshot; positions given are older");
+    }
+    finish(hub, socket, ticket, filter, report);
+}
+
+/// Goes live with a `recovery` event, and counts the outcome.
+fn finish<A: Adapter>(hub: &Hub<A>, socket: &SocketRef<A>, ticket: Ticket, filter: Filter, report: RecoveryReport) {
     let statuses: Vec<&'static str> = report.rooms.iter().map(|(_, s)| s.as_str()).collect();
-    let replayed = report.replayed;
     for status in &statuses {
         hub.metrics.recovered_rooms.get_or_create(&StatusLabels { status }).inc();
     }
-    hub.metrics.replayed_events.inc_by(replayed as u64);
     match hub.go_live(socket.id, ticket, filter, Some(report)) {
-        Ok(()) => {
+        Ok(replayed) => {
+            hub.metrics.replayed_events.inc_by(replayed as u64);
             tracing::info!(sid = %crate::socket::log_id(socket.id), replayed, rooms = ?statuses, "socket recovered; live");
         }
         Err(GoLiveError::Gap) => hub.evict(socket.clone(), "history_gap"),
@@ -161,7 +205,6 @@ async fn send_paced<A: Adapter>(socket: &SocketRef<A>, e: &Entry) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn own() -> Vec<String> {
         vec!["user:u1".into(), "vendor:v1".into()]

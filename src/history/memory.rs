@@ -41,6 +41,8 @@ struct Inner {
     /// Rooms by the `Seq` of their newest event: the front was written longest ago.
     by_age: BTreeSet<(Seq, String)>,
     bytes: usize,
+    /// The head when whole rooms were last dropped for the byte bound.
+    evicted_at: Seq,
     /// Taken on close, which ends the reader once it has drained the channel.
     log_tx: Option<mpsc::UnboundedSender<Arc<Entry>>>,
 }
@@ -65,8 +67,14 @@ fn now_ms() -> u64 {
 impl MemoryHistory {
     pub fn new(config: HistoryConfig) -> MemoryHistory {
         let (tx, rx) = mpsc::unbounded_channel();
-        let inner =
-            Inner { head: Seq::ZERO, rooms: HashMap::new(), by_age: BTreeSet::new(), bytes: 0, log_tx: Some(tx) };
+        let inner = Inner {
+            head: Seq::ZERO,
+            rooms: HashMap::new(),
+            by_age: BTreeSet::new(),
+            bytes: 0,
+            evicted_at: Seq::ZERO,
+            log_tx: Some(tx),
+        };
         MemoryHistory {
             config,
             epoch: Epoch::random(),
@@ -120,10 +128,20 @@ impl MemoryHistory {
         Ok(Appended { seq, offsets })
     }
 
-    pub fn snapshot(&self, rooms: &[(String, Seq)]) -> Snapshot {
-        let inner = self.lock();
+    /// Reads the rooms and appends a tick (an entry with no rooms) under one lock.
+    pub fn snapshot(&self, rooms: &[(String, Seq)]) -> Result<Snapshot, HistoryError> {
+        let mut inner = self.lock();
         let views = rooms.iter().map(|(room, p)| inner.view(room, *p)).collect();
-        Snapshot { epoch: self.epoch, head: inner.head, rooms: views }
+        let now = now_ms();
+        let tick = inner.head.next(now);
+        let payload =
+            payload_with_offsets("{}", None, tick, &[]).map_err(|e| HistoryError::Unavailable(format!("tick: {e}")))?;
+        let entry = Arc::new(Entry { seq: tick, event: String::new(), rooms: Vec::new(), except: None, payload });
+        let tx = inner.log_tx.clone().ok_or(HistoryError::Closed)?;
+        tx.send(entry).map_err(|_| HistoryError::Closed)?;
+        inner.head = tick;
+        let ttl_ms = u64::try_from(self.config.ttl.as_millis()).unwrap_or(u64::MAX);
+        Ok(Snapshot { epoch: self.epoch, head: tick, now_ms: now, ttl_ms, evicted_at: inner.evicted_at, rooms: views })
     }
 
     pub fn start_reader(&self, sink: Arc<dyn LogSink>) {
@@ -195,6 +213,7 @@ impl Inner {
             let Some((_, room)) = self.by_age.pop_first() else { break };
             tracing::debug!(room = %room, "history over HISTORY_MAX_BYTES: dropping the room written longest ago");
             self.drop_room(&room);
+            self.evicted_at = self.head;
         }
     }
 
@@ -221,13 +240,9 @@ impl Inner {
     fn view(&self, room: &str, p: Seq) -> RoomView {
         let Some(ring) = self.rooms.get(room) else { return RoomView::default() };
         let start = ring.slots.partition_point(|s| s.entry.seq <= p);
-        let has_position = start > 0 && ring.slots.get(start - 1).is_some_and(|s| s.entry.seq == p);
         RoomView {
             exists: !ring.slots.is_empty(),
             after: ring.slots.range(start..).map(|s| (s.entry.clone(), s.prev)).collect(),
-            first: ring.slots.front().map(|s| s.entry.seq),
-            last: ring.slots.back().map(|s| s.entry.seq),
-            has_position,
         }
     }
 }
@@ -255,14 +270,14 @@ mod tests {
         let h = MemoryHistory::new(config(3, usize::MAX));
         let seqs: Vec<Seq> = (0..5).map(|_| h.append(publish(&["vendor:v1"])).unwrap().seq).collect();
         assert!(seqs.windows(2).all(|w| w[0] < w[1]));
-        let snap = h.snapshot(&[("vendor:v1".into(), seqs[1])]);
+        let snap = h.snapshot(&[("vendor:v1".into(), seqs[1])]).unwrap();
         let view = &snap.rooms[0];
-        assert_eq!(classify(seqs[1], view), RoomStatus::Recovered);
+        assert_eq!(classify(seqs[1], view, &snap), RoomStatus::Recovered);
         assert_eq!(view.after.iter().map(|(e, _)| e.seq).collect::<Vec<_>>(), seqs[2..].to_vec());
+        assert!(snap.head > seqs[4], "the snapshot's tick comes after every event");
         // seqs[0] is gone and seqs[1] (its successor) too: from seqs[0] there is a gap.
-        let snap = h.snapshot(&[("vendor:v1".into(), seqs[0])]);
-        assert_eq!(classify(seqs[0], &snap.rooms[0]), RoomStatus::Expired);
-        assert_eq!(snap.head, seqs[4]);
+        let snap = h.snapshot(&[("vendor:v1".into(), seqs[0])]).unwrap();
+        assert_eq!(classify(seqs[0], &snap.rooms[0], &snap), RoomStatus::Expired);
     }
 
     #[test]
@@ -280,8 +295,8 @@ mod tests {
         for _ in 0..3 {
             h.append(publish(&["user:new"])).unwrap();
         }
-        let snap = h.snapshot(&[("user:old".into(), old)]);
-        assert_eq!(classify(old, &snap.rooms[0]), RoomStatus::Expired);
+        let snap = h.snapshot(&[("user:old".into(), old)]).unwrap();
+        assert_eq!(classify(old, &snap.rooms[0], &snap), RoomStatus::Expired);
         assert!(h.lock().bytes <= 3 * (SLOT_OVERHEAD + 40));
     }
 
@@ -293,6 +308,6 @@ mod tests {
         let mut rx = h.log_rx.lock().unwrap().take().unwrap();
         let entry = rx.try_recv().unwrap();
         assert_eq!(entry.payload.get(), r#"{"id":"x"}"#);
-        assert!(!h.snapshot(&[("user:u1".into(), a.seq)]).rooms[0].exists);
+        assert!(!h.snapshot(&[("user:u1".into(), a.seq)]).unwrap().rooms[0].exists);
     }
 }

@@ -99,29 +99,31 @@ pub struct RoomView {
     pub exists: bool,
     /// Held events after the position, oldest first, each with its room predecessor.
     pub after: Vec<(Arc<Entry>, Seq)>,
-    /// The oldest and newest held `Seq` of the room.
-    pub first: Option<Seq>,
-    pub last: Option<Seq>,
-    /// Whether an event at exactly the position is held.
-    pub has_position: bool,
 }
 
-/// Decides a room's recovery from what the store holds. The rule: recovered only when
-/// the first held event after `p` names `p` as its predecessor (nothing between them
-/// was trimmed), or nothing came after `p`.
-pub fn classify(p: Seq, view: &RoomView) -> RoomStatus {
-    if !view.exists {
-        return RoomStatus::Expired;
+/// How far apart the history's clock and a position's time may be before a quiet room
+/// is no longer taken as untouched (clock steps, `Instant` against wall time).
+const CLOCK_MARGIN_MS: u64 = 1_000;
+
+/// Decides a room's recovery from what the store holds:
+/// - a position past the snapshot's head was never issued: `unknown`;
+/// - the room is held: recovered when the first held event after `p` names, as its
+///   predecessor in the room, `p` or something before it (nothing between was trimmed);
+/// - the room is not held: recovered only when nothing can have been written to it since
+///   `p` (a write keeps a room for a TTL, so `p` younger than the TTL and no eviction of
+///   whole rooms since proves the room untouched); otherwise `expired`.
+pub fn classify(p: Seq, view: &RoomView, snap: &Snapshot) -> RoomStatus {
+    if p > snap.head {
+        return RoomStatus::Unknown;
     }
-    match (view.after.first(), view.last) {
-        (Some((_, prev)), _) if *prev == p => RoomStatus::Recovered,
-        // Inside the held range but not an event of this room.
-        (Some(_), _) if view.first.is_some_and(|first| p >= first) && !view.has_position => RoomStatus::Unknown,
-        (Some(_), _) => RoomStatus::Expired,
-        (None, Some(last)) if last == p => RoomStatus::Recovered,
-        // Past the newest event of the room: a position never issued.
-        (None, Some(last)) if last < p => RoomStatus::Unknown,
-        (None, _) => RoomStatus::Expired,
+    if !view.exists {
+        let age = snap.now_ms.saturating_sub(p.ms).saturating_add(CLOCK_MARGIN_MS);
+        let untouched = age < snap.ttl_ms && p >= snap.evicted_at;
+        return if untouched { RoomStatus::Recovered } else { RoomStatus::Expired };
+    }
+    match view.after.first() {
+        Some((_, prev)) if *prev > p => RoomStatus::Expired,
+        _ => RoomStatus::Recovered,
     }
 }
 
@@ -129,9 +131,16 @@ pub fn classify(p: Seq, view: &RoomView) -> RoomStatus {
 #[derive(Debug)]
 pub struct Snapshot {
     pub epoch: Epoch,
-    /// The newest `Seq` of the whole history at the time of the read: every event of the
-    /// named rooms up to it is in `rooms`; later ones arrive through the log.
+    /// A `Seq` taken by the snapshot itself (an entry with no rooms appended to the log,
+    /// atomically with the read): every event of the named rooms up to it is in `rooms`,
+    /// later ones arrive through the log, and the reader passing it proves this
+    /// instance has delivered everything before it.
     pub head: Seq,
+    /// The history's clock when the snapshot was taken, in milliseconds.
+    pub now_ms: u64,
+    pub ttl_ms: u64,
+    /// The head when whole rooms were last dropped to keep the memory bound.
+    pub evicted_at: Seq,
     pub rooms: Vec<RoomView>,
 }
 
@@ -168,10 +177,11 @@ impl History {
         }
     }
 
-    /// Reads the rooms after the given sequences, atomically with the history's head.
+    /// Reads the rooms after the given sequences and takes a tick ([`Snapshot::head`]),
+    /// atomically.
     pub async fn snapshot(&self, rooms: &[(String, Seq)]) -> Result<Snapshot, HistoryError> {
         match self {
-            History::Memory(h) => Ok(h.snapshot(rooms)),
+            History::Memory(h) => h.snapshot(rooms),
             History::Redis(h) => h.snapshot(rooms).await,
         }
     }
@@ -235,30 +245,38 @@ mod tests {
         })
     }
 
-    fn view(after: &[(u64, u64)], first: u64, last: u64, has: bool) -> RoomView {
-        RoomView {
-            exists: true,
-            after: after.iter().map(|(seq, prev)| (entry(*seq), s(*prev))).collect(),
-            first: Some(s(first)),
-            last: Some(s(last)),
-            has_position: has,
-        }
+    fn held(after: &[(u64, u64)]) -> RoomView {
+        RoomView { exists: true, after: after.iter().map(|(seq, prev)| (entry(*seq), s(*prev))).collect() }
+    }
+
+    fn snap(head: u64, now_ms: u64) -> Snapshot {
+        Snapshot { epoch: Epoch(1), head: s(head), now_ms, ttl_ms: 300_000, evicted_at: Seq::ZERO, rooms: vec![] }
     }
 
     #[test]
-    fn a_room_recovers_only_without_a_gap() {
+    fn a_held_room_recovers_only_without_a_gap() {
+        let at = snap(100, 100);
         // Held 10, 20, 30: from 10 the next names 10 as predecessor.
-        assert_eq!(classify(s(10), &view(&[(20, 10), (30, 20)], 10, 30, true)), RoomStatus::Recovered);
+        assert_eq!(classify(s(10), &held(&[(20, 10), (30, 20)]), &at), RoomStatus::Recovered);
         // 5 was trimmed but was the predecessor of the oldest held event.
-        assert_eq!(classify(s(5), &view(&[(10, 5), (20, 10)], 10, 20, false)), RoomStatus::Recovered);
+        assert_eq!(classify(s(5), &held(&[(10, 5), (20, 10)]), &at), RoomStatus::Recovered);
+        // A position between two events of the room (e.g. given by a `recovery` event).
+        assert_eq!(classify(s(15), &held(&[(20, 10)]), &at), RoomStatus::Recovered);
         // Something between 3 and the oldest held event is gone.
-        assert_eq!(classify(s(3), &view(&[(10, 5), (20, 10)], 10, 20, false)), RoomStatus::Expired);
-        // Inside the held range, yet not one of the room's events.
-        assert_eq!(classify(s(15), &view(&[(20, 10)], 10, 20, false)), RoomStatus::Unknown);
-        // Up to date; or past the newest event.
-        assert_eq!(classify(s(30), &view(&[], 10, 30, true)), RoomStatus::Recovered);
-        assert_eq!(classify(s(31), &view(&[], 10, 30, false)), RoomStatus::Unknown);
-        // The room is gone.
-        assert_eq!(classify(s(30), &RoomView::default()), RoomStatus::Expired);
+        assert_eq!(classify(s(3), &held(&[(10, 5), (20, 10)]), &at), RoomStatus::Expired);
+        // Up to date.
+        assert_eq!(classify(s(30), &held(&[]), &at), RoomStatus::Recovered);
+        // Past the head: never issued.
+        assert_eq!(classify(s(101), &held(&[]), &at), RoomStatus::Unknown);
+    }
+
+    #[test]
+    fn a_room_not_held_recovers_only_while_it_cannot_have_been_written() {
+        let gone = RoomView::default();
+        assert_eq!(classify(s(1_000), &gone, &snap(2_000, 2_000)), RoomStatus::Recovered);
+        assert_eq!(classify(s(1_000), &gone, &snap(2_000, 1_000 + 300_000)), RoomStatus::Expired);
+        let evicted = Snapshot { evicted_at: s(1_500), ..snap(2_000, 2_000) };
+        assert_eq!(classify(s(1_000), &gone, &evicted), RoomStatus::Expired);
+        assert_eq!(classify(s(1_600), &gone, &evicted), RoomStatus::Recovered);
     }
 }

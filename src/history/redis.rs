@@ -65,22 +65,22 @@ return {epoch, redis.call('GET', KEYS[2]) or '0-0'}
 ";
 
 const SNAPSHOT: &str = r"
-local out = {redis.call('GET', KEYS[1]) or '', redis.call('GET', KEYS[2]) or '0-0'}
-for i = 3, #KEYS do
-  local p = ARGV[i - 2]
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then epoch = ARGV[1]; redis.call('SET', KEYS[1], epoch) end
+local t = redis.call('TIME')
+local out = {epoch, '', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)}
+for i = 4, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 0 then
     out[#out + 1] = {0}
   else
-    local after = redis.call('XRANGE', KEYS[i], '(' .. p, '+')
-    local first = redis.call('XRANGE', KEYS[i], '-', '+', 'COUNT', 1)
-    local last = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
-    local at = redis.call('XRANGE', KEYS[i], p, p)
-    local f, l = '', ''
-    if #first > 0 then f = first[1][1] end
-    if #last > 0 then l = last[1][1] end
-    out[#out + 1] = {1, after, f, l, #at}
+    out[#out + 1] = {1, redis.call('XRANGE', KEYS[i], '(' .. ARGV[i - 1], '+')}
   end
 end
+local prev = redis.call('GET', KEYS[2]) or '0-0'
+local tick = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*',
+  'v', prev, 'e', epoch, 'n', '', 'r', '', 'x', '', 'p', '{}')
+redis.call('SET', KEYS[2], tick)
+out[2] = tick
 return out
 ";
 
@@ -112,8 +112,6 @@ pub struct RedisHistory {
     conn: ConnectionManager,
     client: redis::Client,
     keys: Arc<Keys>,
-    /// Offered as the epoch when the store has none.
-    candidate: Epoch,
     closed: Arc<AtomicBool>,
     append: Script,
     snapshot: Script,
@@ -132,7 +130,6 @@ impl RedisHistory {
             conn,
             client: redis::Client::open(url)?,
             keys: Arc::new(Keys::new()),
-            candidate: Epoch::random(),
             closed: Arc::new(AtomicBool::new(false)),
             append: Script::new(APPEND),
             snapshot: Script::new(SNAPSHOT),
@@ -153,7 +150,9 @@ impl RedisHistory {
         for room in &publish.rooms {
             call.key(self.keys.room(room));
         }
-        call.arg(self.candidate.to_string())
+        // A fresh epoch each time, used only if the store has none: a history recreated
+        // (Redis restarted empty) must never get back an epoch it had before.
+        call.arg(Epoch::random().to_string())
             .arg(if self.config.enabled { "1" } else { "0" })
             .arg(self.config.size)
             .arg(ttl_ms)
@@ -173,31 +172,38 @@ impl RedisHistory {
         Ok(Appended { seq, offsets })
     }
 
+    /// Reads the rooms and appends a tick to the log, in one script.
     pub async fn snapshot(&self, rooms: &[(String, Seq)]) -> Result<Snapshot, HistoryError> {
         let mut call = self.snapshot.key(&self.keys.epoch);
-        call.key(&self.keys.head);
+        call.key(&self.keys.head).key(&self.keys.log).arg(Epoch::random().to_string()).arg(LOG_MAXLEN);
         for (room, p) in rooms {
             call.key(self.keys.room(room)).arg(p.to_string());
         }
         let reply: Value = call.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
         let malformed = || unavailable("unexpected snapshot reply from Redis");
         let mut parts = array(reply).ok_or_else(malformed)?.into_iter();
-        // No epoch yet: nothing was ever written, so no position can be ours.
-        let epoch = parts.next().and_then(text).and_then(|e| Epoch::parse(&e)).unwrap_or(self.candidate);
+        let epoch = parts.next().and_then(text).and_then(|e| Epoch::parse(&e)).ok_or_else(malformed)?;
         let head = parts.next().and_then(text).and_then(|h| Seq::parse(&h)).ok_or_else(malformed)?;
+        let now_ms = parts.next().and_then(int).ok_or_else(malformed)?;
         let mut views = Vec::with_capacity(rooms.len());
         for _ in rooms {
             let view = parts.next().and_then(|v| room_view(v, epoch, self.config.enabled)).ok_or_else(malformed)?;
             views.push(view);
         }
-        Ok(Snapshot { epoch, head, rooms: views })
+        Ok(Snapshot {
+            epoch,
+            head,
+            now_ms: u64::try_from(now_ms).unwrap_or(0),
+            ttl_ms: u64::try_from(self.config.ttl.as_millis()).unwrap_or(u64::MAX),
+            evicted_at: Seq::ZERO,
+            rooms: views,
+        })
     }
 
     pub fn start_reader(&self, sink: Arc<dyn LogSink>) {
         let reader = Reader {
             client: self.client.clone(),
             keys: self.keys.clone(),
-            candidate: self.candidate,
             closed: self.closed.clone(),
             offsets: self.config.enabled,
             init: Script::new(INIT),
@@ -214,7 +220,6 @@ impl RedisHistory {
 struct Reader {
     client: redis::Client,
     keys: Arc<Keys>,
-    candidate: Epoch,
     closed: Arc<AtomicBool>,
     offsets: bool,
     init: Script,
@@ -256,7 +261,7 @@ impl Reader {
             .init
             .key(&self.keys.epoch)
             .key(&self.keys.head)
-            .arg(self.candidate.to_string())
+            .arg(Epoch::random().to_string())
             .invoke_async(&mut conn)
             .await?;
         let (Some(epoch), Some(head)) = (Epoch::parse(&epoch), Seq::parse(&head)) else {
@@ -266,7 +271,8 @@ impl Reader {
             None => *cursor = Some(Cursor { epoch, last: head }),
             Some(c) if c.epoch != epoch => {
                 sink.gap("the history in Redis was lost (new epoch)");
-                *cursor = Some(Cursor { epoch, last: head });
+                // The new history's log from its start: its first entry names no predecessor.
+                *cursor = Some(Cursor { epoch, last: Seq::ZERO });
             }
             Some(_) => tracing::info!("history log readable again: delivery resumes where it stopped"),
         }
@@ -321,7 +327,8 @@ struct RawEntry {
 
 impl RawEntry {
     fn into_entry(self, offsets: bool) -> Option<Entry> {
-        let epoch = offsets.then_some(self.epoch);
+        // A snapshot's tick: no rooms, nothing to splice.
+        let epoch = (offsets && !self.rooms.is_empty()).then_some(self.epoch);
         let payload = payload_with_offsets(&self.payload, epoch, self.seq, &self.rooms).ok()?;
         Some(Entry { seq: self.seq, event: self.event, rooms: self.rooms, except: self.except, payload })
     }
@@ -355,7 +362,7 @@ fn split_rooms(joined: &str) -> Vec<String> {
     joined.split('\n').filter(|r| !r.is_empty()).map(str::to_owned).collect()
 }
 
-/// One room of the snapshot reply: `{0}` (no such room) or `{1, after, first, last, at}`.
+/// One room of the snapshot reply: `{0}` (no such room) or `{1, after}`.
 fn room_view(v: Value, epoch: Epoch, offsets: bool) -> Option<RoomView> {
     let mut parts = array(v)?.into_iter();
     if int(parts.next()?)? == 0 {
@@ -373,10 +380,7 @@ fn room_view(v: Value, epoch: Epoch, offsets: bool) -> Option<RoomView> {
             Some((Arc::new(entry), prev))
         })
         .collect();
-    let first = text(parts.next()?).and_then(|s| Seq::parse(&s));
-    let last = text(parts.next()?).and_then(|s| Seq::parse(&s));
-    let has_position = int(parts.next()?)? > 0;
-    Some(RoomView { exists: true, after, first, last, has_position })
+    Some(RoomView { exists: true, after })
 }
 
 /// `[id, [field, value, ...]]` (or the fields as a RESP3 map).

@@ -19,6 +19,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("origin not allowed")]
     OriginNotAllowed,
+    /// A Socket.IO session the server closed so that its client reconnects.
+    #[error("session closed by the server: reconnect")]
+    SessionClosed,
     #[error("no such route")]
     NotFound,
     #[error("method not allowed")]
@@ -47,6 +50,7 @@ impl ApiError {
             ApiError::BadJson(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::OriginNotAllowed => StatusCode::FORBIDDEN,
+            ApiError::SessionClosed => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -64,6 +68,7 @@ impl ApiError {
             ApiError::BadJson(_) => "invalid_json",
             ApiError::Unauthorized => "unauthorized",
             ApiError::OriginNotAllowed => "origin_not_allowed",
+            ApiError::SessionClosed => "session_closed",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",

@@ -57,6 +57,9 @@ pub async fn prepare<A: Adapter>(
     let identity = socket.extensions.get::<Identity>().ok_or(NoIdentity)?;
     let own = identity.own_rooms();
     socket.join(own.iter().map(|r| r.name()).chain(own.iter().map(|r| r.identity_room())).collect::<Vec<_>>());
+    if let Some(info) = socket.req_parts().extensions.get::<axum::extract::ConnectInfo<crate::net::ClientAddr>>() {
+        hub.transports().opened(&socket.id.to_string(), &info.0.1);
+    }
     socket.extensions.insert(hub.attach(&socket, own.iter().map(|r| r.name()).collect()));
     if let Some(limit) = ctx.rate_limit {
         socket.extensions.insert(Arc::new(SocketLimiter::new(limit, ctx.flood_disconnect_after)));
@@ -105,7 +108,7 @@ pub async fn on_connect<A: Adapter>(
     let rooms: Vec<String> = identity.own_rooms().iter().map(|r| r.name()).collect();
     tracing::info!(sid = %crate::socket::log_id(socket.id), user = %identity.user_id, role = identity.role.as_str(), ?rooms, transport = ?socket.transport_type(), "client connected");
     let request = socket.extensions.get::<OffsetsRequest>();
-    recover(&hub, ctx.publisher.history(), &socket, ticket, request).await;
+    recover(&hub, ctx.publisher.history(), &socket, ticket, rooms, request).await;
     // Gone while being attached: on_disconnect may have run before the attach.
     if !socket.connected() {
         hub.detach(socket.id);

@@ -183,7 +183,7 @@ pub enum Seen {
 
 pub struct TestClient {
     pub client: Client,
-    rx: mpsc::UnboundedReceiver<Seen>,
+    pub rx: mpsc::UnboundedReceiver<Seen>,
 }
 
 /// Connects over WebSocket and waits for CONNECT; `Err` carries the connect_error message.

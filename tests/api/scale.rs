@@ -153,6 +153,19 @@ async fn losing_redis_turns_ready_to_503_and_rest_answers_503_then_recovers_with
     for node in &nodes {
         wait_for_ready(node, 200).await;
     }
+    // Redis came back empty: the history is lost, so the connected socket is told (its
+    // transport is closed, and a client with offsets would learn they are `unknown`).
+    let told = tokio::time::timeout(WAIT, async {
+        loop {
+            match user.rx.recv().await {
+                Some(Seen::Disconnected | Seen::ConnectError(_)) | None => return,
+                Some(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(told.is_ok(), "a socket kept running on a history Redis lost");
+    let mut user = connect_user(&nodes[1], "u1").await;
     // Delivery across instances works again, with no server restarted.
     let mut delivered = false;
     for _ in 0..20 {
