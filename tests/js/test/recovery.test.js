@@ -47,7 +47,23 @@ function sequence(c) {
     .map((e) => (e.event === 'recovery' ? 'recovery' : e.args[0].id));
 }
 
-const recoveries = (c) => c.received('recovery').map((e) => e.args[0]);
+/**
+ * The client's recovery reports, without their `offsets` (checked here: with history on,
+ * one opaque position per own room of the socket, which the recipe keeps).
+ */
+const recoveries = (c) =>
+  c.received('recovery').map((e) => {
+    const { offsets, ...report } = e.args[0];
+    if (offsets !== undefined) {
+      assert.equal(typeof offsets, 'object', 'recovery offsets is an object');
+      for (const [room, position] of Object.entries(offsets)) {
+        assert.match(room, /^(user|vendor):/, 'recovery offsets name the socket\'s own rooms');
+        assert.equal(typeof position, 'string');
+      }
+    }
+    return report;
+  });
+const recoveryOffsets = (c, n) => c.received('recovery')[n - 1].args[0].offsets;
 
 /** Waits until the client has seen `n` recovery reports; resolves the last one. */
 async function nthRecovery(c, n) {
@@ -188,7 +204,9 @@ describe('recovery after being away', () => {
     assert.equal(ack.ok, true, JSON.stringify(ack));
     vendor.socket.connect();
     const report = await nthRecovery(vendor, 2);
-    assert.deepEqual(report, { recovered: true, replayed: 1, rooms: { [`vendor:${vendorId}`]: 'recovered' } });
+    // Both own rooms are named: the first report gave the user room a position too.
+    assert.deepEqual(report.rooms[`vendor:${vendorId}`], 'recovered');
+    assert.deepEqual(report, { recovered: true, replayed: 1, rooms: { ...report.rooms, [`vendor:${vendorId}`]: 'recovered' } });
     await h.sleep(h.QUIET);
     assert.deepEqual(sequence(vendor), ['recovery', first, ack.message.id, 'recovery']);
     const msg = vendor.received('chat:message')[0].args[0];
@@ -309,6 +327,65 @@ describe('the recovery report is sent only when asked for', () => {
   });
 });
 
+describe('rooms that sent nothing yet', () => {
+  it('the recovery report gives a position in every own room, so a room with no event yet is recovered too', async () => {
+    const sub = h.uid('vs');
+    const vendorId = h.uid('v');
+    const c = recipe(server, h.vendorToken(sub, vendorId), { reconnectionDelay: 100, reconnectionDelayMax: 100 });
+    await ready(c);
+    await nthRecovery(c, 1);
+    assert.deepEqual(Object.keys(recoveryOffsets(c, 1)).sort(), [`user:${sub}`, `vendor:${vendorId}`].sort());
+    // Away before any event reached it: the only positions it has are the report's.
+    c.socket.disconnect();
+    const missed = await emitAll(server, [service(vendorId), payment(sub), h.bookingEvent(sub, vendorId)]);
+    c.socket.connect();
+    const report = await nthRecovery(c, 2);
+    assert.deepEqual(report, {
+      recovered: true,
+      replayed: 3,
+      rooms: { [`user:${sub}`]: 'recovered', [`vendor:${vendorId}`]: 'recovered' },
+    });
+    await h.sleep(h.QUIET);
+    assert.deepEqual(sequence(c), ['recovery', ...missed, 'recovery']);
+  });
+});
+
+describe('a socket that cannot keep up', () => {
+  for (const transports of [['websocket'], ['polling']]) {
+    it(`whose queue fills (${transports}) is dropped at the transport, reconnects by itself and recovers every event once, in order`, async () => {
+      const small = await startExtra({ SOCKET_BUFFER_PACKETS: '8' });
+      const vendorId = h.uid('v');
+      const c = recipe(small, h.vendorToken(h.uid('vs'), vendorId), {
+        transports,
+        reconnection: true,
+        reconnectionDelay: 100,
+        reconnectionDelayMax: 200,
+      });
+      const reasons = [];
+      c.socket.on('disconnect', (reason) => reasons.push(reason));
+      await ready(c);
+      await nthRecovery(c, 1);
+      const events = Array.from({ length: 300 }, (_, i) => service(vendorId, { n: i }));
+      const res = await fetch(`${small.url}/api/v1/events/batch`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${h.API_TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ events }),
+      });
+      assert.equal(res.status, 202);
+      const ids = (await res.json()).events.map((e) => e.id);
+      await receivedAll(c, ids, 30000);
+      await h.sleep(h.QUIET);
+      assert.ok(reasons.length >= 1, 'the socket was never dropped: the queue of 8 cannot hold 300 events');
+      assert.ok(!reasons.includes('io server disconnect'), `told not to reconnect: ${reasons}`);
+      assert.deepEqual(sequence(c).filter((x) => x !== 'recovery'), ids, 'every event once, in order');
+      assert.ok(recoveries(c).slice(1).every((r) => r.recovered), JSON.stringify(recoveries(c)));
+      assert.equal(c.socket.connected, true);
+      const metrics = await (await fetch(`${small.url}/metrics`)).text();
+      assert.match(metrics, /fixrx_delivery_disconnects_total\{reason="queue_full"\} [1-9]/);
+    });
+  }
+});
+
 describe('volume', () => {
   it('a 500-event batch to one vendor reaches sockets that read normally (websocket, polling) whole, in order, without a disconnect', async () => {
     const vendorId = h.uid('v');
@@ -364,6 +441,11 @@ describe('HISTORY_ENABLED=false', () => {
       replayed: 0,
       rooms: { [`user:${sub}`]: 'unknown', [`vendor:${vendorId}`]: 'unknown' },
     });
+    assert.equal(recoveryOffsets(c, 1), undefined, 'no positions without a history');
+    // Nothing named: still not recovered, since nothing is kept.
+    const bare = recipe(off, h.userToken(h.uid('u')));
+    await ready(bare);
+    assert.equal((await nthRecovery(bare, 1)).recovered, false);
     const live = await emitAll(off, [h.bookingEvent(sub, vendorId), service(vendorId), payment(sub)]);
     await receivedAll(c, live);
     await h.sleep(h.QUIET);
