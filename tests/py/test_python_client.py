@@ -90,6 +90,7 @@ async def test_auth_token_receives_rest_event_with_envelope(server, clients, mod
         envelope = args[0]
         assert isinstance(envelope["id"], str) and envelope["id"]
         parse_rfc3339(envelope["occurredAt"], "occurredAt")
+        assert _positions(envelope) == {f"user:{user}", f"vendor:{vendor}"}
         assert envelope == expected
 
     # Without occurredAt the server stamps it with its own clock.
@@ -277,9 +278,12 @@ async def test_chat_user_to_vendor_and_back(server, clients):
     assert isinstance(msg["id"], str) and msg["id"]
     assert _within(parse_rfc3339(msg["sentAt"], "sentAt"))
 
+    rooms = {f"user:{user}", f"vendor:{vendor}"}
     (received,) = await vendor_c.wait_for("chat:message", lambda m: m["id"] == msg["id"])
+    assert _positions(received) == rooms
     assert received == msg
     (echo,) = await sender_other_device.wait_for("chat:message", lambda m: m["id"] == msg["id"])
+    assert _positions(echo) == rooms
     assert echo == msg
 
     # The vendor answers; a `from` in the payload is ignored (the token says who speaks).
@@ -289,12 +293,22 @@ async def test_chat_user_to_vendor_and_back(server, clients):
     assert ack2["message"]["from"] == {"type": "vendor", "id": vendor}
     for c in (sender, sender_other_device):
         (reply,) = await c.wait_for("chat:message", lambda m: m["id"] == ack2["message"]["id"])
+        assert _positions(reply) == rooms
         assert reply == ack2["message"]
 
     await expect_nothing([bystander_vendor, bystander_user])
     # The sending socket has the ack, not an echo.
     assert [m["id"] for (m,) in sender.received("chat:message")] == [ack2["message"]["id"]]
     assert [m["id"] for (m,) in vendor_c.received("chat:message")] == [msg["id"]]
+
+
+def _positions(payload):
+    """Removes the event's `offsets` (one opaque position per room it was sent to) and
+    returns the rooms it names."""
+    offsets = payload.pop("offsets", None)
+    assert isinstance(offsets, dict), f"no offsets in {payload!r}"
+    assert all(isinstance(p, str) and p for p in offsets.values()), offsets
+    return set(offsets)
 
 
 async def test_chat_user_to_user_is_forbidden(server, clients):
