@@ -17,15 +17,20 @@
 //!    member's buffer instead of being sent. Nothing after `A` can pass it by. A socket
 //!    without `auth.offsets` goes live as soon as it is connected (step 4, nothing replayed).
 //! 3. The recovery reads a snapshot of its rooms from the history: every held event after
-//!    the client's position in each recovered room, up to the history's head `H` (read
-//!    atomically with the rooms). It sends the events the client lacks (a [`Filter`]
-//!    decides), merged in `Seq` order, outside the lock and paced to the socket's queue.
+//!    the client's position in each recovered room, and a tick `H` appended to the log
+//!    atomically with the read, so every event of those rooms before `H` is in the
+//!    snapshot and every later one comes through the log. It sends the events the client
+//!    lacks (a [`Filter`] decides: per recovered room, after the client's position; in the
+//!    other rooms, after `A`), merged in `Seq` order, outside the lock and paced to the
+//!    socket's queue.
 //! 4. [`Hub::go_live`] then takes the lock, flushes the buffer through the same filter,
-//!    skipping what the replay sent (events of recovered rooms up to `H`, which the
+//!    skipping what the replay sent (events of recovered rooms before `H`, which the
 //!    snapshot held whole), emits `recovery`, and marks the member live, all before the
 //!    lock is released: no event is delivered between the flush and `recovery`, and
 //!    every later event comes from the reader, in order. If the reader is behind `H`
-//!    (Redis), the filter goes on skipping the replayed events as they arrive.
+//!    (Redis), the filter goes on skipping the replayed events as they arrive. The
+//!    positions `recovery` gives are the reader's (recovered rooms: at least `H`), up to
+//!    which the socket has every event of the room.
 //! 5. A send that fails because the socket's queue is full ends delivery to that socket
 //!    there and then: it is removed from the registry before anything else can be sent to
 //!    it (a later event slipping into a freed slot would move the client's offsets past
