@@ -226,6 +226,15 @@ def booking_event(user_id: str, vendor_id: str, **extra) -> dict:
 # Clients
 
 
+def _auth(token: Optional[str], offsets: Optional[dict]) -> Optional[dict]:
+    auth = {}
+    if token is not None:
+        auth["token"] = token
+    if offsets is not None:
+        auth["offsets"] = offsets
+    return auth or None
+
+
 class Client:
     """A python-socketio AsyncClient that records every event it receives from the
     moment it is created, so a test can assert both what arrived and what did not."""
@@ -261,8 +270,10 @@ class Client:
         self.sio.eio.handlers["connect"] = _eio_connect
 
     async def connect(self, *, token: Optional[str] = None, transports=("websocket",),
-                      headers: Optional[dict] = None, query: str = "", ready: bool = True) -> "Client":
-        """Connects (``token`` goes into ``auth``); raises socketio's ConnectionError if refused.
+                      headers: Optional[dict] = None, query: str = "", ready: bool = True,
+                      offsets: Optional[dict] = None) -> "Client":
+        """Connects (``token`` goes into ``auth``, and ``offsets`` when given); raises
+        socketio's ConnectionError if refused.
 
         With ``ready`` (the default), also waits until the server answers a ``ping``: see
         ``wait_ready`` for why.
@@ -270,7 +281,7 @@ class Client:
         url = self.server.url + (f"/?{query}" if query else "")
         task = asyncio.ensure_future(self.sio.connect(
             url,
-            auth={"token": token} if token is not None else None,
+            auth=_auth(token, offsets),
             headers=headers or {},
             transports=list(transports),
             wait_timeout=TIMEOUT,

@@ -371,3 +371,47 @@ async def test_event_right_after_connect_is_answered(server, clients):
             pytest.fail(f"connection {attempt} of {tries}: a ping sent right after connect() got no ack")
         assert ack["ok"] is True, ack
         await c.close()
+
+
+@pytest.mark.parametrize("transports", [("websocket",), ("polling",)], ids=["websocket", "polling"])
+async def test_a_client_back_with_its_offsets_gets_what_it_missed_once_in_order_then_recovery(
+        server, clients, transports):
+    """Contract section 7 with a second client family: the recipe's positions (from events
+    and from the first `recovery` report) replay what was missed, then `recovery`."""
+    owner, vendor = uid("owner"), uid("v")
+    token = vendor_token(owner, vendor)
+    offsets: dict = {}
+
+    def keep(c):
+        for _name, args in c.events:
+            if args and isinstance(args[0], dict) and isinstance(args[0].get("offsets"), dict):
+                offsets.update(args[0]["offsets"])
+
+    first = await clients().connect(token=token, transports=transports, offsets={})
+    (report,) = await first.wait_for("recovery")
+    assert report["recovered"] is True and report["replayed"] == 0, report
+    assert set(report["offsets"]) == {f"user:{owner}", f"vendor:{vendor}"}, report
+    seen = await emit_event(server, booking_event(owner, vendor))
+    await first.wait_for("booking:status_changed", lambda e: e["id"] == seen["id"])
+    keep(first)
+    await first.sio.disconnect()
+
+    missed = [
+        (await emit_event(server, booking_event(owner, vendor)))["id"],
+        (await emit_event(server, {"type": "service:updated", "service": {"id": uid("s"), "vendorId": vendor}}))["id"],
+        (await emit_event(server, {"type": "payment:completed", "payment": {"id": uid("p"), "userId": owner}}))["id"],
+    ]
+    back = await clients().connect(token=token, transports=transports, offsets=dict(offsets), ready=False)
+    (report,) = await back.wait_for("recovery")
+    got = [args[0]["id"] for name, args in back.events if name != "recovery"]
+    assert got == missed, f"replayed {got}, missed {missed}"
+    assert [name for name, _ in back.events][-1] == "recovery", "recovery comes after the replay"
+    assert report["recovered"] is True and report["replayed"] == 3, report
+    assert report["rooms"] == {f"user:{owner}": "recovered", f"vendor:{vendor}": "recovered"}, report
+
+    live = await emit_event(server, booking_event(owner, vendor))
+    await back.wait_for("booking:status_changed", lambda e: e["id"] == live["id"])
+    expected = set(missed + [live["id"]])
+    await expect_nothing([back], pred=lambda e: isinstance(e, dict) and "id" in e and e["id"] not in expected)
+    ids = [args[0]["id"] for name, args in back.events if name != "recovery"]
+    assert ids == missed + [live["id"]], "nothing twice, nothing out of order"
