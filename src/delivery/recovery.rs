@@ -10,7 +10,7 @@ use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
 
 use super::{Filter, GoLiveError, Hub, Ticket};
-use crate::history::{Entry, Epoch, History, Position, RoomStatus, Seq, classify};
+use crate::history::{Entry, Epoch, History, Position, RoomStatus, Seq, Snapshot, classify};
 use crate::metrics::StatusLabels;
 
 /// How long a replay waits for a client whose queue stays full before giving up on it.
@@ -132,11 +132,29 @@ pub async fn recover<A: Adapter>(
             return;
         }
     };
+    let (known, replay) = judge(candidates, &snapshot, &mut report);
+    let filter = Filter::new(ticket.since, snapshot.head, known);
+    if !replay_paced(hub, socket, &filter, replay, &mut report).await {
+        return;
+    }
+    if !hub.reached(snapshot.head, READER_CATCH_UP).await {
+        tracing::debug!(sid = %crate::socket::log_id(socket.id), "reader behind the recovery snapshot; positions given are older");
+    }
+    finish(hub, socket, ticket, filter, report);
+}
+
+/// Decides each named room against the snapshot; returns the recovered rooms with the
+/// client's positions, and the held events after them.
+fn judge(
+    candidates: Vec<(String, Position)>,
+    snapshot: &Snapshot,
+    report: &mut RecoveryReport,
+) -> (Vec<(String, Seq)>, Vec<Arc<Entry>>) {
     let mut known = Vec::new();
-    let mut replay: Vec<Arc<Entry>> = Vec::new();
+    let mut replay = Vec::new();
     for ((room, p), view) in candidates.into_iter().zip(&snapshot.rooms) {
         let status =
-            if p.belongs_to(snapshot.epoch, &room) { classify(p.seq, view, &snapshot) } else { RoomStatus::Unknown };
+            if p.belongs_to(snapshot.epoch, &room) { classify(p.seq, view, snapshot) } else { RoomStatus::Unknown };
         if status == RoomStatus::Recovered {
             known.push((room.clone(), p.seq));
             replay.extend(view.after.iter().map(|(e, _)| e.clone()));
@@ -146,28 +164,35 @@ pub async fn recover<A: Adapter>(
     report.epoch = Some(snapshot.epoch);
     report.head = snapshot.head;
     report.known = known.iter().map(|(room, _)| room.clone()).collect();
-    let filter = Filter::new(ticket.since, snapshot.head, known);
+    (known, replay)
+}
+
+/// Sends what the client lacks, merged in `Seq` order, each once. `false`: the socket is
+/// gone or stopped reading (and was let go).
+async fn replay_paced<A: Adapter>(
+    hub: &Hub<A>,
+    socket: &SocketRef<A>,
+    filter: &Filter,
+    mut replay: Vec<Arc<Entry>>,
+    report: &mut RecoveryReport,
+) -> bool {
     replay.sort_by_key(|e| e.seq);
     replay.dedup_by_key(|e| e.seq);
-    replay.retain(|e| filter.wanted(e));
-    for e in &replay {
+    for e in replay.iter().filter(|e| filter.wanted(e)) {
         match send_paced(socket, e).await {
             Ok(()) => report.replayed += 1,
             Err(SocketError::Closed) => {
                 hub.detach(socket.id);
-                return;
+                return false;
             }
             Err(SocketError::InternalChannelFull) => {
                 hub.detach(socket.id);
                 hub.evict(socket.clone(), "recovery_stalled");
-                return;
+                return false;
             }
         }
     }
-    if !hub.reached(snapshot.head, READER_CATCH_UP).await {
-        tracing::debug!(sid = %crate::socket::log_id(socket.id), "reader behind the recovery snapshot; positions given are older");
-    }
-    finish(hub, socket, ticket, filter, report);
+    true
 }
 
 /// Goes live with a `recovery` event, and counts the outcome.
