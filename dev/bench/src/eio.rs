@@ -56,14 +56,7 @@ impl Local {
 /// Connects and completes the Engine.IO and Socket.IO handshakes.
 pub async fn handshake(ws_url: &str, token: &str, timeout: Duration) -> anyhow::Result<Ws> {
     tokio::time::timeout(timeout, async {
-        // Nagle off, as browsers and socket.io-client do: with it on, a small frame sent while
-        // the previous one awaits a delayed ACK waits up to 40 ms (seen as chat p99 spikes).
-        let (mut ws, _) =
-            tokio_tungstenite::connect_async_with_config(ws_url, None, true).await.context("websocket connect")?;
-        let open = next_text(&mut ws).await?;
-        if !open.starts_with('0') {
-            bail!("expected Engine.IO open, got {open:.80}");
-        }
+        let mut ws = open(ws_url).await?;
         ws.send(Message::text(format!("40{{\"token\":\"{token}\"}}"))).await?;
         loop {
             let t = next_text(&mut ws).await?;
@@ -80,11 +73,26 @@ pub async fn handshake(ws_url: &str, token: &str, timeout: Duration) -> anyhow::
     .context("handshake timed out")?
 }
 
-async fn next_text(ws: &mut Ws) -> anyhow::Result<String> {
+/// Opens the WebSocket and reads the Engine.IO open packet (`0{…}`): the socket is then
+/// ready for a Socket.IO CONNECT, which the caller sends (and times) itself.
+pub async fn open(ws_url: &str) -> anyhow::Result<Ws> {
+    // Nagle off, as browsers and socket.io-client do: with it on, a small frame sent while
+    // the previous one awaits a delayed ACK waits up to 40 ms (seen as chat p99 spikes).
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_with_config(ws_url, None, true).await.context("websocket connect")?;
+    let open = next_text(&mut ws).await?;
+    if !open.starts_with('0') {
+        bail!("expected Engine.IO open, got {open:.80}");
+    }
+    Ok(ws)
+}
+
+/// The next text frame; fails on close.
+pub async fn next_text(ws: &mut Ws) -> anyhow::Result<String> {
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_owned()),
-            Some(Ok(Message::Close(_))) | None => bail!("closed during handshake"),
+            Some(Ok(Message::Close(_))) | None => bail!("connection closed by the server"),
             Some(Ok(_)) => {}
             Some(Err(e)) => return Err(e.into()),
         }

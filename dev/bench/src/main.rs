@@ -4,6 +4,7 @@
 //! RSS from /proc by PID. One JSON line of figures on stdout, a summary on stderr.
 
 mod eio;
+mod recovery;
 mod util;
 
 use std::collections::HashSet;
@@ -29,6 +30,10 @@ struct Cli {
     /// Base URL of the server, e.g. http://127.0.0.1:3001
     #[arg(long)]
     url: String,
+    /// Another process to meter over the same windows (e.g. the server's redis-server):
+    /// its CPU is reported as `aux_cpu_us`.
+    #[arg(long)]
+    aux_pid: Option<u32>,
     /// HS256 secret the server verifies socket tokens with.
     #[arg(long)]
     jwt_secret: String,
@@ -90,12 +95,26 @@ enum Scenario {
         #[arg(long)]
         seconds: f64,
     },
+    /// A vendor socket misses M events, reconnects with `auth.offsets`; time to `recovery`.
+    Recovery {
+        /// Events posted to the vendor's room while the socket is away.
+        #[arg(long, default_value_t = 1000)]
+        missed: u64,
+        /// Disconnect / post / recover cycles in this run.
+        #[arg(long, default_value_t = 5)]
+        rounds_inside: usize,
+        /// Events per `POST /api/v1/events/batch` (at most 500); 1 posts them one by one.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+    },
 }
 
 struct Ctx {
     meter: Meter,
     /// This process, to show when the generator itself is the bottleneck.
     me: Meter,
+    /// `--aux-pid`, if given.
+    aux: Option<Meter>,
     base: String,
     ws_url: String,
     secret: String,
@@ -316,12 +335,33 @@ fn cpu_delta(a: Sample, b: Sample) -> u64 {
 struct Snap {
     server: Sample,
     bench: Sample,
+    aux: Option<Sample>,
 }
 
 impl Ctx {
     fn snap(&self) -> anyhow::Result<Snap> {
-        Ok(Snap { server: self.meter.sample()?, bench: self.me.sample()? })
+        let aux = self.aux.as_ref().map(Meter::sample).transpose()?;
+        Ok(Snap { server: self.meter.sample()?, bench: self.me.sample()?, aux })
     }
+}
+
+/// The server's CPU between two snapshots from schedstat, µs (fractional).
+fn precise_cpu_us(a: Snap, b: Snap) -> Option<f64> {
+    sched_us(Some(a.server), Some(b.server))
+}
+
+/// The `--aux-pid` process's CPU between two snapshots from schedstat, µs (fractional).
+fn precise_aux_us(a: Snap, b: Snap) -> Option<f64> {
+    sched_us(a.aux, b.aux)
+}
+
+fn sched_us(a: Option<Sample>, b: Option<Sample>) -> Option<f64> {
+    Some(b?.sched_ns?.saturating_sub(a?.sched_ns?) as f64 / 1000.0)
+}
+
+/// CPU used by the `--aux-pid` process between two snapshots, µs.
+fn aux_cpu(a: Snap, b: Snap) -> Option<u64> {
+    Some(cpu_delta(a.aux?, b.aux?))
 }
 
 /// CPU used by the server and by the bench between two snapshots, µs.
@@ -450,6 +490,11 @@ async fn deliveries(
         "server_cpu_us": cpu(s0, s1).0,
         "server_cpu_per_delivery_us": per(cpu(s0, s1).0, delivered),
         "bench_cpu_us": cpu(s0, s1).1,
+        "server_cpu_sched_us": precise_cpu_us(s0, s1),
+        "aux_cpu_us": aux_cpu(s0, s1),
+        "aux_cpu_per_delivery_us": aux_cpu(s0, s1).and_then(|a| per(a, delivered)),
+        "server_rss_before_bytes": s0.server.rss_bytes,
+        "server_rss_after_bytes": s1.server.rss_bytes,
         "dropped_sockets": m.dropped,
     }))
 }
@@ -548,6 +593,20 @@ fn summary(v: &Value) -> String {
             f("/latency/max_ms"),
             f("/server_cpu_per_delivery_us")
         ),
+        "recovery" => format!(
+            "recovery: {} missed x {} rounds | recovery ms median {} max {} (CONNECT ack {}, first event {}) | lost {} dup {} out of order {} not recovered {} | server CPU {} µs/replayed event",
+            f("/missed"),
+            f("/rounds_inside"),
+            f("/recovery_ms/median"),
+            f("/recovery_ms/max"),
+            f("/connect_ack_ms_median"),
+            f("/first_event_ms_median"),
+            f("/lost"),
+            f("/duplicates"),
+            f("/out_of_order"),
+            f("/not_recovered"),
+            f("/server_cpu_per_replayed_event_us")
+        ),
         _ => format!(
             "chat: sent {} at {}/s | acks {} (errors {}) ack ms p50 {} p99 {} | relayed {} lost {} relay ms p50 {} p99 {} | server CPU {} µs/message",
             f("/sent"),
@@ -577,6 +636,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let ctx = Ctx {
         me: Meter::new(std::process::id())?,
+        aux: cli
+            .aux_pid
+            .map(|pid| Meter::new(pid).with_context(|| format!("reading /proc/{pid} (is --aux-pid right?)")))
+            .transpose()?,
         meter: Meter::new(cli.server_pid)
             .with_context(|| format!("reading /proc/{} (is --server-pid right?)", cli.server_pid))?,
         ws_url: format!("{ws_base}/socket.io/?EIO=4&transport=websocket"),
@@ -605,11 +668,21 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Chat { pairs, rate, seconds } => {
             ("chat", json!({"pairs": pairs, "rate": rate, "seconds": seconds}), chat(&ctx, pairs, rate, seconds).await?)
         }
+        Scenario::Recovery { missed, rounds_inside, batch } => {
+            if batch > 500 {
+                anyhow::bail!("--batch: the server takes at most 500 events per batch");
+            }
+            (
+                "recovery",
+                json!({"missed": missed, "rounds_inside": rounds_inside, "batch": batch}),
+                recovery::recovery(&ctx, missed, rounds_inside.max(1), batch).await?,
+            )
+        }
     };
     let mut out = json!({
         "scenario": name,
         "params": params,
-        "server": {"pid": cli.server_pid, "url": ctx.base, "clk_tck": ctx.meter.ticks_per_sec()},
+        "server": {"pid": cli.server_pid, "url": ctx.base, "clk_tck": ctx.meter.ticks_per_sec(), "aux_pid": cli.aux_pid},
         "settings": {
             "connect_concurrency": cli.connect_concurrency,
             "http_in_flight": cli.http_in_flight,
