@@ -9,7 +9,7 @@
 
 use fixrx_realtime::delivery::OffsetsRequest;
 use fixrx_realtime::history::Position;
-use fixrx_realtime::history::position::{offsets_json, with_offsets};
+use fixrx_realtime::history::position::splice_offsets;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 

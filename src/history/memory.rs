@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 use super::{
-    Appended, Entry, Epoch, HistoryConfig, HistoryError, LogSink, Position, Publish, RoomView, Seq, Snapshot,
+    Appended, Entry, Epoch, HistoryConfig, HistoryError, LogSink, Publish, RoomView, Seq, Snapshot,
     payload_with_offsets,
 };
 
@@ -39,7 +39,7 @@ struct Inner {
     head: Seq,
     rooms: HashMap<String, Ring>,
     /// Rooms by the `Seq` of their newest event: the front was written longest ago.
-    by_age: BTreeSet<(Seq, String)>,
+    by_age: BTreeSet<(Seq, Arc<str>)>,
     bytes: usize,
     /// The head when whole rooms were last dropped for the byte bound.
     evicted_at: Seq,
@@ -47,8 +47,9 @@ struct Inner {
     log_tx: Option<mpsc::UnboundedSender<Arc<Entry>>>,
 }
 
-#[derive(Default)]
 struct Ring {
+    /// The room's name, shared with its place in `by_age`.
+    name: Arc<str>,
     slots: VecDeque<Slot>,
     last: Seq,
 }
@@ -121,11 +122,7 @@ impl MemoryHistory {
         // Sent under the lock: the channel's order is the `Seq` order.
         tx.send(entry.clone()).map_err(|_| HistoryError::Closed)?;
         drop(inner);
-        let offsets = match epoch {
-            Some(epoch) => entry.rooms.iter().map(|r| (r.clone(), Position::new(epoch, seq, r))).collect(),
-            None => Vec::new(),
-        };
-        Ok(Appended { seq, offsets })
+        Ok(Appended { seq, epoch })
     }
 
     /// Reads the rooms and appends a tick (an entry with no rooms) under one lock.
@@ -192,7 +189,11 @@ impl Inner {
         let now = Instant::now();
         let bytes = SLOT_OVERHEAD + entry.payload.get().len() + entry.rooms.iter().map(String::len).sum::<usize>();
         for room in &entry.rooms {
-            let ring = self.rooms.entry(room.clone()).or_default();
+            if !self.rooms.contains_key(room.as_str()) {
+                let ring = Ring { name: Arc::from(room.as_str()), slots: VecDeque::new(), last: Seq::ZERO };
+                self.rooms.insert(room.clone(), ring);
+            }
+            let Some(ring) = self.rooms.get_mut(room.as_str()) else { continue };
             let prev = ring.last;
             ring.slots.push_back(Slot { entry: entry.clone(), prev, at: now, bytes });
             ring.last = entry.seq;
@@ -203,10 +204,11 @@ impl Inner {
                 freed += ring.slots.pop_front().map_or(0, |s| s.bytes);
             }
             self.bytes = self.bytes + bytes - freed;
+            let name = ring.name.clone();
             if prev != Seq::ZERO {
-                self.by_age.remove(&(prev, room.clone()));
+                self.by_age.remove(&(prev, name.clone()));
             }
-            self.by_age.insert((entry.seq, room.clone()));
+            self.by_age.insert((entry.seq, name));
         }
         self.sweep(config.ttl, SWEEP_PER_APPEND);
         while self.bytes > config.max_bytes {
@@ -221,7 +223,7 @@ impl Inner {
     fn sweep(&mut self, ttl: Duration, most: usize) {
         for _ in 0..most {
             let Some((_, room)) = self.by_age.first() else { return };
-            let idle = self.rooms.get(room).and_then(|r| r.slots.back()).is_none_or(|s| s.at.elapsed() > ttl);
+            let idle = self.rooms.get(&**room).and_then(|r| r.slots.back()).is_none_or(|s| s.at.elapsed() > ttl);
             if !idle {
                 return;
             }
@@ -284,8 +286,13 @@ mod tests {
     fn an_event_to_two_rooms_has_one_seq_and_a_position_in_each() {
         let h = MemoryHistory::new(config(10, usize::MAX));
         let a = h.append(publish(&["user:u1", "vendor:v1"])).unwrap();
-        assert_eq!(a.offsets.len(), 2);
-        assert!(a.offsets.iter().all(|(room, p)| p.seq == a.seq && p.belongs_to(h.epoch(), room)));
+        for room in ["user:u1", "vendor:v1"] {
+            let p = a.position(room).unwrap();
+            assert!(p.seq == a.seq && p.belongs_to(h.epoch(), room));
+        }
+        let entry = h.log_rx.lock().unwrap().take().unwrap().try_recv().unwrap();
+        let v: serde_json::Value = serde_json::from_str(entry.payload.get()).unwrap();
+        assert_eq!(v["offsets"]["vendor:v1"], a.position("vendor:v1").unwrap().to_string());
     }
 
     #[test]
@@ -304,7 +311,7 @@ mod tests {
     fn with_history_off_events_still_reach_the_log_without_offsets() {
         let h = MemoryHistory::new(HistoryConfig { enabled: false, ..config(10, usize::MAX) });
         let a = h.append(publish(&["user:u1"])).unwrap();
-        assert!(a.offsets.is_empty());
+        assert!(a.position("user:u1").is_none());
         let mut rx = h.log_rx.lock().unwrap().take().unwrap();
         let entry = rx.try_recv().unwrap();
         assert_eq!(entry.payload.get(), r#"{"id":"x"}"#);

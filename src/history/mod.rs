@@ -65,11 +65,18 @@ pub struct Publish {
 }
 
 /// Where an appended event went.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Appended {
     pub seq: Seq,
-    /// One position per room, when history is on.
-    pub offsets: Vec<(String, Position)>,
+    /// The history it is in, when history is on.
+    pub epoch: Option<Epoch>,
+}
+
+impl Appended {
+    /// The event's position in `room` (one of its rooms), when history is on.
+    pub fn position(&self, room: &str) -> Option<Position> {
+        self.epoch.map(|epoch| Position::new(epoch, self.seq, room))
+    }
 }
 
 /// The outcome of recovering one room, as the `recovery` event names it.
@@ -221,7 +228,7 @@ pub fn payload_with_offsets(
     rooms: &[String],
 ) -> Result<Box<RawValue>, serde_json::Error> {
     let json = match epoch {
-        Some(epoch) => position::with_offsets(envelope, &position::offsets_json(epoch, seq, rooms)),
+        Some(epoch) => position::splice_offsets(envelope, epoch, seq, rooms),
         None => envelope.to_owned(),
     };
     RawValue::from_string(json)

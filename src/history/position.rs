@@ -131,26 +131,27 @@ impl fmt::Display for Position {
     }
 }
 
-/// The JSON object `{ "<room>": "<position>", ... }` for an event at `seq`.
-pub fn offsets_json(epoch: Epoch, seq: Seq, rooms: &[String]) -> String {
-    let map: serde_json::Map<String, serde_json::Value> = rooms
-        .iter()
-        .map(|room| (room.clone(), serde_json::Value::String(Position::new(epoch, seq, room).to_string())))
-        .collect();
-    serde_json::Value::Object(map).to_string()
-}
-
-/// Adds `"offsets": <offsets>` to a serialized JSON object, without parsing it again.
-/// `object` is our own serializer's output: an object, so it ends with `}`.
-pub fn with_offsets(object: &str, offsets: &str) -> String {
+/// Adds `"offsets": { "<room>": "<position>", ... }` for an event at `seq` to a
+/// serialized JSON object, in one pass and without parsing it again (this runs once per
+/// event, under the history's lock). `object` is our own serializer's output: an object,
+/// so it ends with `}`.
+pub fn splice_offsets(object: &str, epoch: Epoch, seq: Seq, rooms: &[String]) -> String {
+    use std::fmt::Write as _;
     let body = object.trim_end();
     let Some(inner) = body.strip_suffix('}') else { return object.to_owned() };
-    let empty = inner.trim_end().ends_with('{');
-    let mut out = String::with_capacity(body.len() + offsets.len() + 12);
+    let mut out = String::with_capacity(body.len() + 16 + rooms.iter().map(|r| r.len() + 52).sum::<usize>());
     out.push_str(inner);
-    out.push_str(if empty { "\"offsets\":" } else { ",\"offsets\":" });
-    out.push_str(offsets);
-    out.push('}');
+    out.push_str(if inner.trim_end().ends_with('{') { "\"offsets\":{" } else { ",\"offsets\":{" });
+    for (i, room) in rooms.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        // A JSON string key, escaped as serde_json escapes (ids may hold `"` or `\\`).
+        let key = serde_json::to_string(room).unwrap_or_else(|_| "\"\"".to_owned());
+        out.push_str(&key);
+        let _ = write!(out, ":\"{}\"", Position::new(epoch, seq, room));
+    }
+    out.push_str("}}");
     out
 }
 
@@ -201,14 +202,14 @@ mod tests {
 
     #[test]
     fn offsets_are_spliced_into_the_envelope() {
-        let offsets = offsets_json(Epoch(1), Seq { ms: 5, n: 0 }, &["user:u\"1".into(), "vendor:v1".into()]);
-        let out = with_offsets(r#"{"id":"e1","type":"x"}"#, &offsets);
+        let rooms = ["user:u\"1\\".to_string(), "vendor:v1".to_string()];
+        let out = splice_offsets(r#"{"id":"e1","type":"x"}"#, Epoch(1), Seq { ms: 5, n: 0 }, &rooms);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["id"], "e1");
-        let p = v["offsets"]["user:u\"1"].as_str().unwrap();
-        assert_eq!(Position::parse(p).unwrap().seq, Seq { ms: 5, n: 0 });
+        let p = v["offsets"]["user:u\"1\\"].as_str().unwrap();
+        assert_eq!(Position::parse(p), Some(Position::new(Epoch(1), Seq { ms: 5, n: 0 }, &rooms[0])));
         assert!(v["offsets"]["vendor:v1"].is_string());
-        let v: serde_json::Value = serde_json::from_str(&with_offsets("{}", "{}")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&splice_offsets("{}", Epoch(1), Seq::ZERO, &[])).unwrap();
         assert_eq!(v, serde_json::json!({ "offsets": {} }));
     }
 

@@ -24,7 +24,7 @@ use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Script, Value};
 
 use super::{
-    Appended, Entry, Epoch, HistoryConfig, HistoryError, LogSink, Position, Publish, RoomView, Seq, Snapshot,
+    Appended, Entry, Epoch, HistoryConfig, HistoryError, LogSink, Publish, RoomView, Seq, Snapshot,
     payload_with_offsets,
 };
 
@@ -164,12 +164,7 @@ impl RedisHistory {
         let (epoch, id): (String, String) = call.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
         let epoch = Epoch::parse(&epoch).ok_or_else(|| unavailable("the history's epoch in Redis is malformed"))?;
         let seq = Seq::parse(&id).ok_or_else(|| unavailable("Redis returned a malformed stream id"))?;
-        let offsets = if self.config.enabled {
-            publish.rooms.iter().map(|r| (r.clone(), Position::new(epoch, seq, r))).collect()
-        } else {
-            Vec::new()
-        };
-        Ok(Appended { seq, offsets })
+        Ok(Appended { seq, epoch: self.config.enabled.then_some(epoch) })
     }
 
     /// Reads the rooms and appends a tick to the log, in one script.
