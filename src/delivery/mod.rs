@@ -37,6 +37,7 @@
 //!    the lost one), and its transport is closed, so it reconnects and recovers from its
 //!    offsets.
 
+mod filter;
 mod recovery;
 
 use std::collections::HashMap;
@@ -54,6 +55,7 @@ use crate::history::{Entry, LogSink, Seq};
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::net::Transports;
 
+pub use filter::Filter;
 pub use recovery::{OffsetsRequest, RecoveryReport, recover};
 
 /// Most events a pending member buffers while its replay runs; past it the member is
@@ -61,46 +63,6 @@ pub use recovery::{OffsetsRequest, RecoveryReport, recover};
 const PENDING_MAX: usize = 20_000;
 /// How often a disconnect that found the socket's queue full is tried again.
 const EVICT_RETRY: Duration = Duration::from_millis(20);
-
-/// Which events a member that recovered still needs. The client holds, per recovered
-/// room, everything up to its position there; it joined the other rooms at `since`.
-#[derive(Debug, Clone)]
-pub struct Filter {
-    since: Seq,
-    head: Seq,
-    known: Vec<(String, Seq)>,
-}
-
-impl Filter {
-    pub fn new(since: Seq, head: Seq, known: Vec<(String, Seq)>) -> Filter {
-        Filter { since, head, known }
-    }
-
-    /// Whether the client lacks `e`: past its position in every recovered room `e` was
-    /// sent to, or, when `e` went to none of them, sent after the socket connected.
-    pub fn wanted(&self, e: &Entry) -> bool {
-        let mut in_known = false;
-        for (room, p) in &self.known {
-            if e.rooms.iter().any(|r| r == room) {
-                in_known = true;
-                if e.seq <= *p {
-                    return false;
-                }
-            }
-        }
-        in_known || e.seq > self.since
-    }
-
-    /// Whether the replay already sent `e` (or found the client had it).
-    fn replayed(&self, e: &Entry) -> bool {
-        e.seq <= self.head && self.known.iter().any(|(room, _)| e.rooms.iter().any(|r| r == room))
-    }
-
-    /// Once the log is past both bounds, every later event is simply wanted.
-    fn spent(&self, seq: Seq) -> bool {
-        seq > self.head && seq > self.since
-    }
-}
 
 enum State {
     /// Recovering: events are kept, not sent, until [`Hub::go_live`].

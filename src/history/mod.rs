@@ -17,6 +17,7 @@
 pub mod memory;
 pub mod position;
 pub mod redis;
+mod redis_reply;
 
 use std::sync::Arc;
 use std::time::Duration;

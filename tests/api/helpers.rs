@@ -167,6 +167,8 @@ pub fn vendor_token(sub: &str, vendor_id: &str) -> String {
 /// Where the client puts its token.
 pub enum TokenAt {
     Auth(String),
+    /// The whole `auth` object (a token and, say, `offsets`).
+    AuthObject(Value),
     Header(String),
     Query(String),
     Nowhere,
@@ -208,6 +210,7 @@ pub async fn connect_with(app: &TestApp, at: TokenAt, transport: TransportType) 
     let mut builder = ClientBuilder::new(url).transport_type(transport).reconnect(false);
     match at {
         TokenAt::Auth(t) => builder = builder.auth(json!({ "token": t })),
+        TokenAt::AuthObject(auth) => builder = builder.auth(auth),
         TokenAt::Header(t) => builder = builder.opening_header("Authorization", format!("Bearer {t}")),
         TokenAt::Query(_) | TokenAt::Nowhere => {}
     }

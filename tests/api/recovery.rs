@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use futures_util::FutureExt;
-use rust_socketio::asynchronous::{Client, ClientBuilder};
-use rust_socketio::{Event, Payload, TransportType};
+use rust_socketio::asynchronous::Client;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
@@ -30,39 +28,8 @@ async fn connect_peer(app: &TestApp, token: &str, offsets: Option<&Map<String, V
     if let Some(offsets) = offsets {
         auth["offsets"] = Value::Object(offsets.clone());
     }
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let (t1, t2, t3, t4) = (tx.clone(), tx.clone(), tx.clone(), tx);
-    let client = ClientBuilder::new(app.url("/"))
-        .transport_type(TransportType::Websocket)
-        .reconnect(false)
-        .auth(auth)
-        .on(Event::Connect, move |_, _| {
-            let _ = t1.send(Seen::Connected);
-            async {}.boxed()
-        })
-        .on(Event::Error, move |p, _| {
-            let _ = t2.send(Seen::ConnectError(format!("{p:?}")));
-            async {}.boxed()
-        })
-        .on(Event::Close, move |_, _| {
-            let _ = t3.send(Seen::Disconnected);
-            async {}.boxed()
-        })
-        .on_any(move |event, payload, _| {
-            let value = match payload {
-                Payload::Text(mut v) if !v.is_empty() => v.remove(0),
-                _ => Value::Null,
-            };
-            let _ = t4.send(Seen::Event(event.as_str().to_owned(), value));
-            async {}.boxed()
-        })
-        .connect()
-        .await
-        .expect("transport");
-    match tokio::time::timeout(WAIT, rx.recv()).await {
-        Ok(Some(Seen::Connected)) => Peer { client, rx, offsets: offsets.cloned().unwrap_or_default() },
-        other => panic!("no CONNECT: {other:?}"),
-    }
+    let TestClient { client, rx } = connect(app, TokenAt::AuthObject(auth)).await.expect("peer connects");
+    Peer { client, rx, offsets: offsets.cloned().unwrap_or_default() }
 }
 
 impl Peer {

@@ -30,6 +30,10 @@ use axum::serve::{IncomingStream, Listener};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
+mod sessions;
+
+pub use sessions::Transports;
+
 /// How long a closed connection keeps reading what its peer still sends (see the module docs).
 pub const LINGER: Duration = Duration::from_secs(5);
 
@@ -360,65 +364,6 @@ pub struct ClientAddr(pub SocketAddr, pub Arc<ConnHandle>);
 impl Connected<IncomingStream<'_, LimitedListener>> for ClientAddr {
     fn connect_info(stream: IncomingStream<'_, LimitedListener>) -> Self {
         ClientAddr(*stream.remote_addr(), stream.io().handle.clone())
-    }
-}
-
-/// The connection currently carrying each Engine.IO session, so that one session can
-/// be closed at the transport: socketioxide offers no way to close a single socket's
-/// transport (`Socket::close_underlying_transport` is crate-private in 0.18), and its
-/// `disconnect` sends a Socket.IO DISCONNECT, after which the official client does not
-/// reconnect. A closed transport makes it reconnect, and recover.
-#[derive(Default)]
-pub struct Transports {
-    sessions: Mutex<HashMap<String, Session>>,
-}
-
-struct Session {
-    conn: Arc<ConnHandle>,
-    /// Closed by us: later requests of the session are refused, so it cannot go on.
-    closed: bool,
-}
-
-impl Transports {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The session's opening connection (the handshake request), unless a later request
-    /// of the session was already seen.
-    pub fn opened(&self, sid: &str, conn: &Arc<ConnHandle>) {
-        self.lock().entry(sid.to_owned()).or_insert_with(|| Session { conn: conn.clone(), closed: false });
-    }
-
-    /// A request of the session arrived on `conn`; a `carrier` (a long-polling `GET`, the
-    /// WebSocket upgrade) is where the session's packets now go. Returns `false` when the
-    /// session was closed and the request must be refused.
-    pub fn seen(&self, sid: &str, conn: &Arc<ConnHandle>, carrier: bool) -> bool {
-        let mut sessions = self.lock();
-        match sessions.get_mut(sid) {
-            Some(session) if session.closed => false,
-            Some(session) => {
-                if carrier {
-                    session.conn = conn.clone();
-                }
-                true
-            }
-            None => true,
-        }
-    }
-
-    /// Closes the session's transport; returns whether one was known.
-    pub fn close(&self, sid: &str) -> bool {
-        let mut sessions = self.lock();
-        let Some(session) = sessions.get_mut(sid) else { return false };
-        session.closed = true;
-        session.conn.close();
-        true
-    }
-
-    /// The session ended.
-    pub fn forget(&self, sid: &str) {
-        self.lock().remove(sid);
     }
 }
 
