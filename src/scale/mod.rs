@@ -50,6 +50,9 @@ pub async fn build(config: &Config) -> Result<Built, ScaleError> {
     let url = secrecy::ExposeSecret::expose_secret(url);
     let driver = ManagedDriver::connect(url, CONNECT_TIMEOUT).await?;
     let history = RedisHistory::new(config.history.clone(), driver.commands(), url)?;
+    if config.history.enabled {
+        redis::check_eviction_policy(driver.commands()).await;
+    }
     let bus = Bus {
         idempotency: IdempotencyStore::Redis(RedisStore::new(driver.commands(), config.api.idempotency_ttl)),
         history: History::Redis(history),

@@ -98,6 +98,22 @@ fn dispatch_push(msg: PushInfo, handlers: &Handlers) {
     }
 }
 
+/// Logs an error when Redis may evict keys: a room's history evicted under clients that
+/// hold positions in it would look like a quiet room to a recovery.
+pub async fn check_eviction_policy(mut conn: ConnectionManager) {
+    // A map in RESP3, a flat pair in RESP2: both read as a map.
+    let reply: Result<HashMap<String, String>, _> =
+        redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").query_async(&mut conn).await;
+    match reply.as_ref().ok().and_then(|m| m.get("maxmemory-policy")) {
+        Some(policy) if policy == "noeviction" => {}
+        Some(policy) => tracing::error!(
+            policy = %policy,
+            "Redis maxmemory-policy may evict the event history: recoveries could miss events; set maxmemory-policy noeviction"
+        ),
+        None => tracing::debug!("could not read Redis maxmemory-policy (CONFIG GET not allowed?)"),
+    }
+}
+
 /// Pings Redis; logs each change of state once, so operators see the outage and the recovery.
 async fn watch_health(mut conn: ConnectionManager, health: Arc<RedisHealth>) {
     let mut interval = tokio::time::interval(HEALTH_INTERVAL);

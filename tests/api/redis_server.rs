@@ -57,6 +57,19 @@ impl RedisServer {
     }
 }
 
+impl RedisServer {
+    /// Sends one inline command (e.g. `CONFIG SET maxmemory-policy allkeys-lru`) and
+    /// returns the first line of the reply.
+    pub fn command(&self, line: &str) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("redis answers");
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        stream.write_all(format!("{line}\r\n").as_bytes()).expect("command sent");
+        let mut buf = [0u8; 256];
+        let n = stream.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_owned()
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();

@@ -180,3 +180,44 @@ async fn losing_redis_turns_ready_to_503_and_rest_answers_503_then_recovers_with
     assert!(delivered, "no cross-instance delivery after Redis came back");
     user.expect_nothing().await;
 }
+
+/// The binary's log lines up to "listening" (start-up checks log before it).
+async fn startup_log(vars: &[(&str, &str)]) -> Vec<String> {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_fixrx-realtime"))
+        .current_dir(std::env::temp_dir())
+        .envs([("PORT", "0"), ("HOST", "127.0.0.1"), ("LOG_FORMAT", "json"), ("RUST_LOG", "info")])
+        .envs([("JWT_SECRET", JWT_SECRET), ("API_TOKEN", API_TOKEN)])
+        .envs(vars.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the binary");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut seen = Vec::new();
+    let _ = tokio::time::timeout(WAIT, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let listening = line.contains("fixrx-realtime listening");
+            seen.push(line);
+            if listening {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(seen.iter().any(|l| l.contains("fixrx-realtime listening")), "never listened: {seen:?}");
+    seen
+}
+
+#[tokio::test]
+async fn a_redis_that_may_evict_the_history_is_reported_at_start_up() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    for (policy, reported) in [("allkeys-lru", true), ("volatile-ttl", true), ("noeviction", false)] {
+        assert_eq!(redis.command(&format!("CONFIG SET maxmemory-policy {policy}")), "+OK");
+        let lines = startup_log(&[("REDIS_URL", &url)]).await;
+        let found = lines.iter().any(|l| l.contains("maxmemory-policy may evict the event history"));
+        assert_eq!(found, reported, "{policy}: {lines:?}");
+    }
+}
