@@ -54,8 +54,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         let rooms: Vec<String> = map.keys().cloned().collect();
-        let spliced =
-            with_offsets(&v.to_string(), &offsets_json(fixrx_realtime::history::Epoch(1), Default::default(), &rooms));
+        let spliced = splice_offsets(&v.to_string(), fixrx_realtime::history::Epoch(1), Default::default(), &rooms);
         let back: Value = serde_json::from_str(&spliced).expect("spliced payload is JSON");
         let offsets = back.get("offsets").and_then(Value::as_object).expect("offsets is an object");
         assert_eq!(offsets.len(), rooms.len());
