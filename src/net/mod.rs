@@ -215,6 +215,14 @@ impl CountedStream {
         io::Error::new(io::ErrorKind::TimedOut, "the peer stopped reading")
     }
 
+    /// Why a write cannot even be tried: closed by the server, or the peer stopped reading.
+    fn write_refused(&mut self) -> Option<io::Error> {
+        if self.handle.is_closed() {
+            return Some(self.closed_by_server());
+        }
+        self.dead.then(Self::dead_error)
+    }
+
     /// After [`ConnHandle::close`]: shuts the socket down (once) and fails.
     fn closed_by_server(&mut self) -> io::Error {
         if !self.dead {
@@ -274,11 +282,8 @@ impl AsyncRead for CountedStream {
 
 impl AsyncWrite for CountedStream {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        if self.handle.is_closed() {
-            return Poll::Ready(Err(self.closed_by_server()));
-        }
-        if self.dead {
-            return Poll::Ready(Err(Self::dead_error()));
+        if let Some(refused) = self.write_refused() {
+            return Poll::Ready(Err(refused));
         }
         let result = match self.io() {
             Ok(stream) => Pin::new(stream).poll_write(cx, buf),
@@ -310,11 +315,8 @@ impl AsyncWrite for CountedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        if self.handle.is_closed() {
-            return Poll::Ready(Err(self.closed_by_server()));
-        }
-        if self.dead {
-            return Poll::Ready(Err(Self::dead_error()));
+        if let Some(refused) = self.write_refused() {
+            return Poll::Ready(Err(refused));
         }
         let result = match self.io() {
             Ok(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
