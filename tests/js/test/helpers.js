@@ -59,6 +59,32 @@ process.on('exit', () => {
 });
 
 /**
+ * Starts a child process of ours in `cwd` (removed when it exits), keeping the last
+ * `keep` lines of its output; the process-exit hook above kills it if a test crashes.
+ */
+function spawnLogged(bin, args, { cwd, env, keep = 200 }) {
+  const child = spawn(bin, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  started.add(child);
+  const logs = [];
+  const add = (line) => {
+    logs.push(line);
+    if (logs.length > keep) logs.shift();
+  };
+  readline.createInterface({ input: child.stdout }).on('line', add);
+  const stderr = readline.createInterface({ input: child.stderr });
+  stderr.on('line', add);
+  const exited = new Promise((resolve) => {
+    child.once('exit', (code, signal) => {
+      started.delete(child);
+      fs.rmSync(cwd, { recursive: true, force: true });
+      resolve({ code, signal });
+    });
+  });
+  const tail = () => logs.slice(-20).join('\n');
+  return { child, logs, stderr, exited, tail };
+}
+
+/**
  * Starts the server on 127.0.0.1 with a random port and waits for its
  * `fixrx-realtime listening` log line. `env` adds or overrides variables.
  */
@@ -81,24 +107,7 @@ async function startServer(env = {}, { startTimeout = 15000 } = {}) {
     CLIENT_ORIGIN: `${ALLOWED_ORIGIN},${OTHER_ALLOWED_ORIGIN}`,
     ...env,
   };
-  const child = spawn(BIN, [], { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-  started.add(child);
-  const logs = [];
-  const keep = (line) => {
-    logs.push(line);
-    if (logs.length > 500) logs.shift();
-  };
-  readline.createInterface({ input: child.stdout }).on('line', keep);
-  const stderr = readline.createInterface({ input: child.stderr });
-  stderr.on('line', keep);
-  const exited = new Promise((resolve) => {
-    child.once('exit', (code, signal) => {
-      started.delete(child);
-      fs.rmSync(cwd, { recursive: true, force: true });
-      resolve({ code, signal });
-    });
-  });
-  const tail = () => logs.slice(-20).join('\n');
+  const { child, logs, stderr, exited, tail } = spawnLogged(BIN, [], { cwd, env: childEnv, keep: 500 });
 
   const addr = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -410,6 +419,7 @@ module.exports = {
   uid,
   nowSecs,
   startServer,
+  spawnLogged,
   token,
   userToken,
   vendorToken,

@@ -3,12 +3,11 @@
 // to disk, stopped (only that process) at the end. A missing redis-server fails the
 // test loudly: a test that needs Redis never skips.
 
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
-const readline = require('node:readline');
+const { spawnLogged } = require('./helpers');
 
 /** $REDIS_SERVER if set, else the first `redis-server` on PATH, else /usr/bin/redis-server. */
 function redisBinary() {
@@ -38,33 +37,10 @@ function freePort() {
   });
 }
 
-const started = new Set();
-process.on('exit', () => {
-  // Last resort if a test file crashed before stopping its Redis: kill only ours.
-  for (const child of started) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-});
-
 async function startOnce(bin, port, startTimeout) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fixrx-redis-'));
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
-  const child = spawn(bin, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  started.add(child);
-  const logs = [];
-  const keep = (line) => {
-    logs.push(line);
-    if (logs.length > 200) logs.shift();
-  };
-  readline.createInterface({ input: child.stdout }).on('line', keep);
-  readline.createInterface({ input: child.stderr }).on('line', keep);
-  const exited = new Promise((resolve) => {
-    child.once('exit', (code, signal) => {
-      started.delete(child);
-      fs.rmSync(dir, { recursive: true, force: true });
-      resolve({ code, signal });
-    });
-  });
-  const tail = () => logs.slice(-15).join('\n');
-
+  const { child, logs, exited, tail } = spawnLogged(bin, args, { cwd: dir });
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => done(new Error(`redis-server did not become ready within ${startTimeout} ms; log:\n${tail()}`)), startTimeout);
     const poll = setInterval(() => {
