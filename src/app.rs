@@ -26,6 +26,7 @@ use crate::config::{AllowedOrigins, Config};
 use crate::delivery::Hub;
 use crate::emit::{Emitter, Publisher};
 use crate::history::History;
+use crate::hooks::Hooks;
 use crate::history::memory::MemoryHistory;
 use crate::http::{self, ApiError, AppState, Readiness};
 use crate::idempotency::{IdempotencyStore, MemoryStore};
@@ -40,6 +41,8 @@ use crate::socket::{SocketCtx, on_connect, prepare};
 pub enum BuildError {
     #[error("JWT_PUBLIC_KEY: {0}")]
     JwtKey(#[from] jsonwebtoken::errors::Error),
+    #[error("{0}")]
+    Hooks(#[from] crate::hooks::HooksError),
 }
 
 /// A built server, not yet serving.
@@ -54,6 +57,8 @@ pub struct Bus {
     pub idempotency: IdempotencyStore,
     pub history: History,
     pub redis: Option<Arc<RedisHealth>>,
+    /// Commands on the shared Redis (presence across instances).
+    pub redis_conn: Option<redis::aio::ConnectionManager>,
 }
 
 impl Bus {
@@ -63,6 +68,7 @@ impl Bus {
             idempotency: IdempotencyStore::Memory(MemoryStore::new(config.api.idempotency_ttl)),
             history: History::Memory(MemoryHistory::new(config.history.clone())),
             redis: None,
+            redis_conn: None,
         }
     }
 }
@@ -77,7 +83,8 @@ pub fn build<A: Adapter + DefinedAdapter>(
     let metrics = Arc::new(Metrics::new());
     let verifier = JwtVerifier::new(&config.jwt)?;
     let history = Arc::new(bus.history);
-    let publisher = Publisher::new(history.clone(), metrics.clone());
+    let hooks = Arc::new(Hooks::start(&config.hooks, bus.redis_conn, &metrics)?);
+    let publisher = Publisher::new(history.clone(), metrics.clone()).with_chat_hook(hooks.chat.clone());
     let transports = Arc::new(Transports::default());
     let hub = Arc::new(Hub::<A>::new(metrics.clone(), transports.clone()));
     history.start_reader(hub.clone());
@@ -87,6 +94,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
         publisher: publisher.clone(),
         rate_limit: config.socket.rate_limit,
         flood_disconnect_after: config.socket.flood_disconnect_after,
+        presence: hooks.presence(),
     });
 
     let (layer, io) = crate::engine::builder(&config.ws_path, &config.socket)
@@ -106,6 +114,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
         verifier,
         readiness: Arc::new(Readiness::new(bus.redis)),
         in_flight: Arc::new(InFlight::default()),
+        hooks,
     };
 
     let mut routes = Router::new()

@@ -18,6 +18,7 @@ use socketioxide::socket::Sid;
 use crate::chat::ChatMessage;
 use crate::events::{Actor, Booking, Envelope, EventMeta, EventType, Id, Payment, Room, ServerEvent, Service};
 use crate::history::{Appended, History, HistoryError, Publish};
+use crate::hooks::chat::{ChatHook, Verdict};
 use crate::metrics::{EventLabels, Metrics};
 
 /// What was emitted: the answer of the REST API.
@@ -49,6 +50,12 @@ pub enum EmitError {
     /// The server is shutting down.
     #[error("the server is shutting down")]
     Closed,
+    /// The chat hook refused the message (with the backend's reason, if it gave one).
+    #[error("the backend rejected the message")]
+    Rejected(Option<String>),
+    /// The chat hook did not answer `2xx` or `4xx` in time: nothing was relayed.
+    #[error("the backend could not be asked: {0}")]
+    HookUnavailable(String),
 }
 
 impl From<HistoryError> for EmitError {
@@ -73,11 +80,17 @@ pub struct ChatPublished {
 pub struct Publisher {
     history: Arc<History>,
     metrics: Arc<Metrics>,
+    chat_hook: Option<Arc<ChatHook>>,
 }
 
 impl Publisher {
     pub fn new(history: Arc<History>, metrics: Arc<Metrics>) -> Publisher {
-        Publisher { history, metrics }
+        Publisher { history, metrics, chat_hook: None }
+    }
+
+    /// Asks `hook` before every chat message is relayed.
+    pub fn with_chat_hook(self, hook: Option<Arc<ChatHook>>) -> Publisher {
+        Publisher { chat_hook: hook, ..self }
     }
 
     pub fn history(&self) -> &Arc<History> {
@@ -103,7 +116,15 @@ impl Publisher {
 
     /// `chat:message` to the recipient's room and the sender's, except the sending socket
     /// (its ack carries the message); a controller posting has no socket to leave out.
+    /// With a chat hook, only once the backend accepted it.
     pub async fn chat(&self, message: &ChatMessage, except: Option<Sid>) -> Result<ChatPublished, EmitError> {
+        if let Some(hook) = &self.chat_hook {
+            match hook.check(message).await {
+                Verdict::Accepted => {}
+                Verdict::Rejected(reason) => return Err(EmitError::Rejected(reason)),
+                Verdict::Unavailable(why) => return Err(EmitError::HookUnavailable(why)),
+            }
+        }
         let rooms = message.rooms();
         let payload = serde_json::to_string(message).map_err(|e| EmitError::Serialize(e.to_string()))?;
         let publish = Publish {

@@ -22,6 +22,7 @@ pub mod emit;
 pub mod engine;
 pub mod events;
 pub mod history;
+pub mod hooks;
 pub mod http;
 pub mod idempotency;
 pub mod metrics;
@@ -106,10 +107,13 @@ pub async fn serve<A: Adapter>(
         state.emitter.close().await;
         let _ = server.await;
     };
-    if tokio::time::timeout_at(deadline, drain).await.is_err() {
-        tracing::warn!(timeout = ?config.shutdown_timeout, "shutdown timed out; exiting anyway");
-    } else {
+    let drained = tokio::time::timeout_at(deadline, drain).await.is_ok();
+    // The sockets' departures go to the presence store, and queued webhooks out, in what is left.
+    state.hooks.shutdown(deadline).await;
+    if drained {
         tracing::info!("shutdown complete");
+    } else {
+        tracing::warn!(timeout = ?config.shutdown_timeout, "shutdown timed out; exiting anyway");
     }
     Ok(())
 }
@@ -123,6 +127,9 @@ fn announce(config: &Config, addr: SocketAddr) {
             tracing::warn!(
                 "JWT_SECRET is unset: using the public development secret; GET /dev/token mints client tokens"
             );
+        }
+        if config.hooks.is_dev_secret() {
+            tracing::warn!("WEBHOOK_SECRET is unset: hook requests are signed with the public development secret");
         }
         if config.api.tokens.iter().any(|t| secrecy::ExposeSecret::expose_secret(t) == config::DEV_API_TOKEN) {
             tracing::warn!(

@@ -30,6 +30,11 @@ pub struct StatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     pub method: String,
     pub route: String,
@@ -55,6 +60,16 @@ pub struct Metrics {
     /// Rooms recovered (or not) after reconnects, by outcome.
     pub recovered_rooms: Family<StatusLabels, Counter>,
     pub replayed_events: Counter,
+    /// Presence webhooks: `sent`, `failed` (attempts), `retried`, `dropped` (given up).
+    pub webhooks: Family<OutcomeLabels, Counter>,
+    pub webhook_duration: Histogram,
+    /// Chat hook verdicts: `accepted`, `rejected`, `unavailable`.
+    pub chat_hook: Family<OutcomeLabels, Counter>,
+    pub chat_hook_duration: Histogram,
+}
+
+fn hook_latency() -> Histogram {
+    Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
 }
 
 impl Default for Metrics {
@@ -92,6 +107,18 @@ impl Metrics {
         );
         let replayed_events = Counter::default();
         registry.register("replayed_events", "Events replayed to reconnecting sockets", replayed_events.clone());
+        let webhooks = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhooks",
+            "Presence webhooks: sent, failed attempts, retries scheduled, dropped (given up)",
+            webhooks.clone(),
+        );
+        let webhook_duration = hook_latency();
+        registry.register("webhook_duration_seconds", "Presence webhook attempt latency", webhook_duration.clone());
+        let chat_hook = Family::<OutcomeLabels, Counter>::default();
+        registry.register("chat_hook", "Chat hook verdicts: accepted, rejected, unavailable", chat_hook.clone());
+        let chat_hook_duration = hook_latency();
+        registry.register("chat_hook_duration_seconds", "Chat hook latency", chat_hook_duration.clone());
         Metrics {
             registry,
             connections,
@@ -102,6 +129,10 @@ impl Metrics {
             delivery_disconnects,
             recovered_rooms,
             replayed_events,
+            webhooks,
+            webhook_duration,
+            chat_hook,
+            chat_hook_duration,
         }
     }
 

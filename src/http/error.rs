@@ -34,8 +34,14 @@ pub enum ApiError {
     Validation { field: String, message: String },
     #[error("rate limit exceeded; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// The chat hook refused the message: the backend's reason, if it gave one.
+    #[error("{}", .0.as_deref().unwrap_or("the backend rejected the message"))]
+    Rejected(Option<String>),
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// The chat hook could not be asked (5xx, timeout, unreachable).
+    #[error("the backend could not accept the message; retry later")]
+    HookUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -57,7 +63,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) | ApiError::HookUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -75,7 +82,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Validation { .. } => "validation_failed",
             ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Rejected(_) => "rejected",
+            ApiError::Unavailable(_) | ApiError::HookUnavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -93,6 +101,8 @@ impl From<EmitError> for ApiError {
             EmitError::Unavailable(detail) => ApiError::Unavailable(detail),
             EmitError::Closed => ApiError::Unavailable("shutting down".into()),
             EmitError::Serialize(detail) => ApiError::Internal(detail),
+            EmitError::Rejected(reason) => ApiError::Rejected(reason),
+            EmitError::HookUnavailable(detail) => ApiError::HookUnavailable(detail),
         }
     }
 }
@@ -108,6 +118,10 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(detail) => {
                 tracing::warn!(%detail, "service unavailable");
                 "the event bus is unavailable; retry later".to_owned()
+            }
+            ApiError::HookUnavailable(detail) => {
+                tracing::warn!(%detail, "chat hook unavailable");
+                self.to_string()
             }
             other => other.to_string(),
         };

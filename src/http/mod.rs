@@ -39,6 +39,7 @@ pub struct AppState<A: Adapter> {
     pub verifier: JwtVerifier,
     pub readiness: Arc<Readiness>,
     pub in_flight: Arc<InFlight>,
+    pub hooks: Arc<crate::hooks::Hooks>,
 }
 
 /// Whether this instance should get traffic: not shutting down, and its event bus
@@ -92,6 +93,7 @@ impl<A: Adapter> Clone for AppState<A> {
             verifier: self.verifier.clone(),
             readiness: self.readiness.clone(),
             in_flight: self.in_flight.clone(),
+            hooks: self.hooks.clone(),
         }
     }
 }

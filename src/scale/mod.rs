@@ -57,6 +57,7 @@ pub async fn build(config: &Config) -> Result<Built, ScaleError> {
         idempotency: IdempotencyStore::Redis(RedisStore::new(driver.commands(), config.api.idempotency_ttl)),
         history: History::Redis(history),
         redis: Some(driver.health.clone()),
+        redis_conn: Some(driver.commands()),
     };
     let adapter_config = RedisAdapterConfig::new().with_prefix("fixrx-realtime").with_request_timeout(REQUEST_TIMEOUT);
     let ctr = RedisAdapterCtr::new_with_driver(driver, adapter_config);

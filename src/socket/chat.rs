@@ -12,7 +12,7 @@ use super::SocketCtx;
 use super::handlers::{Ack, admit, send};
 use crate::auth::Identity;
 use crate::chat::{self, ChatError, Party};
-use crate::emit::Publisher;
+use crate::emit::{EmitError, Publisher};
 
 fn sender<A: Adapter>(socket: &SocketRef<A>) -> Result<Party, Ack> {
     socket
@@ -21,6 +21,11 @@ fn sender<A: Adapter>(socket: &SocketRef<A>) -> Result<Party, Ack> {
         .as_ref()
         .and_then(Party::of)
         .ok_or_else(|| Ack::err("forbidden", "only users and vendors chat from a socket"))
+}
+
+/// The chat hook's refusal, with the backend's reason when it gave one.
+fn rejected(reason: Option<String>) -> Ack {
+    Ack::err("rejected", reason.unwrap_or_else(|| "the backend rejected the message".to_owned()))
 }
 
 fn refuse(e: ChatError) -> Ack {
@@ -48,6 +53,8 @@ async fn relay<A: Adapter>(
             tracing::debug!(sid = %crate::socket::log_id(socket.id), id = %message.id, rooms = ?published.rooms, "chat message relayed");
             Ack::ok(json!({ "message": message }))
         }
+        Err(EmitError::Rejected(reason)) => rejected(reason),
+        Err(EmitError::HookUnavailable(_)) => Ack::err("unavailable", "the backend could not accept the message; retry"),
         Err(_) => Ack::err("unavailable", "the message could not be delivered; retry"),
     }
 }

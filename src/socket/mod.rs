@@ -37,7 +37,13 @@ pub struct SocketCtx {
     pub publisher: Publisher,
     pub rate_limit: Option<RateLimit>,
     pub flood_disconnect_after: Duration,
+    /// Counts sockets per identity for presence webhooks, when they are on.
+    pub presence: Option<Arc<crate::hooks::presence::Tracker>>,
 }
+
+/// The identity rooms a socket was counted in for presence: taken (once) when it leaves.
+#[derive(Clone)]
+struct Counted(Vec<String>);
 
 /// Why a socket could not be prepared (never expected: the handshake stores the identity).
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +67,11 @@ pub async fn prepare<A: Adapter>(
         hub.transports().opened(&socket.id.to_string(), &info.0.1);
     }
     socket.extensions.insert(hub.attach(&socket, own.iter().map(|r| r.name()).collect()));
+    if let Some(presence) = &ctx.presence {
+        let who: Vec<String> = own.iter().map(|r| r.name()).collect();
+        presence.connected(&who);
+        socket.extensions.insert(Counted(who));
+    }
     if let Some(limit) = ctx.rate_limit {
         socket.extensions.insert(Arc::new(SocketLimiter::new(limit, ctx.flood_disconnect_after)));
     }
@@ -77,6 +88,9 @@ pub async fn prepare<A: Adapter>(
                State(ctx): State<Arc<SocketCtx>>,
                State(hub): State<Arc<Hub<A>>>| {
             hub.detach(socket.id);
+            if let (Some(presence), Some(Counted(who))) = (&ctx.presence, socket.extensions.remove::<Counted>()) {
+                presence.disconnected(&who);
+            }
             if let Some(watch) = socket.extensions.get::<Arc<expiry::ExpiryWatch>>() {
                 watch.closed();
             }

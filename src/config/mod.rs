@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+mod hooks;
+
 pub use crate::history::HistoryConfig;
+pub use hooks::{DEV_WEBHOOK_SECRET, HookTarget, HooksConfig};
 
 /// The HS256 secret used when development mode runs without `JWT_SECRET`.
 /// It is public (it is in this source file): tokens signed with it prove nothing,
@@ -35,6 +38,7 @@ pub struct Config {
     pub socket: SocketConfig,
     pub limits: NetLimits,
     pub history: HistoryConfig,
+    pub hooks: HooksConfig,
     /// How long shutdown waits for in-flight requests and sockets before giving up.
     pub shutdown_timeout: Duration,
     /// Runtime worker threads; `None`: one per CPU core.
@@ -341,9 +345,11 @@ impl Config {
         };
 
         let history = parse_history(&get)?;
+        let hooks = hooks::parse_hooks(&get, env)?;
 
         Ok(Config {
             history,
+            hooks,
             host,
             port,
             env,
