@@ -40,6 +40,8 @@ pub struct Hooks {
 
 struct PresenceHooks {
     tracker: Arc<Tracker>,
+    /// The outbox outlives this instance (Redis): another instance delivers what is left.
+    shared: bool,
     stop_worker: watch::Sender<bool>,
     stop_sender: watch::Sender<Option<Instant>>,
     tasks: Mutex<Option<(JoinHandle<()>, JoinHandle<()>)>>,
@@ -63,6 +65,7 @@ impl Hooks {
                 }
                 None => Store::Memory(presence::memory::MemoryStore::new(config.offline_grace)),
             });
+            let shared = matches!(*store, Store::Redis(_));
             let tracker = Arc::new(Tracker::default());
             let wake = Arc::new(Notify::new());
             let (stop_worker, worker_stop) = watch::channel(false);
@@ -76,7 +79,7 @@ impl Hooks {
             ));
             let sender = sender::Sender { store, poster, target, metrics: metrics.clone(), wake };
             let sender = tokio::spawn(sender.run(sender_stop));
-            PresenceHooks { tracker, stop_worker, stop_sender, tasks: Mutex::new(Some((worker, sender))) }
+            PresenceHooks { tracker, shared, stop_worker, stop_sender, tasks: Mutex::new(Some((worker, sender))) }
         });
         Ok(Hooks { chat, presence })
     }
@@ -86,8 +89,8 @@ impl Hooks {
         self.presence.as_ref().map(|p| p.tracker.clone())
     }
 
-    /// After the sockets are closed: writes their departures, then delivers what it can
-    /// before `deadline`.
+    /// After the sockets are closed: writes their departures, then (in memory, where
+    /// nobody else will) delivers what it can before `deadline`.
     pub async fn shutdown(&self, deadline: Instant) {
         let Some(p) = &self.presence else { return };
         let Some((worker, sender)) = p.tasks.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
@@ -95,7 +98,7 @@ impl Hooks {
         if tokio::time::timeout_at(deadline, worker).await.is_err() {
             tracing::warn!("shutdown: presence counts not all written before the deadline");
         }
-        let _ = p.stop_sender.send(Some(deadline));
+        let _ = p.stop_sender.send(Some(if p.shared { Instant::now() } else { deadline }));
         let _ = sender.await;
     }
 }

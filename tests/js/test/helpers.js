@@ -158,6 +158,11 @@ async function startServer(env = {}, { startTimeout = 15000 } = {}) {
     tail,
     /** Whether the process is still running. */
     running: () => child.exitCode === null && child.signalCode === null,
+    /** SIGKILL (no goodbye at all); resolves { code, signal } once it is gone. */
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      return exited;
+    },
     /** SIGTERM, wait for the exit (SIGKILL after `timeout`); resolves { code, signal, killed }. */
     async stop(timeout = 8000) {
       if (child.exitCode !== null || child.signalCode !== null) return { ...(await exited), killed: false };
