@@ -53,6 +53,16 @@ const VARS: &[&str] = &[
     "HANDSHAKE_BURST_PER_IP",
     "MAX_CONNECTIONS",
     "MAX_CONNECTIONS_PER_IP",
+    "HISTORY_ENABLED",
+    "HISTORY_TTL_SECS",
+    "HISTORY_SIZE",
+    "HISTORY_MAX_BYTES",
+    "WEBHOOK_URL",
+    "WEBHOOK_SECRET",
+    "WEBHOOK_TIMEOUT_MS",
+    "PRESENCE_OFFLINE_GRACE_MS",
+    "CHAT_HOOK_URL",
+    "CHAT_HOOK_TIMEOUT_MS",
 ];
 
 const NUMBERS: &[&str] = &[
@@ -120,6 +130,11 @@ const WORDS: &[&str] = &[
     "*",
     "dev-api-token",
     DEV_JWT_SECRET,
+    "fixrx-development-webhook-secret",
+    "http://127.0.0.1:9/hooks",
+    "https://user:pw@backend.example/h?k=v",
+    "ftp://x/y",
+    "file:///etc/passwd",
     "a,,b, ,c",
     "",
     "   ",

@@ -12,7 +12,7 @@ use crate::config::HookTarget;
 use crate::metrics::{Metrics, OutcomeLabels};
 
 /// Longest backend error message passed on to the sender, in characters.
-const MAX_REASON_CHARS: usize = 500;
+pub const MAX_REASON_CHARS: usize = 500;
 
 /// The backend's answer about one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,9 +74,9 @@ fn judge(answer: Result<super::post::Answer, PostError>) -> Verdict {
     }
 }
 
-/// `error.message` of a JSON body `{ "error": { "message": "…" } }` (or `{ "error": "…" }`),
+/// The backend's reason in an answer (untrusted: any bytes). `error.message` of a JSON body `{ "error": { "message": "…" } }` (or `{ "error": "…" }`),
 /// trimmed and cut to [`MAX_REASON_CHARS`].
-fn reason(body: &[u8]) -> Option<String> {
+pub fn reason(body: &[u8]) -> Option<String> {
     let v: Value = serde_json::from_slice(body).ok()?;
     let text = match v.get("error")? {
         Value::String(s) => s.as_str(),
