@@ -59,7 +59,9 @@ impl ChatHook {
         match &verdict {
             Verdict::Accepted => tracing::debug!(id = %message.id, "chat hook accepted the message"),
             Verdict::Rejected(reason) => tracing::info!(id = %message.id, ?reason, "chat hook rejected the message"),
-            Verdict::Unavailable(why) => tracing::warn!(id = %message.id, %why, "chat hook unavailable: message not relayed"),
+            Verdict::Unavailable(why) => {
+                tracing::warn!(id = %message.id, %why, "chat hook unavailable: message not relayed")
+            }
         }
         verdict
     }
@@ -93,10 +95,7 @@ mod tests {
     use http::StatusCode;
 
     fn answer(status: u16, body: &str) -> Result<super::super::post::Answer, PostError> {
-        Ok(super::super::post::Answer {
-            status: StatusCode::from_u16(status).unwrap(),
-            body: body.as_bytes().to_vec(),
-        })
+        Ok(super::super::post::Answer { status: StatusCode::from_u16(status).unwrap(), body: body.as_bytes().to_vec() })
     }
 
     #[test]

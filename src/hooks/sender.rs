@@ -112,7 +112,10 @@ impl Sender {
             }
         }
         if matches!(*self.store, Store::Redis(_)) {
-            tracing::info!(held = state.held, "presence webhook sender stopped; the outbox stays in Redis for the others");
+            tracing::info!(
+                held = state.held,
+                "presence webhook sender stopped; the outbox stays in Redis for the others"
+            );
         } else if state.held > 0 {
             self.count("dropped", state.held as u64);
             tracing::warn!(undelivered = state.held, "presence webhooks left undelivered at shutdown");

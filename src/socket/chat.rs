@@ -54,7 +54,9 @@ async fn relay<A: Adapter>(
             Ack::ok(json!({ "message": message }))
         }
         Err(EmitError::Rejected(reason)) => rejected(reason),
-        Err(EmitError::HookUnavailable(_)) => Ack::err("unavailable", "the backend could not accept the message; retry"),
+        Err(EmitError::HookUnavailable(_)) => {
+            Ack::err("unavailable", "the backend could not accept the message; retry")
+        }
         Err(_) => Ack::err("unavailable", "the message could not be delivered; retry"),
     }
 }

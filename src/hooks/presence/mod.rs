@@ -343,7 +343,10 @@ fn add(total: &mut Applied, more: Applied) {
 fn record(metrics: &crate::metrics::Metrics, applied: Applied, outbox_changed: &Notify) {
     if applied.dropped > 0 {
         metrics.webhooks.get_or_create(&crate::metrics::OutcomeLabels { outcome: "dropped" }).inc_by(applied.dropped);
-        tracing::warn!(dropped = applied.dropped, "presence webhooks given up: the outbox is full (is the receiver down?)");
+        tracing::warn!(
+            dropped = applied.dropped,
+            "presence webhooks given up: the outbox is full (is the receiver down?)"
+        );
     }
     if applied.announced > 0 {
         outbox_changed.notify_one();
@@ -391,7 +394,8 @@ mod tests {
 
     #[test]
     fn the_body_is_the_contracts_shape() {
-        let t = Transition { id: "w1".into(), change: Change::Offline, who: "vendor:v-9".into(), at_ms: 1_700_000_000_250 };
+        let t =
+            Transition { id: "w1".into(), change: Change::Offline, who: "vendor:v-9".into(), at_ms: 1_700_000_000_250 };
         let v: serde_json::Value = serde_json::from_slice(&t.body()).unwrap();
         assert_eq!(
             v,

@@ -212,10 +212,9 @@ impl RedisStore {
         let reply: Vec<i64> = inv.invoke_async(&mut conn).await?;
         match reply.as_slice() {
             [-1, _] => Err(StoreError::Unregistered),
-            [n, dropped] => Ok(Applied {
-                announced: u64::try_from(*n).unwrap_or(0),
-                dropped: u64::try_from(*dropped).unwrap_or(0),
-            }),
+            [n, dropped] => {
+                Ok(Applied { announced: u64::try_from(*n).unwrap_or(0), dropped: u64::try_from(*dropped).unwrap_or(0) })
+            }
             other => Err(StoreError::Reply(format!("{other:?}"))),
         }
     }
