@@ -29,6 +29,18 @@ pub struct TestApp {
     server: Option<tokio::task::JoinHandle<()>>,
 }
 
+impl TestApp {
+    /// Shuts the in-process server down as SIGTERM would, and waits until `run` returned.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {

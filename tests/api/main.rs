@@ -10,6 +10,7 @@ mod delivery;
 mod emitters;
 mod expiry;
 mod handshake;
+mod hooks;
 mod hostile;
 mod idempotency;
 mod limits;

@@ -61,20 +61,26 @@ impl MemoryStore {
     }
 
     pub fn sweep(&self) -> Applied {
-        self.expire(Instant::now())
+        self.expire(Some(Instant::now()))
     }
 
-    /// Every pending offline is sent now (the instance is stopping).
-    pub fn expire_all_pending(&self) -> Applied {
-        self.expire(Instant::now() + self.grace + Duration::from_secs(1))
+    /// The instance is stopping, and with it every socket: everyone online goes offline
+    /// now (those still connected included: their departures may not be counted yet).
+    pub fn close_all(&self) -> Applied {
+        self.expire(None)
     }
 
-    fn expire(&self, now: Instant) -> Applied {
+    /// Offline for the identities whose grace ended by `now` (`None`: all of them).
+    fn expire(&self, now: Option<Instant>) -> Applied {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let due: Vec<(String, i64)> = inner
             .online
             .iter()
-            .filter_map(|(who, p)| p.filter(|p| p.due <= now).map(|p| (who.clone(), p.left_ms)))
+            .filter_map(|(who, p)| match (p, now) {
+                (_, None) => Some((who.clone(), p.map_or_else(now_ms, |p| p.left_ms))),
+                (Some(p), Some(now)) => (p.due <= now).then(|| (who.clone(), p.left_ms)),
+                (None, Some(_)) => None,
+            })
             .collect();
         let mut applied = Applied::default();
         for (who, left_ms) in due {
@@ -158,11 +164,13 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn stopping_sends_every_pending_offline_at_once() {
+    async fn stopping_sends_offline_for_everyone_at_once() {
         let store = MemoryStore::new(Duration::from_secs(60));
-        store.apply(&[("vendor:2".into(), 1)]);
+        store.apply(&[("vendor:2".into(), 1), ("user:3".into(), 2)]);
         store.apply(&[("vendor:2".into(), 0)]);
         assert_eq!(store.sweep().announced, 0);
-        assert_eq!(store.expire_all_pending().announced, 1);
+        assert_eq!(store.close_all().announced, 2);
+        assert_eq!(changes(&store).iter().filter(|(c, _)| *c == Change::Offline).count(), 2);
+        assert_eq!(store.close_all().announced, 0);
     }
 }

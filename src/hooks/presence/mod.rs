@@ -186,11 +186,12 @@ impl Store {
         }
     }
 
-    /// A clean exit: in memory, pending offlines become due now (nobody else will send
-    /// them); with Redis, the instance leaves and gives up the lease (the others go on).
+    /// A clean exit: in memory, everyone goes offline now (nobody else will say so); with
+    /// Redis, what is left of this instance is reaped like a dead one's, with the grace (its
+    /// clients may reconnect elsewhere), and the lease is given up.
     pub async fn leave(&self) -> Result<Applied, StoreError> {
         match self {
-            Store::Memory(m) => Ok(m.expire_all_pending()),
+            Store::Memory(m) => Ok(m.close_all()),
             Store::Redis(r) => r.leave().await.map(|()| Applied::default()),
         }
     }
