@@ -9,6 +9,8 @@
 //!   instance reads; [`delivery`]: from that log to sockets, and recovery after reconnects.
 //! - [`socket`]: what a connected client may send (`ping`, `join`, `leave`, chat,
 //!   `auth:refresh`), per-socket rate limits and token expiry; [`chat`]: who may write to whom.
+//! - [`hooks`]: what the backend hears (signed presence webhooks, one per transition
+//!   across instances) and is asked (the chat hook, before a message is relayed).
 //! - [`http`]: the REST API and the operator endpoints; [`http::ApiError`] maps errors.
 //! - [`app`]: assembles routes, Socket.IO and tower-http layers; [`scale`] picks the adapter.
 //! - [`run`]: serves on a bound listener until the shutdown future resolves.
