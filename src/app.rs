@@ -11,7 +11,7 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 use socketioxide::handler::ConnectHandler;
@@ -117,15 +117,8 @@ pub fn build<A: Adapter + DefinedAdapter>(
         hooks,
     };
 
-    let mut routes = Router::new()
-        .route("/health", get(http::ops::health))
-        .route("/ready", get(http::ops::ready::<A>))
-        .route("/metrics", get(http::ops::metrics::<A>))
-        .route("/api/v1/events", post(http::events::post_event::<A>))
-        .route("/api/v1/events/batch", post(http::events::post_batch::<A>))
-        .route("/api/v1/presence/{kind}/{id}", get(http::presence::presence::<A>))
-        .route("/api/v1/users/{id}/disconnect", post(http::presence::disconnect_user::<A>))
-        .route("/api/v1/chat/messages", post(http::chat::post_message::<A>));
+    // Every route of the OpenAPI document, and only those (plus development's token mint).
+    let mut routes = http::openapi::routes::<A>();
     if config.jwt.is_dev_secret() {
         routes = routes.route("/dev/token", get(http::dev::token::<A>));
     }

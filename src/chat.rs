@@ -128,7 +128,8 @@ pub fn parse_draft(v: &Value) -> Result<Draft, ChatError> {
     let client_msg_id = match obj.get("clientMsgId") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= MAX_CLIENT_MSG_ID_CHARS => Some(s.clone()),
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        // A number is read as an id is: an integer (or an exactly integral double).
+        Some(v @ Value::Number(_)) if id::from_json(v).is_ok() => id::from_json(v).ok().map(|i| i.as_str().to_owned()),
         Some(_) => {
             return Err(ChatError::invalid(
                 "clientMsgId",

@@ -22,12 +22,18 @@ use crate::hooks::chat::{ChatHook, Verdict};
 use crate::metrics::{EventLabels, Metrics};
 
 /// What was emitted: the answer of the REST API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Emitted {
+    /// The event's id (its idempotency key when one was given).
+    #[schema(value_type = String)]
     pub id: Id,
+    /// The event type, e.g. `booking:created`.
     #[serde(rename = "type", serialize_with = "ser_type")]
+    #[schema(value_type = String)]
     pub event_type: EventType,
+    /// The rooms it went to, e.g. `user:u1`.
     #[serde(serialize_with = "ser_rooms")]
+    #[schema(value_type = Vec<String>)]
     pub rooms: Vec<Room>,
 }
 

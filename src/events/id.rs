@@ -49,11 +49,25 @@ impl fmt::Display for Id {
     }
 }
 
-/// Reads an id from JSON: a string, or an integer as its decimal string.
+/// 2^53: every integer up to it is exact in a double.
+const MAX_EXACT_DOUBLE: f64 = 9_007_199_254_740_992.0;
+
+/// Reads an id from JSON: a string, or an integer as its decimal string. JSON has one
+/// number type, so `42.0` is the integer 42 (as JSON Schema says), within `i64`/`u64`.
 pub fn from_json(v: &serde_json::Value) -> Result<Id, IdError> {
     match v {
         serde_json::Value::String(s) => Id::new(s.as_str()),
         serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => Id::new(n.to_string()),
+        // Only where a double is exact (|n| <= 2^53): a larger `1e19` may not be the
+        // integer its writer meant. Larger integers are written as integers.
+        serde_json::Value::Number(n) => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() <= MAX_EXACT_DOUBLE =>
+            {
+                #[allow(clippy::cast_possible_truncation)]
+                Id::new((f as i64).to_string())
+            }
+            _ => Err(IdError::WrongType),
+        },
         _ => Err(IdError::WrongType),
     }
 }
@@ -68,6 +82,13 @@ mod tests {
         assert_eq!(from_json(&json!("u1")).unwrap().as_str(), "u1");
         assert_eq!(from_json(&json!(123)).unwrap().as_str(), "123");
         assert_eq!(from_json(&json!(1.5)), Err(IdError::WrongType));
+        assert_eq!(from_json(&json!(-496.0)).unwrap().as_str(), "-496");
+        assert_eq!(from_json(&json!(9_007_199_254_740_992.0)).unwrap().as_str(), "9007199254740992");
+        assert_eq!(from_json(&json!(1.0e19)), Err(IdError::WrongType));
+        assert_eq!(from_json(&json!(u64::MAX)).unwrap().as_str(), "18446744073709551615");
+        // Parsed exactly (serde_json's float_roundtrip; its fast path made this ...169.5).
+        let parsed: serde_json::Value = serde_json::from_str("-4280723595317170.0").unwrap();
+        assert_eq!(from_json(&parsed).unwrap().as_str(), "-4280723595317170");
         assert_eq!(from_json(&json!(null)), Err(IdError::WrongType));
         assert_eq!(from_json(&json!("")), Err(IdError::Empty));
         assert_eq!(from_json(&json!("a\nb")), Err(IdError::ControlChar));

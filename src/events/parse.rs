@@ -8,7 +8,7 @@ use super::catalog::{Actor, Booking, EntityKind, EventType, Payment, ServerEvent
 use super::id::{self, Id};
 
 /// Longest `previousStatus`, `reason` or `actor.role`, in characters.
-const MAX_TEXT_CHARS: usize = 1000;
+pub const MAX_TEXT_CHARS: usize = 1000;
 
 /// Why a body is not a valid event: the offending field (a JSON path such as
 /// `booking.userId`) and what is wrong with it.

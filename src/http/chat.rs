@@ -4,12 +4,13 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde_json::json;
 use socketioxide::adapter::Adapter;
 
+use super::error::ErrorBody;
 use super::json::JsonBody;
+use super::schema::{ChatBody, ChatMessageSchema};
 use super::{ApiClient, ApiError, AppState};
-use crate::chat::{self, ChatError};
+use crate::chat::{self, ChatError, ChatMessage};
 use crate::events::Room;
 
 impl From<ChatError> for ApiError {
@@ -22,11 +23,32 @@ impl From<ChatError> for ApiError {
     }
 }
 
+/// A relayed chat message and the rooms it went to.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ChatAnswer {
+    #[schema(value_type = ChatMessageSchema)]
+    pub message: ChatMessage,
+    pub rooms: Vec<String>,
+}
+
+/// Relays a chat message from an explicit sender (after the chat hook accepted it).
+#[utoipa::path(post, path = "/api/v1/chat/messages", tag = "chat", security(("bearer" = [])),
+    request_body = ChatBody,
+    responses(
+        (status = 202, description = "Relayed to the recipient and the sender's other sockets", body = ChatAnswer),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No or a wrong API token", body = ErrorBody),
+        (status = 413, description = "The body is over REST_BODY_LIMIT", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Wrong shape (`validation_failed`), or refused by the chat hook (`rejected`)", body = ErrorBody),
+        (status = 429, description = "Over the per-token rate", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
+        (status = 503, description = "The event bus or the chat hook is unavailable: not relayed", body = ErrorBody),
+    ))]
 pub async fn post_message<A: Adapter>(
     State(state): State<AppState<A>>,
     _client: ApiClient,
     JsonBody(body): JsonBody,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<ChatAnswer>), ApiError> {
     if !body.is_object() {
         return Err(ApiError::validation("", "the body must be an object { from, to, text, clientMsgId? }"));
     }
@@ -34,5 +56,5 @@ pub async fn post_message<A: Adapter>(
     let message = chat::compose(from, chat::parse_draft(&body)?)?;
     let published = state.emitter.chat(&message).await?;
     let rooms: Vec<String> = published.rooms.iter().map(Room::name).collect();
-    Ok((StatusCode::ACCEPTED, Json(json!({ "message": message, "rooms": rooms }))))
+    Ok((StatusCode::ACCEPTED, Json(ChatAnswer { message, rooms })))
 }

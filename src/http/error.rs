@@ -6,7 +6,6 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::emit::EmitError;
 use crate::events::ParseError;
@@ -107,6 +106,22 @@ impl From<EmitError> for ApiError {
     }
 }
 
+/// Every error answer: `{ "error": { "code", "message", "field"? } }`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable: `invalid_json`, `unauthorized`, `validation_failed`, `rejected`, `rate_limited`, `unavailable`, ...
+    pub code: &'static str,
+    pub message: String,
+    /// The field at fault (a JSON path such as `booking.userId`), on some `422`s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -125,13 +140,12 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut error = json!({ "code": self.code(), "message": message });
-        if let ApiError::Validation { field, .. } = &self
-            && !field.is_empty()
-        {
-            error["field"] = json!(field);
-        }
-        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        let field = match &self {
+            ApiError::Validation { field, .. } if !field.is_empty() => Some(field.clone()),
+            _ => None,
+        };
+        let body = ErrorBody { error: ErrorDetail { code: self.code(), message, field } };
+        let mut response = (status, Json(body)).into_response();
         match self {
             ApiError::RateLimited { retry_after_secs } => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));

@@ -4,11 +4,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 use socketioxide::adapter::Adapter;
 use time::OffsetDateTime;
 
+use super::error::ErrorBody;
 use super::json::JsonBody;
+use super::schema::{BatchBody, EventBody};
 use super::{ApiClient, ApiError, AppState};
 use crate::emit::Emitted;
 use crate::events::envelope::new_event_id;
@@ -20,6 +22,22 @@ use crate::idempotency::Outcome;
 pub const MAX_BATCH: usize = 500;
 const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
+/// Emits one event to its rooms; `202` once it is in the history.
+#[utoipa::path(post, path = "/api/v1/events", tag = "events", security(("bearer" = [])),
+    request_body = EventBody,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[ \t]*[!-~]([!-~ \t]{0,126}[!-~])?[ \t]*$",
+        description = "idempotency key (or the body's `id`; both must agree): 1 to 128 visible characters")),
+    responses(
+        (status = 202, description = "Accepted: in the history, on its way to the rooms", body = Emitted,
+            headers(("Idempotent-Replayed" = String, description = "`true` when the key was seen: the first answer, not emitted again"))),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No or a wrong API token", body = ErrorBody),
+        (status = 413, description = "The body is over REST_BODY_LIMIT", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "JSON of the wrong shape; `field` names the culprit", body = ErrorBody),
+        (status = 429, description = "Over the per-token rate", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
+        (status = 503, description = "The event bus is unreachable, or the server is shutting down", body = ErrorBody),
+    ))]
 pub async fn post_event<A: Adapter>(
     State(state): State<AppState<A>>,
     _client: ApiClient,
@@ -46,6 +64,26 @@ pub async fn post_event<A: Adapter>(
     Ok(response)
 }
 
+/// What a batch answers: each event's `{ id, type, rooms }`, in order.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct BatchAnswer {
+    #[schema(value_type = Vec<Emitted>)]
+    pub events: Vec<Value>,
+}
+
+/// Emits 1 to 500 events, all or nothing, in order.
+#[utoipa::path(post, path = "/api/v1/events/batch", tag = "events", security(("bearer" = [])),
+    request_body = BatchBody,
+    responses(
+        (status = 202, description = "Accepted, in order", body = BatchAnswer),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No or a wrong API token", body = ErrorBody),
+        (status = 413, description = "The body is over REST_BODY_LIMIT", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "JSON of the wrong shape; `field` names the culprit", body = ErrorBody),
+        (status = 429, description = "Over the per-token rate", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
+        (status = 503, description = "The event bus is unreachable, or the server is shutting down", body = ErrorBody),
+    ))]
 pub async fn post_batch<A: Adapter>(
     State(state): State<AppState<A>>,
     _client: ApiClient,
@@ -84,7 +122,7 @@ pub async fn post_batch<A: Adapter>(
         let key = meta.id.clone();
         answers.push(emit_one(&state, &event, meta, key).await?.0);
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({ "events": answers }))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(BatchAnswer { events: answers })).into_response())
 }
 
 /// Emits one parsed event; with a key, at most once per key within the TTL. Returns

@@ -6,8 +6,10 @@ pub mod dev;
 pub mod error;
 pub mod events;
 pub mod json;
+pub mod openapi;
 pub mod ops;
 pub mod presence;
+pub mod schema;
 pub mod unread_body;
 
 use std::sync::Arc;

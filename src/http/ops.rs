@@ -4,24 +4,40 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use socketioxide::adapter::Adapter;
 
 use super::{ApiError, AppState};
 
+/// `{ "status": ... }` of the operator endpoints.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Status {
+    /// `ok`, `ready`, `shutting_down` or `redis_unreachable`.
+    pub status: &'static str,
+}
+
 /// Alive: the process answers.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "The process answers", body = Status)))]
 pub async fn health() -> Response {
-    Json(json!({ "status": "ok" })).into_response()
+    Json(Status { status: "ok" }).into_response()
 }
 
 /// Ready to serve: not shutting down and, with Redis, Redis reachable.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Status),
+        (status = 503, description = "`shutting_down` or `redis_unreachable`", body = Status),
+    ))]
 pub async fn ready<A: Adapter>(State(state): State<AppState<A>>) -> Response {
     match state.readiness.check() {
-        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
-        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": reason }))).into_response(),
+        Ok(()) => Json(Status { status: "ready" }).into_response(),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, Json(Status { status: reason })).into_response(),
     }
 }
 
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
 pub async fn metrics<A: Adapter>(State(state): State<AppState<A>>) -> Response {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
         .into_response()

@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod asyncapi;
 mod chat;
 mod delivery;
 mod emitters;
@@ -14,6 +15,7 @@ mod hooks;
 mod hostile;
 mod idempotency;
 mod limits;
+mod openapi;
 mod presence;
 mod property;
 mod raw;
