@@ -20,6 +20,9 @@ fi
 npm ci --prefix dev --no-audit --no-fund --loglevel=error
 npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 FIXRX_BIN="$PWD/target/debug/fixrx-realtime" npm test --prefix tests/js
+# The controllers' npm package, against the same binary (its tests reuse tests/js's helpers).
+npm ci --prefix clients/node --no-audit --no-fund --loglevel=error
+FIXRX_BIN="$PWD/target/debug/fixrx-realtime" npm test --prefix clients/node
 
 # A second client family: python-socketio's AsyncClient, in a venv of its own.
 python=${PYTHON:-python3}
