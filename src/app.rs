@@ -31,7 +31,7 @@ use crate::hooks::Hooks;
 use crate::http::{self, ApiError, AppState, Readiness};
 use crate::idempotency::{IdempotencyStore, MemoryStore};
 use crate::metrics::{HttpLabels, Metrics, RouteLabels};
-use crate::net::{ClientAddr, Transports};
+use crate::net::{ClientAddr, ClientIp, ForwardedConns, Transports, TrustedProxies};
 use crate::scale::redis::RedisHealth;
 use crate::shutdown::InFlight;
 use crate::socket::{SocketCtx, on_connect, prepare};
@@ -86,6 +86,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
     let hooks = Arc::new(Hooks::start(&config.hooks, bus.redis_conn, &metrics)?);
     let publisher = Publisher::new(history.clone(), metrics.clone()).with_chat_hook(hooks.chat.clone());
     let transports = Arc::new(Transports::default());
+    let forwarded = Arc::new(ForwardedConns::default());
     let hub = Arc::new(Hub::<A>::new(metrics.clone(), transports.clone()));
     history.start_reader(hub.clone());
     let ctx = Arc::new(SocketCtx {
@@ -95,6 +96,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
         rate_limit: config.socket.rate_limit,
         flood_disconnect_after: config.socket.flood_disconnect_after,
         presence: hooks.presence(),
+        forwarded: forwarded.clone(),
     });
 
     let (layer, io) = crate::engine::builder(&config.ws_path, &config.socket)
@@ -128,7 +130,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
         .method_not_allowed_fallback(http::ops::method_not_allowed)
         .with_state(state.clone())
         .layer(layer)
-        .layer(middleware::from_fn_with_state(HandshakeGuard::new(config, transports), guard_handshake))
+        .layer(middleware::from_fn_with_state(HandshakeGuard::new(config, transports, forwarded), guard_handshake))
         .layer(cors(&config.cors))
         .layer(
             TraceLayer::new_for_http()
@@ -171,12 +173,16 @@ struct HandshakeGuard {
     /// New Engine.IO sessions per client address.
     per_ip: Option<Arc<governor::DefaultKeyedRateLimiter<IpAddr>>>,
     checks: Arc<AtomicUsize>,
+    proxies: Arc<TrustedProxies>,
+    /// Sockets per client behind a trusted proxy, and how many one address may hold.
+    forwarded: Arc<ForwardedConns>,
+    forwarded_max: Option<usize>,
     max_payload: u64,
     transports: Arc<Transports>,
 }
 
 impl HandshakeGuard {
-    fn new(config: &Config, transports: Arc<Transports>) -> HandshakeGuard {
+    fn new(config: &Config, transports: Arc<Transports>, forwarded: Arc<ForwardedConns>) -> HandshakeGuard {
         let per_ip = config.limits.handshakes_per_ip.map(|r| {
             Arc::new(governor::RateLimiter::keyed(governor::Quota::per_second(r.per_second).allow_burst(r.burst)))
         });
@@ -185,6 +191,9 @@ impl HandshakeGuard {
             origins: Arc::new(config.cors.clone()),
             per_ip,
             checks: Arc::new(AtomicUsize::new(0)),
+            proxies: Arc::new(config.trusted_proxies.clone()),
+            forwarded,
+            forwarded_max: config.limits.connections.per_ip,
             max_payload: config.socket.max_payload,
             transports,
         }
@@ -196,9 +205,15 @@ impl HandshakeGuard {
         form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "sid").map(|(_, v)| v.into_owned())
     }
 
-    fn over_rate(&self, req: &Request) -> Option<u64> {
+    /// The client's address: the peer's, or what a trusted proxy says it is.
+    fn client_ip(&self, req: &Request) -> Option<ClientIp> {
+        let peer = req.extensions().get::<ConnectInfo<ClientAddr>>()?.0.0;
+        let ip = self.proxies.client_ip(peer, req.headers());
+        Some(ClientIp { ip, proxied: self.proxies.trusts(peer.ip()) })
+    }
+
+    fn over_rate(&self, ip: IpAddr) -> Option<u64> {
         let limiter = self.per_ip.as_ref()?;
-        let ip = req.extensions().get::<ConnectInfo<ClientAddr>>()?.0.0.ip();
         // Forget idle addresses now and then, so the table cannot grow without bound.
         if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
             limiter.retain_recent();
@@ -233,11 +248,20 @@ async fn guard_handshake(State(guard): State<HandshakeGuard>, mut req: Request, 
                 return ApiError::OriginNotAllowed.into_response();
             }
         }
+        let client = guard.client_ip(&req);
         match HandshakeGuard::session(&req) {
             None => {
-                if let Some(retry_after_secs) = guard.over_rate(&req) {
-                    tracing::debug!("handshake refused: over the per-address rate");
-                    return ApiError::RateLimited { retry_after_secs }.into_response();
+                if let Some(client) = client {
+                    if let Some(retry_after_secs) = guard.over_rate(client.ip) {
+                        tracing::debug!(ip = %client.ip, "handshake refused: over the per-address rate");
+                        return ApiError::RateLimited { retry_after_secs }.into_response();
+                    }
+                    if client.proxied && guard.forwarded_max.is_some_and(|max| guard.forwarded.count(client.ip) >= max)
+                    {
+                        tracing::debug!(ip = %client.ip, "handshake refused: MAX_CONNECTIONS_PER_IP behind a proxy");
+                        return ApiError::TooManyConnections.into_response();
+                    }
+                    req.extensions_mut().insert(client);
                 }
                 detach_head(&mut req);
             }

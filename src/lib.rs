@@ -78,7 +78,8 @@ pub async fn serve<A: Adapter>(
 ) -> Result<(), RunError> {
     let app::App { router, state, .. } = app;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let listener = net::LimitedListener::new(listener, config.limits.connections, config.limits.write_stall);
+    let proxies = std::sync::Arc::new(config.trusted_proxies.clone());
+    let listener = net::LimitedListener::new(listener, config.limits.connections, config.limits.write_stall, proxies);
     let server = axum::serve(listener, router.into_make_service_with_connect_info::<net::ClientAddr>())
         .with_graceful_shutdown(async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;

@@ -63,6 +63,7 @@ const VARS: &[&str] = &[
     "PRESENCE_OFFLINE_GRACE_MS",
     "CHAT_HOOK_URL",
     "CHAT_HOOK_TIMEOUT_MS",
+    "TRUSTED_PROXIES",
 ];
 
 const NUMBERS: &[&str] = &[
@@ -135,6 +136,9 @@ const WORDS: &[&str] = &[
     "https://user:pw@backend.example/h?k=v",
     "ftp://x/y",
     "file:///etc/passwd",
+    "10.0.0.0/8, ::1",
+    "10.0.0.0/33",
+    "fd00::/8,192.168.1.7",
     "a,,b, ,c",
     "",
     "   ",

@@ -39,6 +39,8 @@ pub struct Config {
     pub limits: NetLimits,
     pub history: HistoryConfig,
     pub hooks: HooksConfig,
+    /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` / `Forwarded` name the client.
+    pub trusted_proxies: crate::net::TrustedProxies,
     /// How long shutdown waits for in-flight requests and sockets before giving up.
     pub shutdown_timeout: Duration,
     /// Runtime worker threads; `None`: one per CPU core.
@@ -346,10 +348,13 @@ impl Config {
 
         let history = parse_history(&get)?;
         let hooks = hooks::parse_hooks(&get, env)?;
+        let trusted_proxies =
+            get("TRUSTED_PROXIES").unwrap_or_default().parse().map_err(|e| err("TRUSTED_PROXIES", e))?;
 
         Ok(Config {
             history,
             hooks,
+            trusted_proxies,
             host,
             port,
             env,

@@ -33,6 +33,9 @@ pub enum ApiError {
     Validation { field: String, message: String },
     #[error("rate limit exceeded; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// A client behind a trusted proxy over `MAX_CONNECTIONS_PER_IP` sockets.
+    #[error("too many connections from this address")]
+    TooManyConnections,
     /// The chat hook refused the message: the backend's reason, if it gave one.
     #[error("{}", .0.as_deref().unwrap_or("the backend rejected the message"))]
     Rejected(Option<String>),
@@ -61,7 +64,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) | ApiError::HookUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -81,6 +84,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Validation { .. } => "validation_failed",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::TooManyConnections => "too_many_connections",
             ApiError::Rejected(_) => "rejected",
             ApiError::Unavailable(_) | ApiError::HookUnavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",

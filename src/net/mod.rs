@@ -30,7 +30,10 @@ use axum::serve::{IncomingStream, Listener};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
+pub mod proxy;
 mod sessions;
+
+pub use proxy::{ClientIp, ForwardedConns, TrustedProxies};
 
 pub use sessions::Transports;
 
@@ -61,14 +64,16 @@ impl ConnTable {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts a new connection from `ip`, unless a limit says no.
-    fn admit(self: &Arc<Self>, ip: IpAddr, limits: ConnLimits) -> Result<ConnGuard, &'static str> {
+    /// Counts a new connection from `ip`, unless a limit says no. A trusted proxy's
+    /// connections carry many clients: they count in the total only, and its clients
+    /// are limited per socket once their forwarded address is read ([`ForwardedConns`]).
+    fn admit(self: &Arc<Self>, ip: IpAddr, limits: ConnLimits, proxy: bool) -> Result<ConnGuard, &'static str> {
         let mut table = self.lock();
         if limits.total.is_some_and(|max| table.total >= max) {
             return Err("MAX_CONNECTIONS");
         }
         let from_ip = table.per_ip.get(&ip).copied().unwrap_or(0);
-        if limits.per_ip.is_some_and(|max| from_ip >= max) {
+        if !proxy && limits.per_ip.is_some_and(|max| from_ip >= max) {
             return Err("MAX_CONNECTIONS_PER_IP");
         }
         table.total += 1;
@@ -104,13 +109,19 @@ impl Drop for ConnGuard {
 pub struct LimitedListener {
     inner: TcpListener,
     limits: ConnLimits,
+    proxies: Arc<TrustedProxies>,
     write_stall: Option<Duration>,
     table: Arc<ConnTable>,
 }
 
 impl LimitedListener {
-    pub fn new(inner: TcpListener, limits: ConnLimits, write_stall: Option<Duration>) -> LimitedListener {
-        LimitedListener { inner, limits, write_stall, table: Arc::new(ConnTable::default()) }
+    pub fn new(
+        inner: TcpListener,
+        limits: ConnLimits,
+        write_stall: Option<Duration>,
+        proxies: Arc<TrustedProxies>,
+    ) -> LimitedListener {
+        LimitedListener { inner, limits, proxies, write_stall, table: Arc::new(ConnTable::default()) }
     }
 
     pub fn table(&self) -> Arc<ConnTable> {
@@ -133,7 +144,7 @@ impl Listener for LimitedListener {
                     continue;
                 }
             };
-            match self.table.admit(addr.ip(), self.limits) {
+            match self.table.admit(addr.ip(), self.limits, self.proxies.trusts(addr.ip())) {
                 Ok(guard) => {
                     let _ = stream.set_nodelay(true);
                     let stream = CountedStream {
@@ -379,13 +390,23 @@ mod tests {
         let limits = ConnLimits { total: Some(3), per_ip: Some(2) };
         let a: IpAddr = [10, 0, 0, 1].into();
         let b: IpAddr = [10, 0, 0, 2].into();
-        let a1 = table.admit(a, limits).unwrap();
-        let _a2 = table.admit(a, limits).unwrap();
-        assert_eq!(table.admit(a, limits).err(), Some("MAX_CONNECTIONS_PER_IP"));
-        let _b1 = table.admit(b, limits).unwrap();
-        assert_eq!(table.admit(b, limits).err(), Some("MAX_CONNECTIONS"));
+        let a1 = table.admit(a, limits, false).unwrap();
+        let _a2 = table.admit(a, limits, false).unwrap();
+        assert_eq!(table.admit(a, limits, false).err(), Some("MAX_CONNECTIONS_PER_IP"));
+        let _b1 = table.admit(b, limits, false).unwrap();
+        assert_eq!(table.admit(b, limits, false).err(), Some("MAX_CONNECTIONS"));
         drop(a1);
-        let _b2 = table.admit(b, limits).unwrap();
+        let _b2 = table.admit(b, limits, false).unwrap();
         assert_eq!(table.total(), 3);
+    }
+
+    #[test]
+    fn a_trusted_proxy_is_held_to_the_total_only() {
+        let table = Arc::new(ConnTable::default());
+        let limits = ConnLimits { total: Some(3), per_ip: Some(1) };
+        let proxy: IpAddr = [10, 0, 0, 9].into();
+        let held: Vec<_> = (0..3).map(|_| table.admit(proxy, limits, true).unwrap()).collect();
+        assert_eq!(table.admit(proxy, limits, true).err(), Some("MAX_CONNECTIONS"));
+        drop(held);
     }
 }

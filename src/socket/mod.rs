@@ -39,6 +39,8 @@ pub struct SocketCtx {
     pub flood_disconnect_after: Duration,
     /// Counts sockets per identity for presence webhooks, when they are on.
     pub presence: Option<Arc<crate::hooks::presence::Tracker>>,
+    /// Sockets per client address behind a trusted proxy.
+    pub forwarded: Arc<crate::net::ForwardedConns>,
 }
 
 /// The identity rooms a socket was counted in for presence: taken (once) when it leaves.
@@ -67,6 +69,11 @@ pub async fn prepare<A: Adapter>(
         hub.transports().opened(&socket.id.to_string(), &info.0.1);
     }
     socket.extensions.insert(hub.attach(&socket, own.iter().map(|r| r.name()).collect()));
+    if let Some(client) = socket.req_parts().extensions.get::<crate::net::ClientIp>()
+        && client.proxied
+    {
+        socket.extensions.insert(Arc::new(ctx.forwarded.enter(client.ip)));
+    }
     if let Some(presence) = &ctx.presence {
         let who: Vec<String> = own.iter().map(|r| r.name()).collect();
         presence.connected(&who);
@@ -120,13 +127,23 @@ pub async fn on_connect<A: Adapter>(
     }
     expiry::watch(&socket, identity.exp);
     let rooms: Vec<String> = identity.own_rooms().iter().map(|r| r.name()).collect();
-    tracing::info!(sid = %crate::socket::log_id(socket.id), user = %identity.user_id, role = identity.role.as_str(), ?rooms, transport = ?socket.transport_type(), "client connected");
+    let ip = client_ip(&socket).map(|ip| ip.to_string()).unwrap_or_default();
+    tracing::info!(sid = %crate::socket::log_id(socket.id), user = %identity.user_id, role = identity.role.as_str(), ?rooms, %ip, transport = ?socket.transport_type(), "client connected");
     let request = socket.extensions.get::<OffsetsRequest>();
     recover(&hub, ctx.publisher.history(), &socket, ticket, rooms, request).await;
     // Gone while being attached: on_disconnect may have run before the attach.
     if !socket.connected() {
         hub.detach(socket.id);
     }
+}
+
+/// The client's address as the handshake guard read it (behind a trusted proxy: the
+/// forwarded one), else the peer's.
+fn client_ip<A: Adapter>(socket: &SocketRef<A>) -> Option<std::net::IpAddr> {
+    let parts = socket.req_parts();
+    parts.extensions.get::<crate::net::ClientIp>().map(|c| c.ip).or_else(|| {
+        parts.extensions.get::<axum::extract::ConnectInfo<crate::net::ClientAddr>>().map(|info| info.0.0.ip())
+    })
 }
 
 #[cfg(test)]

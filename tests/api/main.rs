@@ -18,6 +18,7 @@ mod limits;
 mod openapi;
 mod presence;
 mod property;
+mod proxies;
 mod raw;
 mod recovery;
 mod redis_server;
