@@ -58,7 +58,7 @@ pub struct Bus {
     pub history: History,
     pub redis: Option<Arc<RedisHealth>>,
     /// Commands on the shared Redis (presence across instances).
-    pub redis_conn: Option<redis::aio::ConnectionManager>,
+    pub redis_conn: Option<crate::scale::conn::RedisConn>,
 }
 
 impl Bus {

@@ -141,7 +141,7 @@ impl IdempotencyStore {
 /// Keys in Redis: `SET NX` claims a key with a pending marker, the answer replaces it,
 /// a failure deletes it. A retry that finds the marker waits for the answer.
 pub struct RedisStore {
-    conn: redis::aio::ConnectionManager,
+    conn: crate::scale::conn::RedisConn,
     ttl: Duration,
     prefix: String,
 }
@@ -152,7 +152,7 @@ const PENDING: &str = "\u{0}pending";
 const PENDING_WAIT: Duration = Duration::from_secs(5);
 
 impl RedisStore {
-    pub fn new(conn: redis::aio::ConnectionManager, ttl: Duration) -> RedisStore {
+    pub fn new(conn: crate::scale::conn::RedisConn, ttl: Duration) -> RedisStore {
         RedisStore { conn, ttl, prefix: "fixrx:idem:".to_owned() }
     }
 

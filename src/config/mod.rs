@@ -34,6 +34,8 @@ pub struct Config {
     pub jwt: JwtConfig,
     pub api: ApiConfig,
     pub redis_url: Option<SecretString>,
+    /// `REDIS_CLUSTER_URLS`: seed nodes of a Redis Cluster (instead of `REDIS_URL`).
+    pub redis_cluster_urls: Vec<SecretString>,
     pub log: LogConfig,
     pub socket: SocketConfig,
     pub limits: NetLimits,
@@ -288,6 +290,11 @@ impl Config {
             }
         };
 
+        let redis_cluster_urls = parse_cluster_urls(get("REDIS_CLUSTER_URLS").as_deref())?;
+        if redis_url.is_some() && !redis_cluster_urls.is_empty() {
+            return Err(err("REDIS_CLUSTER_URLS", "set either REDIS_URL or REDIS_CLUSTER_URLS, not both"));
+        }
+
         let log = parse_log(&get)?;
 
         let socket = SocketConfig {
@@ -363,6 +370,7 @@ impl Config {
             jwt,
             api: ApiConfig { tokens, body_limit, rate_limit, idempotency_ttl },
             redis_url,
+            redis_cluster_urls,
             log,
             socket,
             limits,
@@ -400,6 +408,23 @@ fn parse_history(get: &impl Fn(&str) -> Option<String>) -> Result<HistoryConfig,
         size: usize::try_from(size).unwrap_or(usize::MAX),
         max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
     })
+}
+
+/// `redis://host:port` (or `rediss://`) seed nodes, comma-separated.
+fn parse_cluster_urls(value: Option<&str>) -> Result<Vec<SecretString>, ConfigError> {
+    let Some(value) = value else { return Ok(Vec::new()) };
+    let mut seeds = Vec::new();
+    for url in value.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        let host = url.strip_prefix("redis://").or_else(|| url.strip_prefix("rediss://"));
+        if host.is_none_or(|h| h.is_empty() || h.starts_with('/')) {
+            return Err(err(
+                "REDIS_CLUSTER_URLS",
+                "expected seed nodes such as redis://10.0.0.1:6379,redis://10.0.0.2:6379",
+            ));
+        }
+        seeds.push(SecretString::from(url.to_owned()));
+    }
+    Ok(seeds)
 }
 
 /// A whole number of milliseconds (or seconds) up to `max`: huge values would overflow

@@ -20,8 +20,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Script, Value};
+use redis::{Script, Value};
+
+use crate::scale::conn::RedisConn;
+use crate::scale::redis::RedisSource;
 
 use super::redis_reply::{RawEntry, array, int, log_entries, room_view, text};
 use super::{Appended, Epoch, HistoryConfig, HistoryError, LogSink, Publish, Seq, Snapshot};
@@ -107,8 +109,8 @@ impl Keys {
 
 pub struct RedisHistory {
     config: HistoryConfig,
-    conn: ConnectionManager,
-    client: redis::Client,
+    conn: RedisConn,
+    source: RedisSource,
     keys: Arc<Keys>,
     closed: Arc<AtomicBool>,
     append: Script,
@@ -120,13 +122,13 @@ fn unavailable(e: impl std::fmt::Display) -> HistoryError {
 }
 
 impl RedisHistory {
-    /// `conn` carries appends and snapshots; the reader opens its own connection from `url`
-    /// (its blocking reads must not hold up commands).
-    pub fn new(config: HistoryConfig, conn: ConnectionManager, url: &str) -> Result<RedisHistory, redis::RedisError> {
+    /// `conn` carries appends and snapshots; the reader opens its own connection from
+    /// `source` (its blocking reads must not hold up commands).
+    pub fn new(config: HistoryConfig, conn: RedisConn, source: RedisSource) -> Result<RedisHistory, redis::RedisError> {
         Ok(RedisHistory {
             config,
             conn,
-            client: redis::Client::open(url)?,
+            source,
             keys: Arc::new(Keys::new()),
             closed: Arc::new(AtomicBool::new(false)),
             append: Script::new(APPEND),
@@ -195,7 +197,7 @@ impl RedisHistory {
 
     pub fn start_reader(&self, sink: Arc<dyn LogSink>) {
         let reader = Reader {
-            client: self.client.clone(),
+            source: self.source.clone(),
             keys: self.keys.clone(),
             closed: self.closed.clone(),
             offsets: self.config.enabled,
@@ -211,7 +213,7 @@ impl RedisHistory {
 
 /// Reads the log in order and hands it to the instance's sockets.
 struct Reader {
-    client: redis::Client,
+    source: RedisSource,
     keys: Arc<Keys>,
     closed: Arc<AtomicBool>,
     offsets: bool,
@@ -246,10 +248,7 @@ impl Reader {
     /// Connects, checks the history is the one followed so far, and reads until closed
     /// (`Ok`) or the connection fails (`Err`, and the caller reconnects).
     async fn follow(&self, sink: &Arc<dyn LogSink>, cursor: &mut Option<Cursor>) -> Result<(), redis::RedisError> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_millis(READ_BLOCK_MS + 3_000)));
-        let mut conn = self.client.get_multiplexed_async_connection_with_config(&config).await?;
+        let mut conn = self.source.connect(Duration::from_millis(READ_BLOCK_MS + 3_000)).await?;
         let (epoch, head): (String, String) = self
             .init
             .key(&self.keys.epoch)
@@ -292,7 +291,7 @@ impl Reader {
         Ok(())
     }
 
-    async fn read(&self, conn: &mut MultiplexedConnection, after: Seq) -> Result<Vec<RawEntry>, redis::RedisError> {
+    async fn read(&self, conn: &mut RedisConn, after: Seq) -> Result<Vec<RawEntry>, redis::RedisError> {
         let reply: Value = redis::cmd("XREAD")
             .arg("COUNT")
             .arg(READ_COUNT)

@@ -16,7 +16,7 @@ pub mod sign;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use redis::aio::ConnectionManager;
+use crate::scale::conn::RedisConn;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -49,11 +49,7 @@ struct PresenceHooks {
 
 impl Hooks {
     /// Starts what the configuration turns on; `redis` shares presence across instances.
-    pub fn start(
-        config: &HooksConfig,
-        redis: Option<ConnectionManager>,
-        metrics: &Arc<Metrics>,
-    ) -> Result<Hooks, HooksError> {
+    pub fn start(config: &HooksConfig, redis: Option<RedisConn>, metrics: &Arc<Metrics>) -> Result<Hooks, HooksError> {
         let Some(secret) = config.secret.clone() else { return Ok(Hooks::default()) };
         let poster = Poster::new(sign::Signer::new(secret))?;
         let chat = config.chat.clone().map(|target| Arc::new(ChatHook::new(poster.clone(), target, metrics.clone())));

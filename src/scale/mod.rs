@@ -2,6 +2,7 @@
 //! cluster differ (adapter, idempotency keys, history). Everything else is generic
 //! over the adapter.
 
+pub mod conn;
 pub mod redis;
 
 use std::time::Duration;
@@ -35,6 +36,8 @@ pub enum ScaleError {
     Subscribe(String),
     #[error("REDIS_URL: {0}")]
     Url(#[from] ::redis::RedisError),
+    #[error("REDIS_CLUSTER_URLS: cannot connect to the Redis Cluster: {0}")]
+    Cluster(redis::RedisError),
 }
 
 /// How long start-up waits for Redis before giving up with a clear error.
@@ -43,13 +46,19 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub async fn build(config: &Config) -> Result<Built, ScaleError> {
-    let Some(url) = &config.redis_url else {
-        let (app, ()) = app::build::<LocalAdapter>(config, (), Bus::memory(config))?;
-        return Ok(Built::Memory(app));
+    use secrecy::ExposeSecret;
+    let driver = match (&config.redis_url, config.redis_cluster_urls.as_slice()) {
+        (Some(url), _) => ManagedDriver::connect(url.expose_secret(), CONNECT_TIMEOUT).await?,
+        (None, []) => {
+            let (app, ()) = app::build::<LocalAdapter>(config, (), Bus::memory(config))?;
+            return Ok(Built::Memory(app));
+        }
+        (None, seeds) => {
+            let seeds: Vec<String> = seeds.iter().map(|s| s.expose_secret().to_owned()).collect();
+            ManagedDriver::connect_cluster(&seeds, CONNECT_TIMEOUT).await.map_err(ScaleError::Cluster)?
+        }
     };
-    let url = secrecy::ExposeSecret::expose_secret(url);
-    let driver = ManagedDriver::connect(url, CONNECT_TIMEOUT).await?;
-    let history = RedisHistory::new(config.history.clone(), driver.commands(), url)?;
+    let history = RedisHistory::new(config.history.clone(), driver.commands(), driver.source())?;
     if config.history.enabled {
         redis::check_eviction_policy(driver.commands()).await;
     }
@@ -63,6 +72,7 @@ pub async fn build(config: &Config) -> Result<Built, ScaleError> {
     let ctr = RedisAdapterCtr::new_with_driver(driver, adapter_config);
     let (app, init) = app::build::<RedisAdapter>(config, ctr, bus)?;
     init.await.map_err(|e| ScaleError::Subscribe(e.to_string()))?;
-    tracing::info!("scale-out through Redis: rooms and events span every instance");
+    let through = if config.redis_url.is_some() { "Redis" } else { "a Redis Cluster (sharded pub/sub)" };
+    tracing::info!(through, "scale-out: rooms and events span every instance");
     Ok(Built::Redis(app))
 }

@@ -10,10 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, FromRedisValue, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind};
+use redis::aio::ConnectionManagerConfig;
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::{AsyncConnectionConfig, FromRedisValue, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind};
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use tokio::sync::mpsc;
+
+use super::conn::RedisConn;
 
 /// How long one Redis command may take before it counts as failed. Short, so that a
 /// REST call answers 503 promptly instead of hanging while Redis is away.
@@ -39,28 +42,68 @@ impl RedisHealth {
     }
 }
 
-/// A socketioxide-redis [`Driver`] on a reconnecting connection.
+/// A socketioxide-redis [`Driver`] on a reconnecting connection: one Redis, or a
+/// Redis Cluster with sharded pub/sub.
 #[derive(Clone)]
 pub struct ManagedDriver {
-    conn: ConnectionManager,
+    conn: RedisConn,
+    /// Where the history reader opens its own connection (its reads block).
+    source: RedisSource,
     handlers: Handlers,
     pub health: Arc<RedisHealth>,
 }
 
+/// How to open another connection to the same Redis (or cluster).
+#[derive(Clone)]
+pub enum RedisSource {
+    Single(redis::Client),
+    Cluster(ClusterClient),
+}
+
+impl RedisSource {
+    /// A connection of its own whose commands may wait up to `response_timeout`.
+    pub async fn connect(&self, response_timeout: Duration) -> redis::RedisResult<RedisConn> {
+        match self {
+            RedisSource::Single(client) => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(response_timeout));
+                Ok(RedisConn::Plain(client.get_multiplexed_async_connection_with_config(&config).await?))
+            }
+            RedisSource::Cluster(client) => {
+                let config = ClusterConfig::new()
+                    .set_connection_timeout(Duration::from_secs(2))
+                    .set_response_timeout(response_timeout);
+                Ok(RedisConn::Cluster(client.get_async_connection_with_config(config).await?))
+            }
+        }
+    }
+}
+
+fn push_sender(
+    handlers: &Handlers,
+) -> impl Fn(PushInfo) -> Result<(), std::convert::Infallible> + Send + Sync + 'static {
+    let dispatch = handlers.clone();
+    move |msg: PushInfo| {
+        dispatch_push(msg, &dispatch);
+        Ok(())
+    }
+}
+
+fn timed_out() -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Io, "connection timed out"))
+}
+
 impl ManagedDriver {
-    /// Connects (failing after `connect_timeout`) and starts the health check.
+    /// Connects to one Redis (failing after `connect_timeout`) and starts the health check.
     pub async fn connect(url: &str, connect_timeout: Duration) -> Result<ManagedDriver, RedisError> {
         // The pub/sub push messages need RESP3 (Redis 6+).
         let info = url.into_connection_info()?;
         let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
         let client = redis::Client::open(info.set_redis_settings(settings))?;
         let handlers: Handlers = Arc::new(RwLock::new(HashMap::new()));
-        let dispatch = handlers.clone();
         let config = ConnectionManagerConfig::new()
-            .set_push_sender(move |msg: PushInfo| {
-                dispatch_push(msg, &dispatch);
-                Ok::<(), std::convert::Infallible>(())
-            })
+            .set_push_sender(push_sender(&handlers))
             .set_automatic_resubscription()
             .set_connection_timeout(Some(connect_timeout))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -68,15 +111,40 @@ impl ManagedDriver {
             .set_number_of_retries(2);
         let conn = tokio::time::timeout(connect_timeout, client.get_connection_manager_with_config(config))
             .await
-            .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connection timed out")))??;
-        let health = Arc::new(RedisHealth { up: AtomicBool::new(true) });
-        tokio::spawn(watch_health(conn.clone(), health.clone()));
-        Ok(ManagedDriver { conn, handlers, health })
+            .map_err(|_| timed_out())??;
+        Ok(ManagedDriver::start(RedisConn::Single(conn), RedisSource::Single(client), handlers))
     }
 
-    /// A plain command connection on the same manager (idempotency keys).
-    pub fn commands(&self) -> ConnectionManager {
+    /// Connects to a Redis Cluster through any of its `seeds`. redis-rs's cluster
+    /// connection follows the slot map, reconnects, and renews sharded subscriptions on
+    /// the node that owns each channel after a failover.
+    pub async fn connect_cluster(seeds: &[String], connect_timeout: Duration) -> Result<ManagedDriver, RedisError> {
+        let handlers: Handlers = Arc::new(RwLock::new(HashMap::new()));
+        let client = ClusterClient::builder(seeds.iter().map(String::as_str))
+            .use_protocol(ProtocolVersion::RESP3)
+            .push_sender(push_sender(&handlers))
+            .connection_timeout(connect_timeout)
+            .response_timeout(RESPONSE_TIMEOUT)
+            .retries(2)
+            .build()?;
+        let conn =
+            tokio::time::timeout(connect_timeout, client.get_async_connection()).await.map_err(|_| timed_out())??;
+        Ok(ManagedDriver::start(RedisConn::Cluster(conn), RedisSource::Cluster(client), handlers))
+    }
+
+    fn start(conn: RedisConn, source: RedisSource, handlers: Handlers) -> ManagedDriver {
+        let health = Arc::new(RedisHealth { up: AtomicBool::new(true) });
+        tokio::spawn(watch_health(conn.clone(), health.clone()));
+        ManagedDriver { conn, source, handlers, health }
+    }
+
+    /// A command connection on the same manager (history, idempotency keys, presence).
+    pub fn commands(&self) -> RedisConn {
         self.conn.clone()
+    }
+
+    pub fn source(&self) -> RedisSource {
+        self.source.clone()
     }
 }
 
@@ -100,7 +168,7 @@ fn dispatch_push(msg: PushInfo, handlers: &Handlers) {
 
 /// Logs an error when Redis may evict keys: a room's history evicted under clients that
 /// hold positions in it would look like a quiet room to a recovery.
-pub async fn check_eviction_policy(mut conn: ConnectionManager) {
+pub async fn check_eviction_policy(mut conn: RedisConn) {
     // A map in RESP3, a flat pair in RESP2: both read as a map.
     let reply: Result<HashMap<String, String>, _> =
         redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").query_async(&mut conn).await;
@@ -115,7 +183,7 @@ pub async fn check_eviction_policy(mut conn: ConnectionManager) {
 }
 
 /// Pings Redis; logs each change of state once, so operators see the outage and the recovery.
-async fn watch_health(mut conn: ConnectionManager, health: Arc<RedisHealth>) {
+async fn watch_health(conn: RedisConn, health: Arc<RedisHealth>) {
     let mut interval = tokio::time::interval(HEALTH_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -124,9 +192,7 @@ async fn watch_health(mut conn: ConnectionManager, health: Arc<RedisHealth>) {
         if Arc::strong_count(&health) == 1 {
             return;
         }
-        let ok = tokio::time::timeout(RESPONSE_TIMEOUT, redis::cmd("PING").query_async::<String>(&mut conn))
-            .await
-            .is_ok_and(|r| r.is_ok());
+        let ok = tokio::time::timeout(RESPONSE_TIMEOUT, answers(&conn)).await.unwrap_or(false);
         let was = health.up.swap(ok, Ordering::AcqRel);
         match (was, ok) {
             (true, false) => tracing::error!("redis unreachable: not ready; cross-instance delivery paused"),
@@ -136,31 +202,39 @@ async fn watch_health(mut conn: ConnectionManager, health: Arc<RedisHealth>) {
     }
 }
 
+/// One Redis answers `PING`; a cluster says `cluster_state:ok` (every slot has a primary).
+async fn answers(conn: &RedisConn) -> bool {
+    let mut conn = conn.clone();
+    if conn.is_cluster() {
+        let info: Result<String, _> = redis::cmd("CLUSTER").arg("INFO").query_async(&mut conn).await;
+        info.is_ok_and(|i| i.lines().any(|l| l.trim() == "cluster_state:ok"))
+    } else {
+        redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
+    }
+}
+
 impl Driver for ManagedDriver {
     type Error = RedisError;
 
     async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), RedisError> {
-        self.conn.clone().publish::<_, _, redis::Value>(chan, val).await?;
-        Ok(())
+        Ok(self.conn.publish(chan, val).await?)
     }
 
     async fn subscribe(&self, chan: String, size: usize) -> Result<MessageStream<ChanItem>, RedisError> {
         let (tx, rx) = mpsc::channel(size);
         // Register first: a message may arrive as soon as SUBSCRIBE is acknowledged.
         self.handlers.write().unwrap_or_else(|p| p.into_inner()).insert(chan.clone(), tx);
-        self.conn.clone().subscribe(chan.as_str()).await?;
+        self.conn.subscribe(&chan).await?;
         Ok(MessageStream::new(rx))
     }
 
     async fn unsubscribe(&self, chan: String) -> Result<(), RedisError> {
         self.handlers.write().unwrap_or_else(|p| p.into_inner()).remove(&chan);
-        self.conn.clone().unsubscribe(chan).await?;
+        self.conn.unsubscribe(&chan).await?;
         Ok(())
     }
 
     async fn num_serv(&self, chan: &str) -> Result<u16, RedisError> {
-        let (_, count): (String, u16) =
-            redis::cmd("PUBSUB").arg("NUMSUB").arg(chan).query_async(&mut self.conn.clone()).await?;
-        Ok(count)
+        Ok(self.conn.subscribers(chan).await?)
     }
 }

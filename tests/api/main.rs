@@ -7,6 +7,7 @@ mod helpers;
 
 mod asyncapi;
 mod chat;
+mod cluster;
 mod delivery;
 mod emitters;
 mod expiry;
@@ -21,6 +22,7 @@ mod property;
 mod proxies;
 mod raw;
 mod recovery;
+mod redis_cluster;
 mod redis_server;
 mod rest_errors;
 mod rooms;

@@ -12,8 +12,8 @@
 
 use std::time::Duration;
 
+use crate::scale::conn::RedisConn;
 use redis::Script;
-use redis::aio::ConnectionManager;
 
 use super::{Applied, Beat, Change, DEAD_AFTER, HEARTBEAT, Queued, StoreError, Transition};
 
@@ -173,7 +173,7 @@ return out
 );
 
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     instance: String,
     grace: Duration,
     apply: Script,
@@ -185,7 +185,7 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    pub fn new(conn: ConnectionManager, instance: String, grace: Duration) -> RedisStore {
+    pub fn new(conn: RedisConn, instance: String, grace: Duration) -> RedisStore {
         RedisStore {
             conn,
             instance,
@@ -199,9 +199,11 @@ impl RedisStore {
         }
     }
 
-    /// The common arguments: prefix, id seed, outbox cap, grace.
+    /// The common arguments: prefix, id seed, outbox cap, grace. One key names the
+    /// `{presence}` slot, so that a cluster runs the script on the node that owns it.
     fn invocation<'a>(&self, script: &'a Script) -> redis::ScriptInvocation<'a> {
         let mut inv = script.prepare_invoke();
+        inv.key(format!("{PREFIX}instances"));
         let grace = u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX);
         inv.arg(PREFIX).arg(uuid::Uuid::new_v4().simple().to_string()).arg(OUTBOX_CAP).arg(grace);
         inv

@@ -1,0 +1,87 @@
+//! One connection type for a single Redis and a Redis Cluster, so that everything
+//! shared through Redis (history, idempotency keys, presence, the adapter) is written
+//! once. On a cluster, pub/sub is sharded (`SPUBLISH`/`SSUBSCRIBE`): a message goes to
+//! the one shard that owns its channel instead of being copied to every node.
+
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+
+/// A cheap-to-clone, self-reconnecting connection (single Redis or cluster), or a plain
+/// multiplexed one (the history reader's blocking reads, which reconnect themselves).
+#[derive(Clone)]
+pub enum RedisConn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+    Plain(MultiplexedConnection),
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_command(cmd),
+            RedisConn::Cluster(c) => c.req_packed_command(cmd),
+            RedisConn::Plain(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConn::Plain(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConn::Single(c) => c.get_db(),
+            RedisConn::Cluster(c) => c.get_db(),
+            RedisConn::Plain(c) => c.get_db(),
+        }
+    }
+}
+
+impl RedisConn {
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, RedisConn::Cluster(_))
+    }
+
+    /// `PUBLISH`, or `SPUBLISH` on a cluster.
+    pub async fn publish(&self, chan: String, val: Vec<u8>) -> redis::RedisResult<()> {
+        let name = if self.is_cluster() { "SPUBLISH" } else { "PUBLISH" };
+        let _: Value = redis::cmd(name).arg(chan).arg(val).query_async(&mut self.clone()).await?;
+        Ok(())
+    }
+
+    /// `SUBSCRIBE`, or `SSUBSCRIBE` on a cluster; both are renewed after reconnects.
+    pub async fn subscribe(&self, chan: &str) -> redis::RedisResult<()> {
+        match self.clone() {
+            RedisConn::Single(mut c) => c.subscribe(chan).await,
+            RedisConn::Cluster(mut c) => c.ssubscribe(chan).await,
+            RedisConn::Plain(mut c) => c.subscribe(chan).await,
+        }
+    }
+
+    pub async fn unsubscribe(&self, chan: &str) -> redis::RedisResult<()> {
+        match self.clone() {
+            RedisConn::Single(mut c) => c.unsubscribe(chan).await,
+            RedisConn::Cluster(mut c) => c.sunsubscribe(chan).await,
+            RedisConn::Plain(mut c) => c.unsubscribe(chan).await,
+        }
+    }
+
+    /// How many subscribers a channel has (on a cluster: on the shard that owns it).
+    pub async fn subscribers(&self, chan: &str) -> redis::RedisResult<u16> {
+        let sub = if self.is_cluster() { "SHARDNUMSUB" } else { "NUMSUB" };
+        // A flat pair from one Redis; a map summed over the nodes from a cluster.
+        let counts: std::collections::HashMap<String, u16> =
+            redis::cmd("PUBSUB").arg(sub).arg(chan).query_async(&mut self.clone()).await?;
+        Ok(counts.get(chan).copied().unwrap_or(0))
+    }
+}
