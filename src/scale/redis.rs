@@ -57,7 +57,7 @@ pub struct ManagedDriver {
 #[derive(Clone)]
 pub enum RedisSource {
     Single(redis::Client),
-    Cluster(ClusterClient),
+    Cluster(Box<ClusterClient>),
 }
 
 impl RedisSource {
@@ -129,7 +129,7 @@ impl ManagedDriver {
             .build()?;
         let conn =
             tokio::time::timeout(connect_timeout, client.get_async_connection()).await.map_err(|_| timed_out())??;
-        Ok(ManagedDriver::start(RedisConn::Cluster(conn), RedisSource::Cluster(client), handlers))
+        Ok(ManagedDriver::start(RedisConn::Cluster(conn), RedisSource::Cluster(Box::new(client)), handlers))
     }
 
     fn start(conn: RedisConn, source: RedisSource, handlers: Handlers) -> ManagedDriver {
