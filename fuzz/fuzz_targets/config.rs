@@ -64,6 +64,7 @@ const VARS: &[&str] = &[
     "CHAT_HOOK_URL",
     "CHAT_HOOK_TIMEOUT_MS",
     "TRUSTED_PROXIES",
+    "REDIS_CLUSTER_URLS",
 ];
 
 const NUMBERS: &[&str] = &[
@@ -137,6 +138,7 @@ const WORDS: &[&str] = &[
     "ftp://x/y",
     "file:///etc/passwd",
     "10.0.0.0/8, ::1",
+    "redis://10.0.0.1:6379,rediss://10.0.0.2:6380",
     "10.0.0.0/33",
     "fd00::/8,192.168.1.7",
     "a,,b, ,c",

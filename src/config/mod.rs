@@ -652,6 +652,18 @@ mod tests {
     }
 
     #[test]
+    fn a_redis_cluster_is_seed_urls_and_excludes_redis_url() {
+        let c = config(&[("REDIS_CLUSTER_URLS", "redis://10.0.0.1:6379, rediss://10.0.0.2:6380,")]).unwrap();
+        assert_eq!(c.redis_cluster_urls.len(), 2);
+        for bad in ["10.0.0.1:6379", "http://x:1", "redis://", "redis:///0"] {
+            assert_eq!(config(&[("REDIS_CLUSTER_URLS", bad)]).unwrap_err().var, "REDIS_CLUSTER_URLS", "{bad}");
+        }
+        let both = [("REDIS_URL", "redis://a:1"), ("REDIS_CLUSTER_URLS", "redis://b:1")];
+        assert_eq!(config(&both).unwrap_err().var, "REDIS_CLUSTER_URLS");
+        assert_eq!(config(&[("TRUSTED_PROXIES", "10.0.0.0/8, nope")]).unwrap_err().var, "TRUSTED_PROXIES");
+    }
+
+    #[test]
     fn worker_threads_default_to_the_cores_and_are_bounded() {
         assert_eq!(config(&[]).unwrap().worker_threads, None);
         assert_eq!(config(&[("WORKER_THREADS", "0")]).unwrap().worker_threads, None);
