@@ -36,6 +36,16 @@ const READ_BLOCK_MS: u64 = 1_000;
 /// Most log entries taken per read.
 const READ_COUNT: u64 = 512;
 const RECONNECT_DELAY: Duration = Duration::from_millis(250);
+/// On a cluster, how long an append waits for a replica to have it.
+const REPLICA_WAIT_MS: u64 = 200;
+/// After a shard's replicas did not answer in time, how long appends stop waiting.
+const REPLICA_RETRY_MS: u64 = 10_000;
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 const APPEND: &str = r"
 local epoch = redis.call('GET', KEYS[1])
@@ -109,6 +119,8 @@ impl Keys {
 
 pub struct RedisHistory {
     config: HistoryConfig,
+    /// Until when (unix ms) appends do not wait for a replica (see `replicated`).
+    skip_wait_until: std::sync::atomic::AtomicU64,
     conn: RedisConn,
     source: RedisSource,
     keys: Arc<Keys>,
@@ -126,6 +138,7 @@ impl RedisHistory {
     /// `source` (its blocking reads must not hold up commands).
     pub fn new(config: HistoryConfig, conn: RedisConn, source: RedisSource) -> Result<RedisHistory, redis::RedisError> {
         Ok(RedisHistory {
+            skip_wait_until: std::sync::atomic::AtomicU64::new(0),
             config,
             conn,
             source,
@@ -162,9 +175,31 @@ impl RedisHistory {
             .arg(publish.except.as_deref().unwrap_or(""))
             .arg(&publish.payload);
         let (epoch, id): (String, String) = call.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
+        self.replicated().await;
         let epoch = Epoch::parse(&epoch).ok_or_else(|| unavailable("the history's epoch in Redis is malformed"))?;
         let seq = Seq::parse(&id).ok_or_else(|| unavailable("Redis returned a malformed stream id"))?;
         Ok(Appended { seq, epoch: self.config.enabled.then_some(epoch) })
+    }
+
+    /// On a cluster, waits (briefly) until a replica has the append: Redis replicates
+    /// asynchronously, and a primary that fails right after answering would take an
+    /// acknowledged event with it. A shard whose replicas lag is reported, and not asked
+    /// again for a while: one append must not wait on every event.
+    async fn replicated(&self) {
+        let now = unix_ms();
+        if now < self.skip_wait_until.load(Ordering::Relaxed) {
+            return;
+        }
+        match self.conn.replicas_with_writes(&self.keys.log, REPLICA_WAIT_MS).await {
+            Ok(None) | Ok(Some(1..)) => {}
+            Ok(Some(_)) | Err(_) => {
+                self.skip_wait_until.store(now + REPLICA_RETRY_MS, Ordering::Relaxed);
+                tracing::warn!(
+                    wait_ms = REPLICA_WAIT_MS,
+                    "no replica of the history's shard acknowledged an append: a failover now could lose recent events"
+                );
+            }
+        }
     }
 
     /// Reads the rooms and appends a tick to the log, in one script.

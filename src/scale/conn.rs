@@ -5,6 +5,7 @@
 
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 /// A cheap-to-clone, self-reconnecting connection (single Redis or cluster), or a plain
@@ -50,6 +51,20 @@ impl ConnectionLike for RedisConn {
 impl RedisConn {
     pub fn is_cluster(&self) -> bool {
         matches!(self, RedisConn::Cluster(_))
+    }
+
+    /// On a cluster: `WAIT 1 timeout_ms` on the primary that owns `key`'s slot, i.e. how
+    /// many replicas have this connection's writes there. `None` for a single Redis.
+    pub async fn replicas_with_writes(&self, key: &str, timeout_ms: u64) -> redis::RedisResult<Option<i64>> {
+        let RedisConn::Cluster(conn) = self else { return Ok(None) };
+        let route = Route::with_key(key, SlotAddr::Master);
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(1).arg(timeout_ms);
+        let reply = conn
+            .clone()
+            .route_command(wait, RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)))
+            .await?;
+        Ok(Some(redis::FromRedisValue::from_redis_value(reply)?))
     }
 
     /// `PUBLISH`, or `SPUBLISH` on a cluster.

@@ -6,13 +6,17 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::helpers::*;
+use crate::hooks;
 use crate::redis_cluster::RedisCluster;
 
-async fn instances(cluster: &RedisCluster, n: usize) -> Vec<TestApp> {
+async fn instances(cluster: &RedisCluster, n: usize, webhook: &str) -> Vec<TestApp> {
     let urls = cluster.urls();
+    let hooks = [("WEBHOOK_URL", webhook), ("WEBHOOK_SECRET", hooks::SECRET), ("PRESENCE_OFFLINE_GRACE_MS", "500")];
     let mut nodes = Vec::new();
     for _ in 0..n {
-        nodes.push(spawn_node(&[("REDIS_CLUSTER_URLS", &urls)]).await);
+        let vars: Vec<(&str, &str)> =
+            std::iter::once(("REDIS_CLUSTER_URLS", urls.as_str())).chain(hooks.iter().copied()).collect();
+        nodes.push(spawn_node(&vars).await);
     }
     nodes
 }
@@ -20,7 +24,8 @@ async fn instances(cluster: &RedisCluster, n: usize) -> Vec<TestApp> {
 #[tokio::test]
 async fn instances_on_a_redis_cluster_share_rooms_presence_disconnect_and_idempotency() {
     let cluster = RedisCluster::start();
-    let nodes = instances(&cluster, 3).await;
+    let (webhook, received) = hooks::receiver().await;
+    let nodes = instances(&cluster, 3, &webhook).await;
     let mut user = connect_user(&nodes[0], "cu1").await;
     let mut vendor = connect_vendor(&nodes[1], "cowner", "cv1").await;
     let mut bystander = connect_user(&nodes[2], "cu2").await;
@@ -52,13 +57,19 @@ async fn instances_on_a_redis_cluster_share_rooms_presence_disconnect_and_idempo
     assert_eq!((status, answer), (200, json!({ "disconnected": 2 })));
     user.expect_disconnect().await;
     tokio::join!(vendor.expect_nothing(), bystander.expect_nothing());
+    // Presence webhooks on the cluster: one online and one offline for sockets on two instances.
+    hooks::wait_for(&received, "user:cu1", 2, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(received.types("user:cu1"), ["presence.online", "presence.offline"]);
+    assert!(received.all_signed());
     assert_eq!(nodes[0].get("/ready").await.0, 200);
 }
 
 #[tokio::test]
 async fn a_primary_killed_mid_run_fails_over_and_no_accepted_event_is_lost() {
     let mut cluster = RedisCluster::start();
-    let nodes = instances(&cluster, 3).await;
+    let (webhook, _received) = hooks::receiver().await;
+    let nodes = instances(&cluster, 3, &webhook).await;
     let mut user = connect_user(&nodes[0], "fu1").await;
     let (status, _) = nodes[1].post_event(event_body("booking:created", "fu1", "fv1")).await;
     assert_eq!(status, 202);

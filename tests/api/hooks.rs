@@ -13,13 +13,13 @@ use tokio::process::Command;
 
 use crate::helpers::*;
 
-const SECRET: &str = "rust-suite-webhook-secret-0123456789";
+pub const SECRET: &str = "rust-suite-webhook-secret-0123456789";
 
 #[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<(Value, bool)>>>);
+pub struct Received(Arc<Mutex<Vec<(Value, bool)>>>);
 
 impl Received {
-    fn types(&self, who: &str) -> Vec<String> {
+    pub fn types(&self, who: &str) -> Vec<String> {
         let all = self.0.lock().unwrap();
         all.iter()
             .filter(|(b, _)| {
@@ -30,7 +30,7 @@ impl Received {
             .collect()
     }
 
-    fn all_signed(&self) -> bool {
+    pub fn all_signed(&self) -> bool {
         self.0.lock().unwrap().iter().all(|(_, valid)| *valid)
     }
 }
@@ -48,7 +48,8 @@ fn valid(headers: &HeaderMap, body: &[u8]) -> bool {
     sig.as_bytes() == format!("sha256={expected}").as_bytes()
 }
 
-async fn receiver() -> (String, Received) {
+/// A receiver on 127.0.0.1:0 that checks every signature and answers 204.
+pub async fn receiver() -> (String, Received) {
     let received = Received::default();
     let store = received.clone();
     let app = axum::Router::new().route(
@@ -69,7 +70,7 @@ async fn receiver() -> (String, Received) {
     (url, received)
 }
 
-async fn wait_for(received: &Received, who: &str, n: usize, within: Duration) {
+pub async fn wait_for(received: &Received, who: &str, n: usize, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;
     while received.types(who).len() < n {
         assert!(

@@ -73,18 +73,20 @@ impl RedisCluster {
         cluster
     }
 
-    /// Waits until every replica's link to its primary is up (a replica that never
-    /// synced cannot take over).
+    /// Waits until every primary's writes reach its replica: a write on each primary,
+    /// then `WAIT 1` on the same connection (a replica that never synced cannot take over).
     fn wait_replicas_in_sync(&self, within: Duration) {
         let deadline = Instant::now() + within;
         for &port in &self.ports {
+            if !command(port, "INFO replication").contains("role:master") {
+                continue;
+            }
             loop {
-                let info = command(port, "INFO replication");
-                if info.contains("role:master") || info.contains("master_link_status:up") {
+                if replicated_write(port) {
                     break;
                 }
-                assert!(Instant::now() < deadline, "the replica on {port} did not sync");
-                std::thread::sleep(Duration::from_millis(50));
+                assert!(Instant::now() < deadline, "the replica of the primary on {port} does not take writes");
+                std::thread::sleep(Duration::from_millis(100));
             }
         }
     }
@@ -180,4 +182,26 @@ fn complete(out: &[u8]) -> bool {
     }
     let declared = std::str::from_utf8(&out[1..head]).ok().and_then(|s| s.parse::<usize>().ok()).unwrap_or(0);
     out.len() >= head + 2 + declared + 2
+}
+
+/// Writes a key this primary owns and asks for one replica's acknowledgement, on one
+/// connection: true once the replica has it.
+fn replicated_write(port: u16) -> bool {
+    for i in 0..1000 {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(3)));
+        let key = format!("{{probe{i}}}");
+        let read = |stream: &mut TcpStream, line: &str| -> String {
+            let _ = stream.write_all(format!("{line}\r\n").as_bytes());
+            let mut buf = [0u8; 256];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        };
+        let set = read(&mut stream, &format!("SET {key} 1"));
+        if set.starts_with("-MOVED") {
+            continue;
+        }
+        return read(&mut stream, "WAIT 1 2000").trim() == ":1";
+    }
+    false
 }
