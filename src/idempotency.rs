@@ -140,10 +140,17 @@ impl IdempotencyStore {
 
 /// Keys in Redis: `SET NX` claims a key with a pending marker, the answer replaces it,
 /// a failure deletes it. A retry that finds the marker waits for the answer.
+/// On a cluster, how long storing a key's answer waits for a replica to have it, and
+/// how long after a replica failed to answer in time the store stops waiting.
+const REPLICA_WAIT_MS: u64 = 200;
+const REPLICA_RETRY: Duration = Duration::from_secs(10);
+
 pub struct RedisStore {
     conn: crate::scale::conn::RedisConn,
     ttl: Duration,
     prefix: String,
+    /// Until when replicas are not waited for (one did not answer in time).
+    skip_wait_until: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// Marks a key whose first request is still running.
@@ -153,7 +160,21 @@ const PENDING_WAIT: Duration = Duration::from_secs(5);
 
 impl RedisStore {
     pub fn new(conn: crate::scale::conn::RedisConn, ttl: Duration) -> RedisStore {
-        RedisStore { conn, ttl, prefix: "fixrx:idem:".to_owned() }
+        RedisStore { conn, ttl, prefix: "fixrx:idem:".to_owned(), skip_wait_until: std::sync::Mutex::new(None) }
+    }
+
+    /// On a cluster, waits (briefly) until a replica has `key`: a failover must not
+    /// forget a key whose event the history kept, or a retry would emit it twice.
+    async fn replicated(&self, key: &str) {
+        let now = tokio::time::Instant::now();
+        let until = *self.skip_wait_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if until.is_some_and(|t| now < t) {
+            return;
+        }
+        if !matches!(self.conn.replicas_with_writes(key, REPLICA_WAIT_MS).await, Ok(None) | Ok(Some(1..))) {
+            *self.skip_wait_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now + REPLICA_RETRY);
+            tracing::warn!("no replica acknowledged an idempotency key in {REPLICA_WAIT_MS} ms: not waiting for 10 s");
+        }
     }
 
     async fn run_once<E, F, Fut>(&self, key: &str, op: F) -> Result<(Value, Outcome), E>
@@ -188,6 +209,9 @@ impl RedisStore {
                             .query_async(&mut conn)
                             .await
                             .map_err(store_err)?;
+                        // On a cluster, the key's replica too before the answer: a failover
+                        // must not forget a key whose event it kept (a retry would emit twice).
+                        self.replicated(&redis_key).await;
                         Ok((answer, Outcome::Fresh))
                     }
                     Err(e) => {
