@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use socketioxide::adapter::Adapter;
 
-use super::error::ErrorBody;
+use super::error::{AuthErrors, BodyErrors, ErrorBody};
 use super::json::JsonBody;
 use super::schema::{ChatBody, ChatMessageSchema};
 use super::{ApiClient, ApiError, AppState};
@@ -36,12 +36,9 @@ pub struct ChatAnswer {
     request_body = ChatBody,
     responses(
         (status = 202, description = "Relayed to the recipient and the sender's other sockets", body = ChatAnswer),
-        (status = 400, description = "The body is not JSON", body = ErrorBody),
-        (status = 401, description = "No or a wrong API token", body = ErrorBody),
-        (status = 413, description = "The body is over REST_BODY_LIMIT", body = ErrorBody),
-        (status = 415, description = "Not application/json", body = ErrorBody),
+        AuthErrors,
+        BodyErrors,
         (status = 422, description = "Wrong shape (`validation_failed`), or refused by the chat hook (`rejected`)", body = ErrorBody),
-        (status = 429, description = "Over the per-token rate", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
         (status = 503, description = "The event bus or the chat hook is unavailable: not relayed", body = ErrorBody),
     ))]
 pub async fn post_message<A: Adapter>(

@@ -126,6 +126,34 @@ pub struct ErrorDetail {
     pub field: Option<String>,
 }
 
+/// The refusals every authenticated route may answer before reading its input, for the
+/// OpenAPI document (never built: the answers are `ApiError`s).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum AuthErrors {
+    /// No or a wrong API token
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Over the per-token rate
+    #[response(status = 429, headers(("Retry-After" = u64, description = "seconds")))]
+    RateLimited(ErrorBody),
+}
+
+/// The refusals of a JSON body, before its shape is checked (OpenAPI only, as above).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum BodyErrors {
+    /// The body is not JSON
+    #[response(status = 400)]
+    BadJson(ErrorBody),
+    /// The body is over REST_BODY_LIMIT
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Not application/json
+    #[response(status = 415)]
+    NotJson(ErrorBody),
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();

@@ -8,7 +8,7 @@ use serde_json::Value;
 use socketioxide::adapter::Adapter;
 use time::OffsetDateTime;
 
-use super::error::ErrorBody;
+use super::error::{AuthErrors, BodyErrors, ErrorBody};
 use super::json::JsonBody;
 use super::schema::{BatchBody, EventBody};
 use super::{ApiClient, ApiError, AppState};
@@ -30,12 +30,9 @@ const IDEMPOTENCY_HEADER: &str = "idempotency-key";
     responses(
         (status = 202, description = "Accepted: in the history, on its way to the rooms", body = Emitted,
             headers(("Idempotent-Replayed" = String, description = "`true` when the key was seen: the first answer, not emitted again"))),
-        (status = 400, description = "The body is not JSON", body = ErrorBody),
-        (status = 401, description = "No or a wrong API token", body = ErrorBody),
-        (status = 413, description = "The body is over REST_BODY_LIMIT", body = ErrorBody),
-        (status = 415, description = "Not application/json", body = ErrorBody),
+        AuthErrors,
+        BodyErrors,
         (status = 422, description = "JSON of the wrong shape; `field` names the culprit", body = ErrorBody),
-        (status = 429, description = "Over the per-token rate", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
         (status = 503, description = "The event bus is unreachable, or the server is shutting down", body = ErrorBody),
     ))]
 pub async fn post_event<A: Adapter>(
@@ -76,12 +73,9 @@ pub struct BatchAnswer {
     request_body = BatchBody,
     responses(
         (status = 202, description = "Accepted, in order", body = BatchAnswer),
-        (status = 400, description = "The body is not JSON", body = ErrorBody),
-        (status = 401, description = "No or a wrong API token", body = ErrorBody),
-        (status = 413, description = "The body is over REST_BODY_LIMIT", body = ErrorBody),
-        (status = 415, description = "Not application/json", body = ErrorBody),
+        AuthErrors,
+        BodyErrors,
         (status = 422, description = "JSON of the wrong shape; `field` names the culprit", body = ErrorBody),
-        (status = 429, description = "Over the per-token rate", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
         (status = 503, description = "The event bus is unreachable, or the server is shutting down", body = ErrorBody),
     ))]
 pub async fn post_batch<A: Adapter>(

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use socketioxide::adapter::Adapter;
 
-use super::error::ErrorBody;
+use super::error::{AuthErrors, ErrorBody};
 use super::{ApiClient, ApiError, AppState};
 use crate::events::Id;
 use crate::events::Room;
@@ -40,10 +40,9 @@ pub struct DisconnectAnswer {
     ),
     responses(
         (status = 200, description = "Presence", body = PresenceAnswer),
-        (status = 401, description = "No or a wrong API token", body = ErrorBody),
+        AuthErrors,
         (status = 404, description = "`kind` is neither user nor vendor", body = ErrorBody),
         (status = 422, description = "The id is not an id", body = ErrorBody),
-        (status = 429, description = "Over the per-token rate", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
         (status = 503, description = "Redis is unreachable", body = ErrorBody),
     ))]
 pub async fn presence<A: Adapter>(
@@ -63,9 +62,8 @@ pub async fn presence<A: Adapter>(
         description = "the user's id")),
     responses(
         (status = 200, description = "Sockets disconnected", body = DisconnectAnswer),
-        (status = 401, description = "No or a wrong API token", body = ErrorBody),
+        AuthErrors,
         (status = 422, description = "The id is not an id", body = ErrorBody),
-        (status = 429, description = "Over the per-token rate", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
         (status = 503, description = "Redis is unreachable", body = ErrorBody),
     ))]
 pub async fn disconnect_user<A: Adapter>(
