@@ -1,0 +1,124 @@
+//! Configuration tests: every variable's default, bounds and error.
+
+use super::*;
+use std::collections::HashMap;
+
+fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Config::from_lookup(|k| map.get(k).cloned())
+}
+
+#[test]
+fn zero_configuration_is_development_with_dev_secrets() {
+    let c = config(&[]).expect("defaults are valid");
+    assert_eq!(c.env, AppEnv::Development);
+    assert_eq!(c.port, 3000);
+    assert_eq!(c.ws_path, "/socket.io");
+    assert!(c.jwt.is_dev_secret());
+    assert_eq!(c.api.tokens[0].expose_secret(), DEV_API_TOKEN);
+    assert_eq!(c.cors, AllowedOrigins::List(vec!["http://localhost:3000".into()]));
+}
+
+#[test]
+fn production_refuses_to_start_without_keys() {
+    let e = config(&[("APP_ENV", "production"), ("API_TOKEN", "t")]).unwrap_err();
+    assert_eq!(e.var, "JWT_SECRET");
+    let e = config(&[("APP_ENV", "production"), ("JWT_SECRET", "s")]).unwrap_err();
+    assert_eq!(e.var, "API_TOKEN");
+    assert!(config(&[("APP_ENV", "production"), ("JWT_SECRET", "s"), ("API_TOKEN", "t")]).is_ok());
+}
+
+#[test]
+fn bad_values_name_the_variable() {
+    for (var, value) in [
+        ("PORT", "abc"),
+        ("PORT", "70000"),
+        ("HOST", "nowhere"),
+        ("CLIENT_ORIGIN", "localhost:3000"),
+        ("CLIENT_ORIGIN", "http://a.com/path"),
+        ("WS_PATH", "socket.io"),
+        ("APP_ENV", "staging"),
+        ("REDIS_URL", "localhost:6379"),
+        ("JWT_PUBLIC_KEY", "/nonexistent/key.pem"),
+        ("LOG_FORMAT", "xml"),
+        ("WS_PATH", "//"),
+        ("SHUTDOWN_TIMEOUT_SECS", "18446744073709551615"),
+        ("PING_INTERVAL_MS", "99999999999"),
+        ("JWT_PUBLIC_KEY", "/dev/zero"),
+        ("REST_BODY_LIMIT", "-1"),
+    ] {
+        let e = config(&[(var, value)]).unwrap_err();
+        assert_eq!(e.var, var, "{var}={value} gave {e}");
+    }
+}
+
+#[test]
+fn origins_are_a_comma_separated_list_and_star_only_when_explicit() {
+    let c = config(&[("CLIENT_ORIGIN", "https://a.com, http://b.com:8080/")]).unwrap();
+    assert!(c.cors.allows("https://a.com"));
+    assert!(c.cors.allows("http://b.com:8080"));
+    assert!(!c.cors.allows("https://evil.com"));
+    assert_eq!(config(&[("CLIENT_ORIGIN", "*")]).unwrap().cors, AllowedOrigins::Any);
+    // Stored as browsers send them: lower case, no default port.
+    let c = config(&[("CLIENT_ORIGIN", "https://App.Example.com:443,http://x.com:80,http://y.com:8080")]).unwrap();
+    assert!(c.cors.allows("https://app.example.com") && c.cors.allows("http://x.com"));
+    assert!(c.cors.allows("http://y.com:8080"));
+}
+
+#[test]
+fn a_redis_cluster_is_seed_urls_and_excludes_redis_url() {
+    let c = config(&[("REDIS_CLUSTER_URLS", "redis://10.0.0.1:6379, rediss://10.0.0.2:6380,")]).unwrap();
+    assert_eq!(c.redis_cluster_urls.len(), 2);
+    for bad in ["10.0.0.1:6379", "http://x:1", "redis://", "redis:///0"] {
+        assert_eq!(config(&[("REDIS_CLUSTER_URLS", bad)]).unwrap_err().var, "REDIS_CLUSTER_URLS", "{bad}");
+    }
+    let both = [("REDIS_URL", "redis://a:1"), ("REDIS_CLUSTER_URLS", "redis://b:1")];
+    assert_eq!(config(&both).unwrap_err().var, "REDIS_CLUSTER_URLS");
+    assert_eq!(config(&[("TRUSTED_PROXIES", "10.0.0.0/8, nope")]).unwrap_err().var, "TRUSTED_PROXIES");
+}
+
+#[test]
+fn worker_threads_default_to_the_cores_and_are_bounded() {
+    assert_eq!(config(&[]).unwrap().worker_threads, None);
+    assert_eq!(config(&[("WORKER_THREADS", "0")]).unwrap().worker_threads, None);
+    assert_eq!(config(&[("WORKER_THREADS", "2")]).unwrap().worker_threads, Some(2));
+    for bad in ["-1", "two", "5000"] {
+        assert_eq!(config(&[("WORKER_THREADS", bad)]).unwrap_err().var, "WORKER_THREADS", "{bad}");
+    }
+}
+
+#[test]
+fn api_tokens_rotate_and_secrets_never_print() {
+    let c = config(&[("API_TOKEN", "old-token,new-token"), ("JWT_SECRET", "super-secret-value")]).unwrap();
+    assert_eq!(c.api.tokens.len(), 2);
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("old-token") && !debug.contains("super-secret-value"), "{debug}");
+}
+
+#[test]
+fn rates_default_and_zero_turns_them_off() {
+    let c = config(&[]).unwrap();
+    let socket = c.socket.rate_limit.unwrap();
+    assert_eq!((socket.per_second.get(), socket.burst.get()), (20, 40));
+    assert_eq!(c.api.rate_limit.unwrap().burst.get(), 20_000);
+    let c = config(&[("SOCKET_RATE_LIMIT", "0"), ("API_RATE_LIMIT", "0"), ("HANDSHAKES_PER_IP_PER_SEC", "0")]).unwrap();
+    assert!(c.socket.rate_limit.is_none() && c.api.rate_limit.is_none() && c.limits.handshakes_per_ip.is_none());
+    assert_eq!(config(&[("SOCKET_RATE_BURST", "0")]).unwrap_err().var, "SOCKET_RATE_BURST");
+    let c = config(&[("MAX_CONNECTIONS", "0"), ("PING_INTERVAL_MS", "1000"), ("PING_TIMEOUT_MS", "500")]).unwrap();
+    assert_eq!(c.limits.connections.total, None);
+    assert_eq!(c.limits.write_stall, Some(Duration::from_millis(1500)));
+}
+
+#[test]
+fn log_directives_are_trimmed() {
+    assert_eq!(
+        config(&[("RUST_LOG", "info, fixrx_realtime=debug ,")]).unwrap().log.filter,
+        "info,fixrx_realtime=debug"
+    );
+}
+
+#[test]
+fn debug_socket_io_turns_on_transport_logs() {
+    let c = config(&[("DEBUG", "socket.io*")]).unwrap();
+    assert!(c.log.filter.contains("socketioxide=debug"));
+}
