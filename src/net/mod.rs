@@ -15,10 +15,9 @@
 //! destroy the answer just written: a 413 sent while a client is still uploading an
 //! oversize body reached Node's `fetch` as `EPIPE` about one time in three.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::net::{Shutdown, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,80 +29,17 @@ use axum::serve::{IncomingStream, Listener};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
+mod limits;
 pub mod proxy;
 mod sessions;
 
+pub use limits::{ConnGuard, ConnLimits, ConnTable};
 pub use proxy::{ClientIp, ForwardedConns, TrustedProxies};
 
 pub use sessions::Transports;
 
 /// How long a closed connection keeps reading what its peer still sends (see the module docs).
 pub const LINGER: Duration = Duration::from_secs(5);
-
-/// How many connections may be open; `None` is unlimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnLimits {
-    pub total: Option<usize>,
-    pub per_ip: Option<usize>,
-}
-
-/// Open connections, in total and per address. Shared by every accepted stream.
-#[derive(Default)]
-pub struct ConnTable {
-    inner: Mutex<Table>,
-}
-
-#[derive(Default)]
-struct Table {
-    total: usize,
-    per_ip: HashMap<IpAddr, usize>,
-}
-
-impl ConnTable {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Counts a new connection from `ip`, unless a limit says no. A trusted proxy's
-    /// connections carry many clients: they count in the total only, and its clients
-    /// are limited per socket once their forwarded address is read ([`ForwardedConns`]).
-    fn admit(self: &Arc<Self>, ip: IpAddr, limits: ConnLimits, proxy: bool) -> Result<ConnGuard, &'static str> {
-        let mut table = self.lock();
-        if limits.total.is_some_and(|max| table.total >= max) {
-            return Err("MAX_CONNECTIONS");
-        }
-        let from_ip = table.per_ip.get(&ip).copied().unwrap_or(0);
-        if !proxy && limits.per_ip.is_some_and(|max| from_ip >= max) {
-            return Err("MAX_CONNECTIONS_PER_IP");
-        }
-        table.total += 1;
-        table.per_ip.insert(ip, from_ip + 1);
-        Ok(ConnGuard { table: self.clone(), ip })
-    }
-
-    pub fn total(&self) -> usize {
-        self.lock().total
-    }
-}
-
-/// Uncounts its connection when dropped, however the connection ends.
-pub struct ConnGuard {
-    table: Arc<ConnTable>,
-    ip: IpAddr,
-}
-
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
-        let mut table = self.table.lock();
-        table.total = table.total.saturating_sub(1);
-        if let Some(n) = table.per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                table.per_ip.remove(&self.ip);
-            }
-        }
-    }
-}
 
 /// A TCP listener that enforces [`ConnLimits`] and the write-stall limit.
 pub struct LimitedListener {
@@ -377,36 +313,5 @@ pub struct ClientAddr(pub SocketAddr, pub Arc<ConnHandle>);
 impl Connected<IncomingStream<'_, LimitedListener>> for ClientAddr {
     fn connect_info(stream: IncomingStream<'_, LimitedListener>) -> Self {
         ClientAddr(*stream.remote_addr(), stream.io().handle.clone())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn limits_count_per_address_and_in_total_and_free_on_drop() {
-        let table = Arc::new(ConnTable::default());
-        let limits = ConnLimits { total: Some(3), per_ip: Some(2) };
-        let a: IpAddr = [10, 0, 0, 1].into();
-        let b: IpAddr = [10, 0, 0, 2].into();
-        let a1 = table.admit(a, limits, false).unwrap();
-        let _a2 = table.admit(a, limits, false).unwrap();
-        assert_eq!(table.admit(a, limits, false).err(), Some("MAX_CONNECTIONS_PER_IP"));
-        let _b1 = table.admit(b, limits, false).unwrap();
-        assert_eq!(table.admit(b, limits, false).err(), Some("MAX_CONNECTIONS"));
-        drop(a1);
-        let _b2 = table.admit(b, limits, false).unwrap();
-        assert_eq!(table.total(), 3);
-    }
-
-    #[test]
-    fn a_trusted_proxy_is_held_to_the_total_only() {
-        let table = Arc::new(ConnTable::default());
-        let limits = ConnLimits { total: Some(3), per_ip: Some(1) };
-        let proxy: IpAddr = [10, 0, 0, 9].into();
-        let held: Vec<_> = (0..3).map(|_| table.admit(proxy, limits, true).unwrap()).collect();
-        assert_eq!(table.admit(proxy, limits, true).err(), Some("MAX_CONNECTIONS"));
-        drop(held);
     }
 }
