@@ -59,6 +59,8 @@ pub struct Bus {
     pub redis: Option<Arc<RedisHealth>>,
     /// Commands on the shared Redis (presence across instances).
     pub redis_conn: Option<crate::scale::conn::RedisConn>,
+    /// Pub/sub on the shared Redis (the console asks the other instances).
+    pub pubsub: Option<crate::scale::redis::ManagedDriver>,
 }
 
 impl Bus {
@@ -69,6 +71,7 @@ impl Bus {
             history: History::Memory(MemoryHistory::new(config.history.clone())),
             redis: None,
             redis_conn: None,
+            pubsub: None,
         }
     }
 }
@@ -88,7 +91,12 @@ pub fn build<A: Adapter + DefinedAdapter>(
     let transports = Arc::new(Transports::default());
     let forwarded = Arc::new(ForwardedConns::default());
     let hub = Arc::new(Hub::<A>::new(metrics.clone(), transports.clone()));
-    history.start_reader(hub.clone());
+    // With the console on, its tap reads the log right after delivery.
+    let tap = config.admin.as_ref().map(|_| Arc::new(crate::admin::tap::Tap::default()));
+    match &tap {
+        Some(tap) => history.start_reader(Arc::new(crate::admin::tap::Tapped { sink: hub.clone(), tap: tap.clone() })),
+        None => history.start_reader(hub.clone()),
+    }
     let ctx = Arc::new(SocketCtx {
         verifier: verifier.clone(),
         metrics: metrics.clone(),
@@ -97,6 +105,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
         flood_disconnect_after: config.socket.flood_disconnect_after,
         presence: hooks.presence(),
         forwarded: forwarded.clone(),
+        record_connected_at: tap.is_some(),
     });
 
     let (layer, io) = crate::engine::builder(&config.ws_path, &config.socket)
@@ -124,11 +133,19 @@ pub fn build<A: Adapter + DefinedAdapter>(
     if config.jwt.is_dev_secret() {
         routes = routes.route("/dev/token", get(http::dev::token::<A>));
     }
-    let router = routes
+    let mut router = routes
         .route_layer(middleware::from_fn_with_state(state.clone(), record_http::<A>))
         .fallback(http::ops::not_found)
         .method_not_allowed_fallback(http::ops::method_not_allowed)
-        .with_state(state.clone())
+        .with_state(state.clone());
+    if let (Some(admin), Some(tap)) = (&config.admin, tap) {
+        let console = console(config, admin, tap, &io, &state, bus.pubsub);
+        let admin_routes = crate::admin::api::routes::<A>()
+            .route_layer(middleware::from_fn_with_state(state.clone(), record_http::<A>))
+            .with_state(console);
+        router = router.merge(admin_routes);
+    }
+    let router = router
         .layer(layer)
         .layer(middleware::from_fn_with_state(HandshakeGuard::new(config, transports, forwarded), guard_handshake))
         .layer(cors(&config.cors))
@@ -144,6 +161,38 @@ pub fn build<A: Adapter + DefinedAdapter>(
         .layer(middleware::from_fn(http::unread_body::close_if_body_unread));
 
     Ok((App { router, io, state }, init))
+}
+
+/// The admin console's shared state: what it reads, and how it reaches the other instances.
+fn console<A: Adapter>(
+    config: &Config,
+    admin: &crate::config::AdminConfig,
+    tap: Arc<crate::admin::tap::Tap>,
+    io: &SocketIo<A>,
+    state: &AppState<A>,
+    pubsub: Option<crate::scale::redis::ManagedDriver>,
+) -> crate::admin::Console<A> {
+    use crate::admin::{Console, Instance, Local, guard::Guard, peers};
+    let instance = Arc::new(Instance::new());
+    let local = Arc::new(Local::new(io.clone(), state.readiness.clone(), instance.clone()));
+    let peers = match pubsub {
+        Some(driver) => peers::Peers::Redis(peers::RedisPeers::start(driver, instance.id.clone(), local.clone())),
+        None => peers::Peers::Alone,
+    };
+    let mode = match (&config.redis_url, config.redis_cluster_urls.is_empty()) {
+        (Some(_), _) => "redis",
+        (None, false) => "redis-cluster",
+        (None, true) => "memory",
+    };
+    Console {
+        app: state.clone(),
+        guard: Arc::new(Guard::new(admin.token.clone())),
+        tap,
+        peers: Arc::new(peers),
+        local,
+        proxies: Arc::new(config.trusted_proxies.clone()),
+        mode,
+    }
 }
 
 fn cors(origins: &AllowedOrigins) -> CorsLayer {

@@ -147,10 +147,41 @@ impl Publisher {
             }
         }
     }
+    /// An `admin:test` event to one room, sent by an operator from the console: through
+    /// the history like every event, so it is ordered, counted and recoverable.
+    pub async fn test_event(&self, room: &Room, message: &str) -> Result<Id, EmitError> {
+        let id = crate::events::envelope::new_event_id();
+        let occurred_at = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| EmitError::Serialize(e.to_string()))?;
+        let envelope = TestEnvelope { id: &id, event_type: ADMIN_TEST, occurred_at, message };
+        let payload = serde_json::to_string(&envelope).map_err(|e| EmitError::Serialize(e.to_string()))?;
+        let publish = Publish { event: ADMIN_TEST, rooms: vec![room.name()], except: None, payload };
+        if let Err(e) = self.history.append(publish).await {
+            tracing::error!(id = %id, room = %room, error = %e, "test event not accepted");
+            return Err(e.into());
+        }
+        self.metrics.events_emitted.get_or_create(&EventLabels { r#type: ADMIN_TEST }).inc();
+        Ok(id)
+    }
 }
 
 /// The event name of relayed chat messages.
 pub const CHAT_MESSAGE: &str = "chat:message";
+
+/// The event name of the admin console's test events.
+pub const ADMIN_TEST: &str = "admin:test";
+
+/// `admin:test`: `{ id, type, occurredAt, message }`.
+#[derive(Serialize)]
+struct TestEnvelope<'a> {
+    id: &'a Id,
+    #[serde(rename = "type")]
+    event_type: &'static str,
+    #[serde(rename = "occurredAt")]
+    occurred_at: String,
+    message: &'a str,
+}
 
 /// Emits typed events into rooms. Cheap to clone; generic over the adapter so the
 /// same code serves the in-memory and the Redis adapter.
@@ -231,6 +262,14 @@ impl<A: Adapter> Emitter<A> {
             return Err(EmitError::Closed);
         }
         self.publisher.chat(message, None).await
+    }
+
+    /// An `admin:test` event to `room` (the console's test button).
+    pub async fn test_event(&self, room: &Room, message: &str) -> Result<Id, EmitError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(EmitError::Closed);
+        }
+        self.publisher.test_event(room, message).await
     }
 
     /// `service:created` to `vendor:<service.vendorId>`.

@@ -15,6 +15,7 @@
 //! - [`app`]: assembles routes, Socket.IO and tower-http layers; [`scale`] picks the adapter.
 //! - [`run`]: serves on a bound listener until the shutdown future resolves.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod chat;

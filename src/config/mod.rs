@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+mod admin;
 mod hooks;
 mod jwt;
 
 pub use crate::history::HistoryConfig;
+pub use admin::AdminConfig;
 pub use hooks::{DEV_WEBHOOK_SECRET, HookTarget, HooksConfig};
 pub use jwt::{DEV_JWT_SECRET, JwtConfig, JwtKey, PublicKeyKind};
 
@@ -38,6 +40,8 @@ pub struct Config {
     pub limits: NetLimits,
     pub history: HistoryConfig,
     pub hooks: HooksConfig,
+    /// `ADMIN_TOKEN`: the admin console; `None`: off (`/admin` answers 404).
+    pub admin: Option<AdminConfig>,
     /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` / `Forwarded` name the client.
     pub trusted_proxies: crate::net::TrustedProxies,
     /// How long shutdown waits for in-flight requests and sockets before giving up.
@@ -307,12 +311,14 @@ impl Config {
 
         let history = parse_history(&get)?;
         let hooks = hooks::parse_hooks(&get, env)?;
+        let admin = admin::parse_admin(get("ADMIN_TOKEN"), env, &tokens)?;
         let trusted_proxies =
             get("TRUSTED_PROXIES").unwrap_or_default().parse().map_err(|e| err("TRUSTED_PROXIES", e))?;
 
         Ok(Config {
             history,
             hooks,
+            admin,
             trusted_proxies,
             host,
             port,

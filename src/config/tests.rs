@@ -122,3 +122,22 @@ fn debug_socket_io_turns_on_transport_logs() {
     let c = config(&[("DEBUG", "socket.io*")]).unwrap();
     assert!(c.log.filter.contains("socketioxide=debug"));
 }
+
+#[test]
+fn the_console_is_off_without_admin_token_and_its_token_is_checked() {
+    assert!(config(&[]).expect("defaults").admin.is_none());
+    let c = config(&[("ADMIN_TOKEN", "short")]).expect("development takes any token");
+    assert_eq!(c.admin.expect("on").token.expose_secret(), "short");
+    let prod = [("APP_ENV", "production"), ("JWT_SECRET", "s"), ("API_TOKEN", "api-token-0123456789")];
+    let with = |token: &'static str| {
+        let mut vars = prod.to_vec();
+        vars.push(("ADMIN_TOKEN", token));
+        config(&vars)
+    };
+    assert_eq!(with("short").unwrap_err().var, "ADMIN_TOKEN");
+    assert_eq!(with("api-token-0123456789").unwrap_err().var, "ADMIN_TOKEN");
+    assert_eq!(with("has a space in it, long enough").unwrap_err().var, "ADMIN_TOKEN");
+    assert!(with("admin-token-0123456789").is_ok());
+    let shown = format!("{:?}", with("admin-token-0123456789").expect("valid"));
+    assert!(!shown.contains("admin-token-0123456789"), "Debug must not print the token");
+}

@@ -141,6 +141,13 @@ impl MemoryHistory {
         Ok(Snapshot { epoch: self.epoch, head: tick, now_ms: now, ttl_ms, evicted_at: inner.evicted_at, rooms: views })
     }
 
+    /// The room's latest `max` held events, newest first.
+    pub fn recent(&self, room: &str, max: usize) -> Vec<Arc<Entry>> {
+        let inner = self.lock();
+        let Some(ring) = inner.rooms.get(room) else { return Vec::new() };
+        ring.slots.iter().rev().take(max).map(|s| s.entry.clone()).collect()
+    }
+
     pub fn start_reader(&self, sink: Arc<dyn LogSink>) {
         let Some(mut rx) = self.log_rx.lock().unwrap_or_else(|p| p.into_inner()).take() else {
             tracing::error!("history reader started twice; ignored");

@@ -194,6 +194,14 @@ impl History {
         }
     }
 
+    /// The latest `max` events `room` holds, newest first; empty with history off.
+    pub async fn recent(&self, room: &str, max: usize) -> Result<Vec<Arc<Entry>>, HistoryError> {
+        match self {
+            History::Memory(h) => Ok(h.recent(room, max)),
+            History::Redis(h) => h.recent(room, max).await,
+        }
+    }
+
     /// Starts the reader that hands the log to `sink`, in order, on this instance.
     pub fn start_reader(&self, sink: Arc<dyn LogSink>) {
         match self {

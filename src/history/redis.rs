@@ -25,8 +25,8 @@ use redis::{Script, Value};
 use crate::scale::conn::RedisConn;
 use crate::scale::redis::RedisSource;
 
-use super::redis_reply::{RawEntry, array, int, log_entries, room_view, text};
-use super::{Appended, Epoch, HistoryConfig, HistoryError, LogSink, Publish, Seq, Snapshot};
+use super::redis_reply::{RawEntry, array, int, log_entries, room_entries, room_view, text};
+use super::{Appended, Entry, Epoch, HistoryConfig, HistoryError, LogSink, Publish, Seq, Snapshot};
 
 /// Events the log keeps for readers that fall behind (a reader further behind than this
 /// sees a gap and tells its sockets); approximate, as Redis trims whole nodes.
@@ -228,6 +228,20 @@ impl RedisHistory {
             evicted_at: Seq::ZERO,
             rooms: views,
         })
+    }
+
+    /// The room's latest `max` held events, newest first (without `offsets`).
+    pub async fn recent(&self, room: &str, max: usize) -> Result<Vec<Arc<Entry>>, HistoryError> {
+        let reply: Value = redis::cmd("XREVRANGE")
+            .arg(self.keys.room(room))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(max)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(room_entries(reply, None).into_iter().map(|(entry, _)| entry).collect())
     }
 
     pub fn start_reader(&self, sink: Arc<dyn LogSink>) {

@@ -62,19 +62,24 @@ pub(super) fn room_view(v: Value, epoch: Epoch, offsets: bool) -> Option<RoomVie
     if int(parts.next()?)? == 0 {
         return Some(RoomView::default());
     }
-    let after = array(parts.next()?)?
-        .into_iter()
-        .filter_map(|e| {
-            let (seq, fields) = stream_entry(e)?;
-            let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
-            let prev = Seq::parse(get("v")?)?;
-            let rooms = split_rooms(get("r")?);
-            let payload = payload_with_offsets(get("p")?, offsets.then_some(epoch), seq, &rooms).ok()?;
-            let entry = Entry { seq, event: get("n")?.to_owned(), rooms, except: None, payload };
-            Some((Arc::new(entry), prev))
-        })
-        .collect();
+    let epoch = offsets.then_some(epoch);
+    let after = array(parts.next()?)?.into_iter().filter_map(|e| room_entry(e, epoch)).collect();
     Some(RoomView { exists: true, after })
+}
+
+/// The entries of a room's stream (`XRANGE`/`XREVRANGE`), each with its room predecessor.
+pub(super) fn room_entries(v: Value, epoch: Option<Epoch>) -> Vec<(Arc<Entry>, Seq)> {
+    array(v).unwrap_or_default().into_iter().filter_map(|e| room_entry(e, epoch)).collect()
+}
+
+fn room_entry(e: Value, epoch: Option<Epoch>) -> Option<(Arc<Entry>, Seq)> {
+    let (seq, fields) = stream_entry(e)?;
+    let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
+    let prev = Seq::parse(get("v")?)?;
+    let rooms = split_rooms(get("r")?);
+    let payload = payload_with_offsets(get("p")?, epoch, seq, &rooms).ok()?;
+    let entry = Entry { seq, event: get("n")?.to_owned(), rooms, except: None, payload };
+    Some((Arc::new(entry), prev))
 }
 
 /// `[id, [field, value, ...]]` (or the fields as a RESP3 map).

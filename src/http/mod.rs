@@ -72,6 +72,11 @@ impl Readiness {
         Ok(())
     }
 
+    /// Whether Redis answers, as last seen; `None` without Redis.
+    pub fn redis_up(&self) -> Option<bool> {
+        self.redis.as_ref().map(|r| r.is_up())
+    }
+
     /// Whether the event bus can carry events now.
     pub fn bus_up(&self) -> bool {
         self.redis.as_ref().is_none_or(|r| r.is_up())

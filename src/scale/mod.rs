@@ -67,6 +67,7 @@ pub async fn build(config: &Config) -> Result<Built, ScaleError> {
         history: History::Redis(history),
         redis: Some(driver.health.clone()),
         redis_conn: Some(driver.commands()),
+        pubsub: config.admin.is_some().then(|| driver.clone()),
     };
     let adapter_config = RedisAdapterConfig::new().with_prefix("fixrx-realtime").with_request_timeout(REQUEST_TIMEOUT);
     let ctr = RedisAdapterCtr::new_with_driver(driver, adapter_config);

@@ -41,6 +41,8 @@ pub struct SocketCtx {
     pub presence: Option<Arc<crate::hooks::presence::Tracker>>,
     /// Sockets per client address behind a trusted proxy.
     pub forwarded: Arc<crate::net::ForwardedConns>,
+    /// Keep each socket's connection time (the admin console shows it).
+    pub record_connected_at: bool,
 }
 
 /// The identity rooms a socket was counted in for presence: taken (once) when it leaves.
@@ -78,6 +80,9 @@ pub async fn prepare<A: Adapter>(
         let who: Vec<String> = own.iter().map(|r| r.name()).collect();
         presence.connected(&who);
         socket.extensions.insert(Counted(who));
+    }
+    if ctx.record_connected_at {
+        socket.extensions.insert(crate::admin::ConnectedAt(crate::admin::unix_ms()));
     }
     if let Some(limit) = ctx.rate_limit {
         socket.extensions.insert(Arc::new(SocketLimiter::new(limit, ctx.flood_disconnect_after)));
