@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod admin;
 mod asyncapi;
 mod chat;
 mod cluster;
