@@ -12,9 +12,10 @@ use fixrx_realtime::events::{Actor, Booking, Envelope, EventMeta, EventType, Id,
 use serde_json::{Map, Value, json};
 
 /// Server events outside the catalog: `chat:message` (src/emit.rs `CHAT_MESSAGE`), the
-/// volatile `chat:typing` relay (src/socket/chat.rs), `recovery` (src/delivery/mod.rs)
-/// and `auth:expired` (src/socket/expiry.rs).
-const NON_CATALOG_SERVER_EVENTS: [&str; 4] = ["chat:message", "chat:typing", "recovery", "auth:expired"];
+/// volatile `chat:typing` relay (src/socket/chat.rs), `recovery` (src/delivery/mod.rs),
+/// `auth:expired` (src/socket/expiry.rs) and the console's `admin:test` (`ADMIN_TEST`).
+const NON_CATALOG_SERVER_EVENTS: [&str; 5] =
+    ["chat:message", "chat:typing", "recovery", "auth:expired", fixrx_realtime::emit::ADMIN_TEST];
 
 /// The client events registered with `socket.on(...)` in `prepare` (src/socket/mod.rs);
 /// the crate does not export the list. `client_events_are_the_ones_the_socket_registers`

@@ -18,10 +18,15 @@ const DOC_PATH = path.resolve(__dirname, '..', '..', '..', 'docs', 'asyncapi.yam
 const ERROR = 0;
 const WARNING = 1;
 
+const ADMIN_TOKEN = 'js-suite-admin-token-0123456789abcdef';
+
 let server;
-h.serverPerFile((started) => {
-  server = started;
-});
+h.serverPerFile(
+  (started) => {
+    server = started;
+  },
+  { ADMIN_TOKEN },
+);
 
 /** { document, diagnostics }, parsed once for the whole file. */
 let parsed;
@@ -186,11 +191,11 @@ describe('docs/asyncapi.yaml', () => {
     }
   });
 
-  it('names 8 catalog events, chat:message, chat:typing, recovery and auth:expired as server events', () => {
+  it('names 8 catalog events, chat:message, chat:typing, recovery, auth:expired and admin:test as server events', () => {
     const catalog = new Set(operationMessages('send').filter((m) => m.tags.includes('catalog')).map((m) => m.name));
     assert.equal(catalog.size, 8, `catalog messages: ${[...catalog].join(', ')}`);
     const others = new Set(operationMessages('send').filter((m) => !m.tags.includes('catalog')).map((m) => m.name));
-    assert.deepEqual([...others].sort(), ['auth:expired', 'chat:message', 'chat:typing', 'recovery']);
+    assert.deepEqual([...others].sort(), ['admin:test', 'auth:expired', 'chat:message', 'chat:typing', 'recovery']);
     const clientEvents = new Set(operationMessages('receive').map((m) => m.name));
     assert.deepEqual([...clientEvents].sort(), ['auth:refresh', 'chat:send', 'chat:typing', 'join', 'leave', 'ping']);
   });
@@ -303,5 +308,19 @@ describe('the running server, against docs/asyncapi.yaml', () => {
     const expired = await expiring.waitFor('auth:expired', () => true, 6000);
     assertValid(sentSchema('auth:expired'), expired.args[0], 'auth:expired as sent');
     assert.equal(expired.args[0].exp, exp);
+  });
+
+  it('sends the admin console\'s test event as the document describes', async () => {
+    const userId = h.uid('u');
+    const user = await h.connect(server, { token: h.userToken(userId) });
+    const res = await fetch(`${server.url}/admin/api/test-event`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ room: `user:${userId}` }),
+    });
+    assert.equal(res.status, 202);
+    const { id } = await res.json();
+    const got = await user.waitFor('admin:test', (e) => e && e.id === id);
+    assertValid(sentSchema('admin:test'), got.args[0], 'admin:test as sent');
   });
 });
