@@ -221,9 +221,10 @@ fn test_body(body: &Value) -> Result<(Room, String), ApiError> {
     let Some(Value::String(room)) = fields.get("room") else {
         return Err(ApiError::validation("room", "required: a room such as user:42 or vendor:7"));
     };
-    let (kind, id) =
-        room.split_once(':').ok_or_else(|| ApiError::validation("room", "expected user:<id> or vendor:<id>"))?;
-    let room = Room::from_parts(kind, id).map_err(|e| ApiError::validation("room", e.to_string()))?;
+    let not_a_room =
+        |why: String| ApiError::validation("room", format!("not a room ({why}): expected user:<id> or vendor:<id>"));
+    let (kind, id) = room.split_once(':').ok_or_else(|| not_a_room("no kind".into()))?;
+    let room = Room::from_parts(kind, id).map_err(|e| not_a_room(e.to_string()))?;
     let message = match fields.get("message") {
         None | Some(Value::Null) => DEFAULT_MESSAGE.to_owned(),
         Some(Value::String(m)) if m.chars().count() > MAX_MESSAGE_CHARS => {

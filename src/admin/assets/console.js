@@ -5,7 +5,7 @@
   const TOKEN_KEY = 'fixrx-admin-token';
   const $ = (id) => document.getElementById(id);
   const state = {
-    token: null, signedIn: false, pollGen: 0, pollTimer: 0, lastOk: 0, skew: 0, lost: false,
+    token: null, signedIn: false, pollGen: 0, pollTimer: 0, lastOk: 0, skew: 0,
     lookup: null, lookupGen: 0, lookupTimer: 0, target: null,
   };
 
@@ -29,7 +29,7 @@
   async function api(method, path, body) {
     const ctrl = new AbortController();
     const timer = setTimeout(() => ctrl.abort(), 4000);
-    const headers = { Authorization: 'Bearer ' + state.token, Accept: 'application/json' };
+    const headers = { Authorization: 'Bearer ' + state.token };
     const init = { method, headers, signal: ctrl.signal, cache: 'no-store' };
     if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
@@ -148,7 +148,9 @@
     if (!i) {
       const td = el('td', '', emptyText);
       td.colSpan = table.tHead.rows[0].cells.length;
-      body.append(el('tr', 'empty')).append(td);
+      const tr = el('tr', 'empty');
+      tr.append(td);
+      body.append(tr);
     }
   }
 
@@ -217,16 +219,15 @@
       s.dataset.state = st;
       s.textContent = live ? 'Live' : 'Connection lost: retrying…';
     }
-    state.lost = !live;
     $('lost-banner').hidden = live;
     $('console').classList.toggle('stale', !live);
   }
 
   function markLost(e) {
     setConn(false);
-    const since = state.lastOk ? `since ${clock(state.lastOk)} (${ago(state.lastOk + state.skew)})` : '';
-    const why = e.status ? ` — the server answered: ${e.message}` : '';
-    setText($('lost-text'), `The figures below are stale ${since}${why}.`);
+    // No relative time here: the banner is an alert region and would be re-announced every second.
+    const why = e.status ? ` (the server answered: ${e.message})` : '';
+    setText($('lost-text'), `The figures below are stale since ${clock(state.lastOk)}${why}.`);
   }
 
   async function poll(gen) {
