@@ -25,7 +25,7 @@ use crate::http::json::JsonBody;
 const LATEST: usize = 50;
 const LOOKUP_LATEST: usize = 20;
 /// Longest test-event message, in characters.
-const MAX_MESSAGE_CHARS: usize = 500;
+pub const MAX_MESSAGE_CHARS: usize = 500;
 const DEFAULT_MESSAGE: &str = "Test event from the admin console";
 
 pub fn routes<A: Adapter>() -> Router<Console<A>> {
@@ -212,7 +212,7 @@ struct Sent {
 }
 
 /// `{ "room": "user:42", "message"?: "..." }`, strictly: anything else is named back.
-fn test_body(body: &Value) -> Result<(Room, String), ApiError> {
+pub fn test_body(body: &Value) -> Result<(Room, String), ApiError> {
     let Value::Object(fields) = body else { return Err(ApiError::validation("", "expected a JSON object")) };
     let known: BTreeMap<&str, ()> = [("room", ()), ("message", ())].into();
     if let Some(unknown) = fields.keys().find(|k| !known.contains_key(k.as_str())) {

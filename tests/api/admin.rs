@@ -355,3 +355,76 @@ async fn with_redis_the_console_on_one_instance_shows_and_acts_on_both() {
     assert_eq!(overview["cluster"]["instances"], 1, "{overview}");
     assert_eq!(overview["cluster"]["connections"], 1);
 }
+
+/// Publishes `payload` on `channel` of the test's Redis (RESP, so any bytes go through).
+fn publish(redis: &RedisServer, channel: &str, payload: &str) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+    let frame =
+        format!("*3\r\n$7\r\nPUBLISH\r\n${}\r\n{channel}\r\n${}\r\n{payload}\r\n", channel.len(), payload.len());
+    stream.write_all(frame.as_bytes()).unwrap();
+    let mut buf = [0u8; 64];
+    let n = stream.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b":"), "{}", String::from_utf8_lossy(&buf[..n]));
+}
+
+#[tokio::test]
+async fn an_instance_that_listens_but_never_answers_is_missing_and_garbage_on_the_channels_breaks_nothing() {
+    use std::io::{Read, Write};
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let a = spawn_node(&[("REDIS_URL", url.as_str()), ("ADMIN_TOKEN", ADMIN_TOKEN)]).await;
+    let _client = connect_user(&a, "u-m").await;
+    let (_, overview) = admin_get(&a, "/admin/api/overview").await;
+    assert_eq!(overview["cluster"]["missing"], 0, "{overview}");
+    let me = overview["instances"][0]["id"].as_str().unwrap().to_owned();
+
+    // A hung instance: subscribed to the questions, never answering.
+    let mut hung = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+    hung.write_all(b"SUBSCRIBE fixrx-admin#ask\r\n").unwrap();
+    let mut buf = [0u8; 128];
+    let _ = hung.read(&mut buf).unwrap();
+    let asked = std::time::Instant::now();
+    let (status, overview) = admin_get(&a, "/admin/api/overview").await;
+    let waited = asked.elapsed();
+    assert_eq!(status, 200);
+    assert_eq!(overview["cluster"]["missing"], 1, "{overview}");
+    assert_eq!(overview["cluster"]["instances"], 1);
+    assert_eq!(overview["cluster"]["connections"], 1, "what answered is still shown");
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(3), "{waited:?}");
+    let (_, found) = admin_get(&a, "/admin/api/lookup/user/u-m").await;
+    assert_eq!((found["connections"].as_u64(), found["missing"].as_u64()), (Some(1), Some(1)), "{found}");
+    drop(hung);
+
+    // Garbage, forged senders and answers to questions never asked: ignored.
+    for junk in [
+        "garbage",
+        "{}",
+        r#"{"req":1,"from":"../x","query":{"kind":"overview"}}"#,
+        r#"{"req":1,"from":"a b","query":{"kind":"drop"}}"#,
+    ] {
+        publish(&redis, "fixrx-admin#ask", junk);
+    }
+    let stray = r#"{"req":999999,"answer":{"instance":{"id":"x","host":"h","version":"1","startedAt":1,"uptimeSecs":1,"redis":"up","ready":true,"connections":1000,"websocket":1000,"polling":0}}}"#;
+    for junk in ["garbage", stray] {
+        publish(&redis, &format!("fixrx-admin#reply#{me}"), junk);
+    }
+    let mut overview = Value::Null;
+    for _ in 0..50 {
+        overview = admin_get(&a, "/admin/api/overview").await.1;
+        if overview["cluster"]["missing"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(overview["cluster"]["missing"], 0, "{overview}");
+    assert_eq!(
+        (overview["cluster"]["instances"].as_u64(), overview["cluster"]["connections"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(still_served_http(&a).await);
+}
+
+async fn still_served_http(app: &TestApp) -> bool {
+    app.http.get(app.url("/health")).send().await.is_ok_and(|r| r.status() == 200)
+}
