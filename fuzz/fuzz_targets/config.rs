@@ -65,6 +65,7 @@ const VARS: &[&str] = &[
     "CHAT_HOOK_TIMEOUT_MS",
     "TRUSTED_PROXIES",
     "REDIS_CLUSTER_URLS",
+    "ADMIN_TOKEN",
 ];
 
 const NUMBERS: &[&str] = &[
@@ -284,10 +285,18 @@ fn check(vars: &HashMap<String, String>, c: &Config) {
     secrets.extend(get("JWT_SECRET"));
     secrets.extend(get("REDIS_URL"));
     secrets.extend(c.api.tokens.iter().map(|t| t.expose_secret().to_owned()));
+    if let Some(admin) = &c.admin {
+        let token = admin.token.expose_secret();
+        assert!(!c.api.tokens.iter().any(|t| t.expose_secret() == token), "ADMIN_TOKEN equal to an API_TOKEN accepted");
+        if c.env == AppEnv::Production {
+            assert!(token.chars().count() >= 16, "a short ADMIN_TOKEN accepted in production");
+        }
+        secrets.push(token.to_owned());
+    }
     for s in secrets {
-        let elsewhere = vars
-            .iter()
-            .any(|(k, v)| !matches!(k.as_str(), "JWT_SECRET" | "REDIS_URL" | "API_TOKEN") && v.contains(s.as_str()));
+        let elsewhere = vars.iter().any(|(k, v)| {
+            !matches!(k.as_str(), "JWT_SECRET" | "REDIS_URL" | "API_TOKEN" | "ADMIN_TOKEN") && v.contains(s.as_str())
+        });
         if s.chars().count() >= 16 && !elsewhere && !default_debug().contains(s.as_str()) {
             assert!(!debug.contains(s.as_str()), "Debug prints the secret {s:?}: {debug}");
         }
