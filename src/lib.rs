@@ -12,6 +12,8 @@
 //! - [`hooks`]: what the backend hears (signed presence webhooks, one per transition
 //!   across instances) and is asked (the chat hook, before a message is relayed).
 //! - [`http`]: the REST API and the operator endpoints; [`http::ApiError`] maps errors.
+//! - [`admin`]: the admin console (`ADMIN_TOKEN`): its page, and an API that reads the
+//!   log and asks every instance.
 //! - [`app`]: assembles routes, Socket.IO and tower-http layers; [`scale`] picks the adapter.
 //! - [`run`]: serves on a bound listener until the shutdown future resolves.
 
