@@ -59,6 +59,18 @@ async fn admin_post(app: &TestApp, path: &str, body: Option<Value>) -> (u16, Val
     read(call(app, "POST", path, body, Some(&format!("Bearer {ADMIN_TOKEN}"))).await).await
 }
 
+/// Polls the overview until `done` holds (at most [`WAIT`]); returns the last one read.
+async fn overview_until(app: &TestApp, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, overview) = admin_get(app, "/admin/api/overview").await;
+        if done(&overview) || std::time::Instant::now() > deadline {
+            return overview;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn console_app() -> TestApp {
     spawn_app_with(&[("ADMIN_TOKEN", ADMIN_TOKEN), ("TRUSTED_PROXIES", "127.0.0.1")]).await
 }
@@ -188,14 +200,7 @@ async fn the_console_shows_connections_events_and_sockets_and_never_a_token_or_a
     let (status, emitted) = app.post_event(event_body("booking:created", "u-look", "v-look")).await;
     assert_eq!(status, 202);
     let id = emitted["id"].as_str().unwrap().to_owned();
-    let mut overview = Value::Null;
-    for _ in 0..40 {
-        overview = admin_get(&app, "/admin/api/overview").await.1;
-        if overview["events"]["latest"][0]["id"] == id.as_str() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let overview = overview_until(&app, |o| o["events"]["latest"][0]["id"] == id.as_str()).await;
     let latest = &overview["events"]["latest"][0];
     assert_eq!(latest["id"], id.as_str(), "{overview}");
     assert_eq!(latest["type"], "booking:created");
@@ -322,16 +327,9 @@ async fn with_redis_the_console_on_one_instance_shows_and_acts_on_both() {
 
     // A REST event through B shows in A's latest events (every instance reads the log).
     let (_, emitted) = b.post_event(event_body("payment:completed", "u-b", "v-b")).await;
-    let mut seen = false;
-    for _ in 0..40 {
-        let (_, o) = admin_get(&a, "/admin/api/overview").await;
-        if o["events"]["latest"].as_array().unwrap().iter().any(|e| e["id"] == emitted["id"]) {
-            seen = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(seen, "an event accepted by B is listed by A's console");
+    let listed =
+        |o: &Value| o["events"]["latest"].as_array().is_some_and(|l| l.iter().any(|e| e["id"] == emitted["id"]));
+    assert!(listed(&overview_until(&a, listed).await), "an event accepted by B is listed by A's console");
     on_b.expect_event("payment:completed").await;
 
     let (_, found) = admin_get(&a, "/admin/api/lookup/user/u-b").await;
@@ -344,14 +342,7 @@ async fn with_redis_the_console_on_one_instance_shows_and_acts_on_both() {
 
     // B gone: A lists itself alone, soon, and says nothing is missing (B stopped listening).
     b.stop().await;
-    let mut overview = Value::Null;
-    for _ in 0..60 {
-        overview = admin_get(&a, "/admin/api/overview").await.1;
-        if overview["cluster"]["instances"] == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let overview = overview_until(&a, |o| o["cluster"]["instances"] == 1).await;
     assert_eq!(overview["cluster"]["instances"], 1, "{overview}");
     assert_eq!(overview["cluster"]["connections"], 1);
 }
@@ -409,14 +400,7 @@ async fn an_instance_that_listens_but_never_answers_is_missing_and_garbage_on_th
     for junk in ["garbage", stray] {
         publish(&redis, &format!("fixrx-admin#reply#{me}"), junk);
     }
-    let mut overview = Value::Null;
-    for _ in 0..50 {
-        overview = admin_get(&a, "/admin/api/overview").await.1;
-        if overview["cluster"]["missing"] == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let overview = overview_until(&a, |o| o["cluster"]["missing"] == 0).await;
     assert_eq!(overview["cluster"]["missing"], 0, "{overview}");
     assert_eq!(
         (overview["cluster"]["instances"].as_u64(), overview["cluster"]["connections"].as_u64()),
