@@ -6,7 +6,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use axum::Router;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
@@ -45,9 +44,12 @@ pub enum BuildError {
     Hooks(#[from] crate::hooks::HooksError),
 }
 
+/// Every HTTP request's way in: the router inside the edge layers.
+pub type HttpService = tower::util::BoxCloneSyncService<Request, Response, std::convert::Infallible>;
+
 /// A built server, not yet serving.
 pub struct App<A: Adapter> {
-    pub router: Router,
+    pub service: HttpService,
     pub io: SocketIo<A>,
     pub state: AppState<A>,
 }
@@ -145,10 +147,12 @@ pub fn build<A: Adapter + DefinedAdapter>(
             .with_state(console);
         router = router.merge(admin_routes);
     }
-    let router = router
-        .layer(layer)
-        .layer(middleware::from_fn_with_state(HandshakeGuard::new(config, transports, forwarded), guard_handshake))
-        .layer(cors(&config.cors))
+    // The guard and the layers around it wrap the router from outside: axum's router
+    // keeps a copy of each request's URI (`OriginalUri`, whenever any crate in the build
+    // turns that feature on), and it must copy the head the guard detached, not a slice
+    // of hyper's read buffer that the session would then pin (see `detach_head`).
+    let service = tower::ServiceBuilder::new()
+        .layer(middleware::from_fn(http::unread_body::close_if_body_unread))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
@@ -158,9 +162,11 @@ pub fn build<A: Adapter + DefinedAdapter>(
                 // Errors are logged once, where they are mapped (ApiError), not again here.
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
-        .layer(middleware::from_fn(http::unread_body::close_if_body_unread));
+        .layer(cors(&config.cors))
+        .layer(middleware::from_fn_with_state(HandshakeGuard::new(config, transports, forwarded), guard_handshake))
+        .service(router.layer(layer));
 
-    Ok((App { router, io, state }, init))
+    Ok((App { service: HttpService::new(service), io, state }, init))
 }
 
 /// The admin console's shared state: what it reads, and how it reaches the other instances.

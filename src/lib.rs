@@ -79,14 +79,15 @@ pub async fn serve<A: Adapter>(
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let app::App { router, state, .. } = app;
+    let app::App { service, state, .. } = app;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let proxies = std::sync::Arc::new(config.trusted_proxies.clone());
     let listener = net::LimitedListener::new(listener, config.limits.connections, config.limits.write_stall, proxies);
-    let server = axum::serve(listener, router.into_make_service_with_connect_info::<net::ClientAddr>())
-        .with_graceful_shutdown(async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        });
+    let server =
+        axum::serve(listener, axum::ServiceExt::into_make_service_with_connect_info::<net::ClientAddr>(service))
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            });
     let mut server = tokio::spawn(async move { server.await });
 
     tokio::select! {

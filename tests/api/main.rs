@@ -17,6 +17,7 @@ mod hooks;
 mod hostile;
 mod idempotency;
 mod limits;
+mod memory;
 mod openapi;
 mod presence;
 mod property;

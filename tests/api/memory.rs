@@ -1,0 +1,43 @@
+//! What an idle connection holds must not depend on how the server is built. The test
+//! binary is built with the whole workspace's features (other members turn on axum's
+//! `original-uri`, under which axum's router copies each request's URI); if any copy of
+//! the opening request's head were a slice of hyper's read buffer, every session would
+//! pin that 8-16 KiB buffer for its whole life. This is a regression guard with a wide
+//! margin, not a benchmark: `docs/benchmarks.md` has the measured figures.
+
+use std::time::Duration;
+
+use crate::helpers::*;
+use crate::raw::{Binary, RawSocket};
+
+/// Sockets held for the measurement.
+const SOCKETS: u64 = 1_000;
+/// Bytes per idle connection above which the read buffer is taken to be pinned again
+/// (measured: about 21 KB without the pin, 29 KB with it).
+const PINNED: u64 = 25_000;
+
+#[tokio::test]
+async fn an_idle_connection_does_not_hold_on_to_its_opening_request_s_read_buffer() {
+    let server = Binary::start(&[("HANDSHAKES_PER_IP_PER_SEC", "0"), ("MAX_CONNECTIONS_PER_IP", "0")]).await;
+    // A few first, so the runtime's and allocator's one-time growth is not counted.
+    let mut held = Vec::new();
+    for i in 0..50 {
+        held.push(RawSocket::connect(server.addr, &user_token(&format!("warm{i}"))).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = server.rss_kib();
+    for i in 0..SOCKETS {
+        held.push(RawSocket::connect(server.addr, &user_token(&format!("idle{i}"))).await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = server.rss_kib();
+    let per_connection = after.saturating_sub(before) * 1024 / SOCKETS;
+    eprintln!("idle connections: RSS {before} -> {after} KiB, {per_connection} bytes each");
+    assert!(
+        per_connection < PINNED,
+        "{per_connection} bytes per idle connection: the opening request's read buffer is pinned again \
+         (see `detach_head` in src/app.rs and the layer order in `app::build`)"
+    );
+    assert!(per_connection > 0, "the sockets are really held");
+    drop(held);
+}
