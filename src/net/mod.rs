@@ -131,6 +131,10 @@ impl ConnHandle {
         self.closed.load(Ordering::Acquire)
     }
 
+    fn forget_reader(&self) {
+        self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
     fn wait_read(&self, cx: &Context<'_>) {
         let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         if !reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -279,6 +283,9 @@ impl AsyncWrite for CountedStream {
 
 impl Drop for CountedStream {
     fn drop(&mut self) {
+        // The handle may outlive the connection (a session's table entry): it must not
+        // keep the waker, which holds the finished connection task's whole allocation.
+        self.handle.forget_reader();
         // Only after a graceful shutdown of our side, and only while the peer may still
         // send: a dead peer, or one that already closed its side, is closed at once.
         if !self.write_closed || self.dead || self.peer_closed {
@@ -313,5 +320,49 @@ pub struct ClientAddr(pub SocketAddr, pub Arc<ConnHandle>);
 impl Connected<IncomingStream<'_, LimitedListener>> for ClientAddr {
     fn connect_info(stream: IncomingStream<'_, LimitedListener>) -> Self {
         ClientAddr(*stream.remote_addr(), stream.io().handle.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::Wake;
+
+    use axum::serve::Listener;
+    use tokio::io::ReadBuf;
+
+    use super::*;
+
+    struct CountingWaker;
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_lets_go_of_the_task_that_waited_on_it() {
+        let inner = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = inner.local_addr().expect("addr");
+        let limits = ConnLimits { total: None, per_ip: None };
+        let mut listener = LimitedListener::new(inner, limits, None, Arc::new(TrustedProxies::default()));
+        let _client = TcpStream::connect(addr).await.expect("connect");
+        let (mut stream, _) = listener.accept().await;
+        let handle = stream.handle.clone();
+
+        // A read with nothing to read parks the task: its waker is kept so a close can wake it.
+        let task = Arc::new(CountingWaker);
+        let waker = Waker::from(task.clone());
+        let mut buf = [0u8; 8];
+        let mut read = ReadBuf::new(&mut buf);
+        let poll = Pin::new(&mut stream).poll_read(&mut Context::from_waker(&waker), &mut read);
+        assert!(poll.is_pending());
+        drop(waker);
+        // Ours, the handle's, and tokio's I/O registration's.
+        assert_eq!(Arc::strong_count(&task), 3, "the handle keeps the parked task's waker");
+
+        // The handle outlives the connection (a session's table entry); the waker must not,
+        // or it keeps the finished connection task's whole allocation.
+        drop(stream);
+        assert_eq!(Arc::strong_count(&task), 1, "the waker outlived the connection");
+        drop(handle);
     }
 }

@@ -59,8 +59,36 @@ impl Transports {
         true
     }
 
-    /// The session ended.
+    /// The session ended (called when its socket disconnects): nothing of it is kept.
     pub fn forget(&self, sid: &str) {
         self.lock().remove(sid);
+    }
+
+    /// How many sessions are tracked.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_that_ended_is_forgotten_and_a_closed_one_refused_until_then() {
+        let transports = Transports::default();
+        let conn = Arc::new(ConnHandle::default());
+        transports.opened("s1", &conn);
+        assert_eq!(transports.len(), 1);
+        assert!(transports.seen("s1", &conn, true));
+        assert!(transports.close("s1"));
+        assert!(!transports.seen("s1", &conn, false), "a session we closed cannot go on");
+        transports.forget("s1");
+        assert_eq!(transports.len(), 0, "nothing is kept for a session that ended");
+        assert!(!transports.close("s1"));
     }
 }

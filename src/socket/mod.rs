@@ -100,6 +100,7 @@ pub async fn prepare<A: Adapter>(
                State(ctx): State<Arc<SocketCtx>>,
                State(hub): State<Arc<Hub<A>>>| {
             hub.detach(socket.id);
+            hub.transports().forget(&socket.id.to_string());
             if let (Some(presence), Some(Counted(who))) = (&ctx.presence, socket.extensions.remove::<Counted>()) {
                 presence.disconnected(&who);
             }
