@@ -67,6 +67,14 @@ enum Scenario {
         #[arg(long, default_value_t = 5.0)]
         hold_secs: f64,
     },
+    /// Open N sockets and hold them, drop them all at once and reconnect them all at once
+    /// (a deploy or a network blip), hold again; RSS per connection before and after.
+    ReconnectStorm {
+        #[arg(long)]
+        count: usize,
+        #[arg(long, default_value_t = 5.0)]
+        hold_secs: f64,
+    },
     /// N user sockets; REST `booking:status_changed` events open-loop at R/s to random users.
     RestFanout {
         #[arg(long)]
@@ -326,6 +334,12 @@ fn per(num: u64, den: u64) -> Option<f64> {
     (den > 0).then(|| num as f64 / den as f64)
 }
 
+/// The user-space share of the server's CPU between two readings.
+fn user_share(a: Snap, b: Snap) -> Option<f64> {
+    let total = cpu_delta(a.server, b.server);
+    (total > 0).then(|| b.server.user_us.saturating_sub(a.server.user_us) as f64 / total as f64)
+}
+
 fn cpu_delta(a: Sample, b: Sample) -> u64 {
     b.cpu_us.saturating_sub(a.cpu_us)
 }
@@ -381,11 +395,7 @@ fn check_fleet(f: &Fleet) -> anyhow::Result<()> {
 }
 
 async fn connections(ctx: &Ctx, count: usize, hold_secs: f64) -> anyhow::Result<Value> {
-    let specs = (0..count)
-        .map(|i| {
-            Ok(Spec { token: sign(&ctx.secret, &format!("u-conn-{i}"), "user", None)?, role: Role::Idle, sends: false })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let specs = idle_specs(ctx, count)?;
     let s0 = ctx.snap()?;
     let t0 = Instant::now();
     let fleet = open_fleet(ctx, specs).await;
@@ -401,6 +411,7 @@ async fn connections(ctx: &Ctx, count: usize, hold_secs: f64) -> anyhow::Result<
         "open_secs": open_secs,
         "handshakes_per_sec": opened as f64 / open_secs.max(1e-9),
         "server_cpu_us": cpu(s0, s1).0,
+        "server_user_share": user_share(s0, s1),
         "server_cpu_per_handshake_us": per(cpu(s0, s1).0, opened),
         "bench_cpu_us": cpu(s0, s1).1,
         "server_cpu_idle_hold_us": cpu(s1, s2).0,
@@ -409,6 +420,48 @@ async fn connections(ctx: &Ctx, count: usize, hold_secs: f64) -> anyhow::Result<
         "server_rss_per_connection_bytes":
             (opened > 0).then(|| (s2.server.rss_bytes as f64 - s0.server.rss_bytes as f64) / opened as f64),
         "dropped_during_hold": merged.dropped,
+    }))
+}
+
+fn idle_specs(ctx: &Ctx, count: usize) -> anyhow::Result<Vec<Spec>> {
+    (0..count)
+        .map(|i| {
+            Ok(Spec { token: sign(&ctx.secret, &format!("u-conn-{i}"), "user", None)?, role: Role::Idle, sends: false })
+        })
+        .collect()
+}
+
+async fn reconnect_storm(ctx: &Ctx, count: usize, hold_secs: f64) -> anyhow::Result<Value> {
+    let hold = Duration::from_secs_f64(hold_secs);
+    let s0 = ctx.snap()?;
+    let first = open_fleet(ctx, idle_specs(ctx, count)?).await;
+    tokio::time::sleep(hold).await;
+    let s1 = ctx.snap()?;
+    let first_figures = fleet_json(&first);
+    let first_dropped = close_fleet(first).await.dropped;
+    // Every socket gone at once, then every one back at once.
+    let t0 = Instant::now();
+    let again = open_fleet(ctx, idle_specs(ctx, count)?).await;
+    let reconnect_secs = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(hold).await;
+    let s2 = ctx.snap()?;
+    let again_figures = fleet_json(&again);
+    let opened = again.opened;
+    let merged = close_fleet(again).await;
+    let per_conn =
+        |s: Snap, n: u64| (n > 0).then(|| (s.server.rss_bytes as f64 - s0.server.rss_bytes as f64) / n as f64);
+    Ok(json!({
+        "sockets": again_figures,
+        "first_sockets": first_figures,
+        "reconnect_secs": reconnect_secs,
+        "server_cpu_per_reconnect_us": per(cpu(s1, s2).0, opened),
+        "server_user_share": user_share(s1, s2),
+        "server_rss_before_bytes": s0.server.rss_bytes,
+        "server_rss_first_bytes": s1.server.rss_bytes,
+        "server_rss_after_bytes": s2.server.rss_bytes,
+        "server_rss_per_connection_first_bytes": per_conn(s1, count as u64),
+        "server_rss_per_connection_bytes": per_conn(s2, opened),
+        "dropped_during_hold": merged.dropped + first_dropped,
     }))
 }
 
@@ -488,6 +541,7 @@ async fn deliveries(
         "duplicates": m.duplicates,
         "latency": latency_json(&m.latency),
         "server_cpu_us": cpu(s0, s1).0,
+        "server_user_share": user_share(s0, s1),
         "server_cpu_per_delivery_us": per(cpu(s0, s1).0, delivered),
         "bench_cpu_us": cpu(s0, s1).1,
         "server_cpu_sched_us": precise_cpu_us(s0, s1),
@@ -560,6 +614,7 @@ async fn chat(ctx: &Ctx, pairs: usize, rate: f64, seconds: f64) -> anyhow::Resul
         "ack_latency": latency_json(&users.ack),
         "relay_latency": latency_json(&vendors.latency),
         "server_cpu_us": cpu(s0, s1).0,
+        "server_user_share": user_share(s0, s1),
         "server_cpu_per_message_us": per(cpu(s0, s1).0, sent),
         "bench_cpu_us": cpu(s0, s1).1,
         "dropped_sockets": users.dropped + vendors.dropped,
@@ -575,6 +630,16 @@ fn summary(v: &Value) -> String {
             f("/sockets/failed"),
             f("/handshakes_per_sec"),
             f("/server_cpu_per_handshake_us"),
+            f("/server_rss_per_connection_bytes"),
+            f("/dropped_during_hold")
+        ),
+        "reconnect-storm" => format!(
+            "reconnect storm: reopened {} failed {} in {} s | server CPU {} µs/reconnect | RSS {} B/conn before, {} after | dropped {}",
+            f("/sockets/opened"),
+            f("/sockets/failed"),
+            f("/reconnect_secs"),
+            f("/server_cpu_per_reconnect_us"),
+            f("/server_rss_per_connection_first_bytes"),
             f("/server_rss_per_connection_bytes"),
             f("/dropped_during_hold")
         ),
@@ -655,6 +720,11 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Connections { count, hold_secs } => {
             ("connections", json!({"count": count, "hold_secs": hold_secs}), connections(&ctx, count, hold_secs).await?)
         }
+        Scenario::ReconnectStorm { count, hold_secs } => (
+            "reconnect-storm",
+            json!({"count": count, "hold_secs": hold_secs}),
+            reconnect_storm(&ctx, count, hold_secs).await?,
+        ),
         Scenario::RestFanout { users, rate, seconds } => (
             "rest-fanout",
             json!({"users": users, "rate": rate, "seconds": seconds}),

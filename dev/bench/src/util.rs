@@ -70,6 +70,8 @@ pub struct Meter {
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
     pub cpu_us: u64,
+    /// The user-space part of `cpu_us` (the rest is the kernel's).
+    pub user_us: u64,
     pub rss_bytes: u64,
     /// CPU time of the threads alive now, ns, from `/proc/<pid>/task/*/schedstat`: exact
     /// where `cpu_us` has 10 ms ticks, but blind to threads that exit in between.
@@ -101,8 +103,8 @@ impl Meter {
         // Fields after the `)` closing comm: state is field 3, utime 14, stime 15.
         let after = stat.rsplit_once(')').map(|(_, r)| r).ok_or_else(|| anyhow::anyhow!("bad /proc stat"))?;
         let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks: u64 = fields.get(11).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
-            + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        let utime: u64 = fields.get(11).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        let ticks: u64 = utime + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
         let rss_kb = status
             .lines()
@@ -112,6 +114,7 @@ impl Meter {
             .unwrap_or(0);
         Ok(Sample {
             cpu_us: ticks * 1_000_000 / self.ticks_per_sec,
+            user_us: utime * 1_000_000 / self.ticks_per_sec,
             rss_bytes: rss_kb * 1024,
             sched_ns: self.sched_ns(),
         })
