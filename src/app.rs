@@ -113,6 +113,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
     let (layer, io) = crate::engine::builder(&config.ws_path, &config.socket)
         .with_state(ctx)
         .with_state(hub)
+        .with_state(crate::socket::expiry::Expiries::<A>::start())
         .with_adapter::<A>(adapter_state)
         .build_layer();
     // Middlewares run last-added first: authenticate, then prepare, then the CONNECT ack.
@@ -335,7 +336,25 @@ async fn guard_handshake(State(guard): State<HandshakeGuard>, mut req: Request, 
     next.run(req).await
 }
 
-/// Replaces the request's URI and headers with copies of their own.
+/// The headers a session's opening request keeps: what engineioxide reads to open the
+/// session (`Sec-WebSocket-Key`, the upgrade, a polling body's type) and what the
+/// handshake authenticates with. Cookies, user agents, `Accept-*` and the like are not
+/// read by anyone once the guard has run, and a browser's can weigh kilobytes.
+const KEPT_HEADERS: [header::HeaderName; 11] = [
+    header::HOST,
+    header::UPGRADE,
+    header::CONNECTION,
+    header::SEC_WEBSOCKET_KEY,
+    header::SEC_WEBSOCKET_VERSION,
+    header::SEC_WEBSOCKET_PROTOCOL,
+    header::AUTHORIZATION,
+    header::ORIGIN,
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+];
+
+/// Replaces the request's URI and the headers it keeps with copies of their own.
 ///
 /// hyper parses them as slices of the connection's read buffer (8 to 16 KiB), and
 /// engineioxide keeps the opening request's head for the whole session, so each session
@@ -344,11 +363,12 @@ async fn guard_handshake(State(guard): State<HandshakeGuard>, mut req: Request, 
 fn detach_head(req: &mut Request) {
     let headers = std::mem::take(req.headers_mut());
     let owned = req.headers_mut();
-    owned.reserve(headers.len());
     for (name, value) in &headers {
-        let copy = HeaderValue::from_bytes(value.as_bytes());
-        if let (Ok(name), Ok(value)) = (header::HeaderName::from_bytes(name.as_str().as_bytes()), copy) {
-            owned.append(name, value);
+        if !KEPT_HEADERS.contains(name) {
+            continue;
+        }
+        if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+            owned.append(name.clone(), value);
         }
     }
     if let Ok(uri) = axum::http::Uri::try_from(req.uri().to_string()) {

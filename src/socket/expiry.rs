@@ -1,60 +1,102 @@
 //! Live tokens: a socket is disconnected when its token expires, unless it sent
 //! `auth:refresh` with a fresh token for the same identity first.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
-use tokio::sync::watch;
+use socketioxide::socket::Sid;
+use tokio::sync::Notify;
 
 use super::SocketCtx;
 use super::handlers::{Ack, admit, send};
 use crate::auth::Identity;
 
-/// The expiry of one socket's token; `None` once the socket is gone.
-pub struct ExpiryWatch {
-    tx: watch::Sender<Option<u64>>,
-}
+/// How long the watcher sleeps at most, so it notices when its server is gone.
+const IDLE_CHECK: Duration = Duration::from_secs(5);
 
-impl ExpiryWatch {
-    /// Ends the watcher task: the socket disconnected.
-    pub fn closed(&self) {
-        let _ = self.tx.send(None);
-    }
-
-    fn refreshed(&self, exp: u64) {
-        let _ = self.tx.send(Some(exp));
-    }
+/// Every socket's token expiry on this instance, watched by one task: a timer per
+/// socket would cost each connection a task, a channel and a timer entry.
+pub struct Expiries<A: Adapter> {
+    due: Mutex<BTreeMap<(u64, Sid), SocketRef<A>>>,
+    /// Woken when a socket with an earlier expiry than all others is added.
+    earlier: Notify,
 }
 
 fn now_secs() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
-/// Starts the task that disconnects the socket at `exp` (Unix seconds).
-pub fn watch<A: Adapter>(socket: &SocketRef<A>, exp: u64) {
-    let (tx, mut rx) = watch::channel(Some(exp));
-    socket.extensions.insert(Arc::new(ExpiryWatch { tx }));
-    let socket = socket.clone();
-    tokio::spawn(async move {
-        loop {
-            let Some(exp) = *rx.borrow_and_update() else { return };
-            let left = exp as f64 - now_secs();
-            if left <= 0.0 {
-                tracing::info!(sid = %crate::socket::log_id(socket.id), exp, "token expired: disconnecting");
-                // Tell the client why before closing, so it can fetch a fresh token.
-                let _ = socket.emit("auth:expired", &json!({ "exp": exp }));
-                let _ = socket.disconnect();
-                return;
-            }
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs_f64(left)) => {}
-                changed = rx.changed() => if changed.is_err() { return },
-            }
+impl<A: Adapter> Expiries<A> {
+    /// Starts the watcher; it ends once the returned value is dropped.
+    pub fn start() -> Arc<Expiries<A>> {
+        let expiries = Arc::new(Expiries { due: Mutex::new(BTreeMap::new()), earlier: Notify::new() });
+        tokio::spawn(watch_all(Arc::downgrade(&expiries)));
+        expiries
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(u64, Sid), SocketRef<A>>> {
+        self.due.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Disconnects `socket` at `exp` (Unix seconds), unless it refreshes or leaves first.
+    pub fn watch(&self, socket: &SocketRef<A>, exp: u64) {
+        let mut due = self.lock();
+        let first = due.keys().next().is_none_or(|&(next, _)| exp < next);
+        due.insert((exp, socket.id), socket.clone());
+        drop(due);
+        if first {
+            self.earlier.notify_one();
         }
-    });
+    }
+
+    /// The socket's token now expires at `new` instead of `old`.
+    fn refreshed(&self, socket: &SocketRef<A>, old: u64, new: u64) {
+        self.lock().remove(&(old, socket.id));
+        self.watch(socket, new);
+    }
+
+    /// The socket is gone: nothing to watch.
+    pub fn closed(&self, sid: Sid, exp: u64) {
+        self.lock().remove(&(exp, sid));
+    }
+
+    /// Takes the sockets whose token has expired; returns when the next one does.
+    fn take_due(&self, now: f64) -> (Vec<(u64, SocketRef<A>)>, Option<u64>) {
+        let mut due = self.lock();
+        let mut expired = Vec::new();
+        while let Some(entry) = due.first_entry() {
+            let exp = entry.key().0;
+            if exp as f64 > now {
+                return (expired, Some(exp));
+            }
+            expired.push((exp, entry.remove()));
+        }
+        (expired, None)
+    }
+}
+
+/// Disconnects each socket when its token expires, telling it why first.
+async fn watch_all<A: Adapter>(expiries: Weak<Expiries<A>>) {
+    loop {
+        let Some(e) = expiries.upgrade() else { return };
+        let now = now_secs();
+        let (expired, next) = e.take_due(now);
+        for (exp, socket) in expired {
+            tracing::info!(sid = %crate::socket::log_id(socket.id), exp, "token expired: disconnecting");
+            // Tell the client why before closing, so it can fetch a fresh token.
+            let _ = socket.emit("auth:expired", &json!({ "exp": exp }));
+            let _ = socket.disconnect();
+        }
+        let wait = next.map_or(IDLE_CHECK, |exp| Duration::from_secs_f64((exp as f64 - now).max(0.0)).min(IDLE_CHECK));
+        tokio::select! {
+            () = e.earlier.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
 }
 
 /// `auth:refresh { token }`: a fresh token for the same identity extends the socket's life.
@@ -63,6 +105,7 @@ pub async fn refresh<A: Adapter>(
     TryData(data): TryData<Value>,
     ack: AckSender<A>,
     State(ctx): State<Arc<SocketCtx>>,
+    State(expiries): State<Arc<Expiries<A>>>,
 ) {
     if let Err(answer) = admit(&socket, "auth:refresh") {
         return send(&socket, ack, "auth:refresh", answer);
@@ -82,10 +125,9 @@ pub async fn refresh<A: Adapter>(
             }
             Ok(fresh) => {
                 let exp = fresh.exp;
+                let old = current.exp;
                 socket.extensions.insert(fresh);
-                if let Some(watch) = socket.extensions.get::<Arc<ExpiryWatch>>() {
-                    watch.refreshed(exp);
-                }
+                expiries.refreshed(&socket, old, exp);
                 tracing::debug!(sid = %crate::socket::log_id(socket.id), exp, "token refreshed");
                 Ack::ok(json!({ "exp": exp }))
             }

@@ -1,7 +1,7 @@
 //! Client-side Socket.IO: what happens when a client connects, and the events it may send.
 
 mod chat;
-mod expiry;
+pub mod expiry;
 mod handlers;
 mod limit;
 
@@ -98,14 +98,15 @@ pub async fn prepare<A: Adapter>(
         async |socket: SocketRef<A>,
                reason: DisconnectReason,
                State(ctx): State<Arc<SocketCtx>>,
-               State(hub): State<Arc<Hub<A>>>| {
+               State(hub): State<Arc<Hub<A>>>,
+               State(expiries): State<Arc<expiry::Expiries<A>>>| {
             hub.detach(socket.id);
             hub.transports().forget(&socket.id.to_string());
             if let (Some(presence), Some(Counted(who))) = (&ctx.presence, socket.extensions.remove::<Counted>()) {
                 presence.disconnected(&who);
             }
-            if let Some(watch) = socket.extensions.get::<Arc<expiry::ExpiryWatch>>() {
-                watch.closed();
+            if let Some(identity) = socket.extensions.get::<Identity>() {
+                expiries.closed(socket.id, identity.exp);
             }
             ctx.metrics.connections.dec();
             tracing::info!(sid = %crate::socket::log_id(socket.id), ?reason, "client disconnected");
@@ -120,6 +121,7 @@ pub async fn on_connect<A: Adapter>(
     socket: SocketRef<A>,
     State(ctx): State<Arc<SocketCtx>>,
     State(hub): State<Arc<Hub<A>>>,
+    State(expiries): State<Arc<expiry::Expiries<A>>>,
 ) {
     ctx.metrics.connections.inc();
     let (Some(identity), Some(ticket)) = (socket.extensions.get::<Identity>(), socket.extensions.get::<Ticket>())
@@ -131,15 +133,19 @@ pub async fn on_connect<A: Adapter>(
         hub.detach(socket.id);
         return;
     }
-    expiry::watch(&socket, identity.exp);
+    expiries.watch(&socket, identity.exp);
     let rooms: Vec<String> = identity.own_rooms().iter().map(|r| r.name()).collect();
     let ip = client_ip(&socket).map(|ip| ip.to_string()).unwrap_or_default();
     tracing::info!(sid = %crate::socket::log_id(socket.id), user = %identity.user_id, role = identity.role.as_str(), ?rooms, %ip, transport = ?socket.transport_type(), "client connected");
     let request = socket.extensions.get::<OffsetsRequest>();
     recover(&hub, ctx.publisher.history(), &socket, ticket, rooms, request).await;
-    // Gone while being attached: on_disconnect may have run before the attach.
+    // Gone while being attached: on_disconnect may have run before the attach (and
+    // before the expiry watch, which would otherwise hold the socket until its `exp`).
     if !socket.connected() {
         hub.detach(socket.id);
+        if let Some(current) = socket.extensions.get::<Identity>() {
+            expiries.closed(socket.id, current.exp);
+        }
     }
 }
 

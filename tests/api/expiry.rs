@@ -47,3 +47,27 @@ async fn a_refresh_with_a_bad_or_foreign_token_is_refused() {
     }
     assert_eq!(user.ack("ping", json!({})).await["pong"], true);
 }
+
+#[tokio::test]
+async fn each_socket_expires_on_time_whatever_the_others_expiries() {
+    let app = spawn_app().await;
+    // One watcher serves every socket: a later expiry must not delay an earlier one
+    // added after it, and a socket that left must not be disconnected for it.
+    let mut late = connect(&app, TokenAt::Auth(short_token("late", 40))).await.unwrap();
+    let gone = connect(&app, TokenAt::Auth(short_token("gone", 2))).await.unwrap();
+    let _ = gone.client.disconnect().await;
+    let started = std::time::Instant::now();
+    let mut soon = connect(&app, TokenAt::Auth(short_token("soon", 2))).await.unwrap();
+    soon.expect_event_within("auth:expired", Duration::from_secs(4)).await;
+    soon.expect_disconnect().await;
+    assert!(started.elapsed() < Duration::from_millis(3_500), "expired after {:?}", started.elapsed());
+    late.expect_nothing().await;
+    assert_eq!(late.ack("ping", json!({})).await["pong"], true);
+    // The refreshed socket is watched at its new expiry only.
+    let mut refreshed = connect(&app, TokenAt::Auth(short_token("r", 2))).await.unwrap();
+    let ack = refreshed.ack("auth:refresh", json!({ "token": short_token("r", 3) })).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    assert_eq!(refreshed.ack("ping", json!({})).await["pong"], true, "alive past its first expiry");
+    refreshed.expect_event_within("auth:expired", Duration::from_secs(3)).await;
+}
