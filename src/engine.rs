@@ -12,8 +12,8 @@ use crate::config::SocketConfig;
 /// Initial size of each WebSocket's read buffer, and the most read per system call.
 /// Kept by every idle connection; client messages are small (events, chat), and a
 /// larger frame still gets a buffer of its full length reserved by tungstenite.
-/// 1 KiB instead of engineioxide's 4 KiB default: 3 KiB less RSS per idle connection.
-const WS_READ_BUFFER: usize = 1024;
+/// 512 bytes instead of engineioxide's 4 KiB default: 3.5 KiB less RSS per idle connection.
+const WS_READ_BUFFER: usize = 512;
 
 /// A Socket.IO builder at `path` with our transport settings and limits:
 /// - one incoming message at most `max_payload` bytes on every transport (long-polling

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use socketioxide::adapter::Adapter;
-use socketioxide::extract::{SocketRef, State};
+use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
 use socketioxide::socket::DisconnectReason;
 
 use crate::auth::{Identity, JwtVerifier};
@@ -87,13 +87,7 @@ pub async fn prepare<A: Adapter>(
     if let Some(limit) = ctx.rate_limit {
         socket.extensions.insert(Arc::new(SocketLimiter::new(limit, ctx.flood_disconnect_after)));
     }
-    socket.on("ping", handlers::ping::<A>);
-    socket.on("join", handlers::join::<A>);
-    socket.on("leave", handlers::leave::<A>);
-    socket.on("chat:send", chat::chat_send::<A>);
-    socket.on("chat:typing", chat::chat_typing::<A>);
-    socket.on("auth:refresh", expiry::refresh::<A>);
-    socket.on_fallback(handlers::unknown::<A>);
+    socket.on_fallback(dispatch::<A>);
     socket.on_disconnect(
         async |socket: SocketRef<A>,
                reason: DisconnectReason,
@@ -114,6 +108,31 @@ pub async fn prepare<A: Adapter>(
     );
     Ok(())
 }
+
+/// The client events, by name ([`CLIENT_EVENTS`]). One handler for all of them: a
+/// handler per event costs every socket a table of its own (about 350 bytes).
+async fn dispatch<A: Adapter>(
+    socket: SocketRef<A>,
+    Event(event): Event,
+    data: TryData<serde_json::Value>,
+    ack: AckSender<A>,
+    ctx: State<Arc<SocketCtx>>,
+    hub: State<Arc<Hub<A>>>,
+    expiries: State<Arc<expiry::Expiries<A>>>,
+) {
+    match event.as_str() {
+        "ping" => handlers::ping(socket, ack).await,
+        "join" => handlers::join(socket, data, ack, hub).await,
+        "leave" => handlers::leave(socket, data, ack, hub).await,
+        "chat:send" => chat::chat_send(socket, data, ack, ctx).await,
+        "chat:typing" => chat::chat_typing(socket, data, ack).await,
+        "auth:refresh" => expiry::refresh(socket, data, ack, ctx, expiries).await,
+        _ => handlers::unknown(socket, Event(event), ack).await,
+    }
+}
+
+/// The events a client may send.
+pub const CLIENT_EVENTS: [&str; 6] = ["ping", "join", "leave", "chat:send", "chat:typing", "auth:refresh"];
 
 /// Runs once the client is connected: starts the token-expiry watch, counts and logs it,
 /// then starts delivery to it (after a recovery when it sent `auth.offsets`).

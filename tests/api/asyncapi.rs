@@ -17,10 +17,8 @@ use serde_json::{Map, Value, json};
 const NON_CATALOG_SERVER_EVENTS: [&str; 5] =
     ["chat:message", "chat:typing", "recovery", "auth:expired", fixrx_realtime::emit::ADMIN_TEST];
 
-/// The client events registered with `socket.on(...)` in `prepare` (src/socket/mod.rs);
-/// the crate does not export the list. `client_events_are_the_ones_the_socket_registers`
-/// keeps this copy in step with that file.
-const CLIENT_EVENTS: [&str; 6] = ["ping", "join", "leave", "chat:send", "chat:typing", "auth:refresh"];
+/// The client events the socket dispatches (src/socket/mod.rs `dispatch`).
+const CLIENT_EVENTS: [&str; 6] = fixrx_realtime::socket::CLIENT_EVENTS;
 
 fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
@@ -123,16 +121,16 @@ fn the_asyncapi_document_receives_exactly_the_client_events() {
 }
 
 #[test]
-fn client_events_are_the_ones_the_socket_registers() {
-    // `socket.on("<name>", handler)` in src/socket/mod.rs; the fallback (`on_fallback`)
-    // answers every other name with `unknown_event`.
+fn client_events_are_the_ones_the_socket_dispatches() {
+    // The `"<name>" =>` arms of `dispatch` in src/socket/mod.rs; its `_` arm answers every
+    // other name with `unknown_event`.
     let source = read("src/socket/mod.rs");
-    let registered: BTreeSet<String> = source
-        .split("socket.on(\"")
-        .skip(1)
-        .filter_map(|rest| rest.split_once('"').map(|(name, _)| name.to_owned()))
+    let body = source.split("async fn dispatch<").nth(1).and_then(|rest| rest.split("\n}\n").next()).unwrap();
+    let dispatched: BTreeSet<String> = body
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix('"')?.split_once("\" =>").map(|(name, _)| name.to_owned()))
         .collect();
-    assert_eq!(registered, names(CLIENT_EVENTS), "src/socket/mod.rs registers other client events than the test lists");
+    assert_eq!(dispatched, names(CLIENT_EVENTS), "`dispatch` handles other client events than CLIENT_EVENTS names");
 }
 
 #[test]

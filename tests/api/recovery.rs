@@ -35,7 +35,11 @@ async fn connect_peer(app: &TestApp, token: &str, offsets: Option<&Map<String, V
 impl Peer {
     /// The next event (name, payload), keeping its offsets; anything else fails the test.
     async fn event(&mut self) -> (String, Value) {
-        match tokio::time::timeout(WAIT, self.rx.recv()).await {
+        self.event_within(WAIT).await
+    }
+
+    async fn event_within(&mut self, wait: Duration) -> (String, Value) {
+        match tokio::time::timeout(wait, self.rx.recv()).await {
             Ok(Some(Seen::Event(name, payload))) => {
                 if let Some(offsets) = payload.get("offsets").and_then(Value::as_object) {
                     self.offsets.extend(offsets.clone());
@@ -61,7 +65,8 @@ impl Peer {
     async fn replay(&mut self) -> (Vec<String>, Value) {
         let mut ids = Vec::new();
         loop {
-            let (name, mut payload) = self.event().await;
+            // A replay of megabytes can stall for seconds on a loaded machine.
+            let (name, mut payload) = self.event_within(SLOW).await;
             if name == "recovery" {
                 // Its positions (one per own room) were kept by `event`; compare the rest.
                 let offsets = payload.as_object_mut().and_then(|o| o.remove("offsets"));
