@@ -13,10 +13,18 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> RedisServer {
-        let port = free_port();
-        let mut server = RedisServer { port, child: None };
-        server.restart();
-        server
+        // The port was free a moment ago; another test's server may take it first, and
+        // then ours exits while the PING is answered by theirs: try another port.
+        for _ in 0..5 {
+            let mut server = RedisServer { port: free_port(), child: None };
+            server.restart();
+            // A server that lost the port exits within milliseconds of starting.
+            std::thread::sleep(Duration::from_millis(50));
+            if server.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None))) {
+                return server;
+            }
+        }
+        panic!("redis-server could not keep a port of its own in 5 tries");
     }
 
     pub fn url(&self) -> String {
@@ -62,11 +70,19 @@ impl RedisServer {
     /// returns the first line of the reply.
     pub fn command(&self, line: &str) -> String {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("redis answers");
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        // Generous: a loaded machine (the whole suite runs in parallel) can be slow to answer.
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
         stream.write_all(format!("{line}\r\n").as_bytes()).expect("command sent");
+        let mut reply = Vec::new();
         let mut buf = [0u8; 256];
-        let n = stream.read(&mut buf).unwrap_or(0);
-        String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_owned()
+        // Until the first line is whole: a reply may come in more than one read.
+        while !reply.windows(2).any(|w| w == b"\r\n") {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => reply.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&reply).lines().next().unwrap_or_default().to_owned()
     }
 }
 
