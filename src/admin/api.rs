@@ -1,8 +1,6 @@
 //! The console's routes. Every `/admin/api/` answer is JSON, never cached, and carries
 //! no client token, secret or socket id.
 
-use std::collections::BTreeMap;
-
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -82,9 +80,8 @@ struct HistoryState {
 }
 
 /// This instance first, then the others by host and id.
-fn gather(mut own: InstanceInfo, others: Vec<InstanceInfo>) -> Vec<InstanceInfo> {
+fn gather(mut own: InstanceInfo, mut others: Vec<InstanceInfo>) -> Vec<InstanceInfo> {
     own.is_self = true;
-    let mut others = others;
     others.sort_by(|a, b| (&a.host, &a.id).cmp(&(&b.host, &b.id)));
     std::iter::once(own).chain(others).collect()
 }
@@ -214,8 +211,7 @@ struct Sent {
 /// `{ "room": "user:42", "message"?: "..." }`, strictly: anything else is named back.
 pub fn test_body(body: &Value) -> Result<(Room, String), ApiError> {
     let Value::Object(fields) = body else { return Err(ApiError::validation("", "expected a JSON object")) };
-    let known: BTreeMap<&str, ()> = [("room", ()), ("message", ())].into();
-    if let Some(unknown) = fields.keys().find(|k| !known.contains_key(k.as_str())) {
+    if let Some(unknown) = fields.keys().find(|k| !["room", "message"].contains(&k.as_str())) {
         return Err(ApiError::validation(unknown.clone(), "unknown field"));
     }
     let Some(Value::String(room)) = fields.get("room") else {
