@@ -119,7 +119,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
     // Middlewares run last-added first: authenticate, then prepare, then the CONNECT ack.
     let init = io.ns("/", on_connect::<A>.with(prepare::<A>).with(authenticate::<A>));
 
-    let state = AppState {
+    let state = AppState::new(http::Shared {
         emitter: Emitter::new(io.clone(), publisher),
         api: Arc::new(config.api.clone()),
         api_auth: Arc::new(ApiAuth::new(config.api.tokens.clone(), config.api.rate_limit)),
@@ -129,7 +129,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
         readiness: Arc::new(Readiness::new(bus.redis)),
         in_flight: Arc::new(InFlight::default()),
         hooks,
-    };
+    });
 
     // Every route of the OpenAPI document, and only those (plus development's token mint).
     let mut routes = http::openapi::routes::<A>();

@@ -1,5 +1,7 @@
 //! Client tokens: verification, claims, and the identity a socket carries.
 
+use std::sync::Arc;
+
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -125,9 +127,12 @@ fn lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>,
     Ok(Option::<serde_json::Value>::deserialize(d)?.filter(|v| !v.is_null()))
 }
 
-/// Verifies client tokens with the configured key. Cheap to clone.
+/// Verifies client tokens with the configured key. Cheap to clone: every request's
+/// state and every handshake's guard holds one.
 #[derive(Clone)]
-pub struct JwtVerifier {
+pub struct JwtVerifier(Arc<Keys>);
+
+struct Keys {
     key: DecodingKey,
     validation: Validation,
     /// Present only when tokens can be minted here (development secret).
@@ -168,7 +173,7 @@ impl JwtVerifier {
             required.push("iss");
         }
         validation.set_required_spec_claims(&required);
-        Ok(JwtVerifier { key, validation, dev_signer })
+        Ok(JwtVerifier(Arc::new(Keys { key, validation, dev_signer })))
     }
 
     /// Checks a token and returns the identity it proves.
@@ -179,7 +184,7 @@ impl JwtVerifier {
             return Err(TokenError::Missing);
         }
         let data =
-            jsonwebtoken::decode::<RawClaims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
+            jsonwebtoken::decode::<RawClaims>(token, &self.0.key, &self.0.validation).map_err(|e| match e.kind() {
                 K::ExpiredSignature => TokenError::Expired,
                 K::ImmatureSignature => TokenError::NotYetValid,
                 K::InvalidSignature => TokenError::BadSignature,
@@ -206,7 +211,7 @@ impl JwtVerifier {
 
     /// Signs a token with the development secret; `None` unless the server runs on it.
     pub fn mint_dev_token(&self, identity: &Identity) -> Option<String> {
-        let signer = self.dev_signer.as_ref()?;
+        let signer = self.0.dev_signer.as_ref()?;
         let mut claims = serde_json::json!({
             "sub": identity.user_id.as_str(),
             "role": identity.role.as_str(),

@@ -31,8 +31,25 @@ use crate::shutdown::InFlight;
 
 pub use error::ApiError;
 
-/// Everything the HTTP handlers share. Cheap to clone.
-pub struct AppState<A: Adapter> {
+/// Everything the HTTP handlers share, behind one `Arc`: axum clones the state for every
+/// layer and extractor of every request.
+pub struct AppState<A: Adapter>(Arc<Shared<A>>);
+
+impl<A: Adapter> AppState<A> {
+    pub fn new(shared: Shared<A>) -> AppState<A> {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl<A: Adapter> std::ops::Deref for AppState<A> {
+    type Target = Shared<A>;
+    fn deref(&self) -> &Shared<A> {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared<A: Adapter> {
     pub emitter: Emitter<A>,
     pub api: Arc<ApiConfig>,
     pub api_auth: Arc<ApiAuth>,
@@ -91,17 +108,7 @@ impl From<StoreError> for ApiError {
 
 impl<A: Adapter> Clone for AppState<A> {
     fn clone(&self) -> Self {
-        AppState {
-            emitter: self.emitter.clone(),
-            api: self.api.clone(),
-            api_auth: self.api_auth.clone(),
-            idempotency: self.idempotency.clone(),
-            metrics: self.metrics.clone(),
-            verifier: self.verifier.clone(),
-            readiness: self.readiness.clone(),
-            in_flight: self.in_flight.clone(),
-            hooks: self.hooks.clone(),
-        }
+        AppState(self.0.clone())
     }
 }
 
