@@ -466,6 +466,9 @@ fn normalize_origin(origin: &str) -> String {
         .to_owned()
 }
 
+/// The transport crates, quiet (`warn`) unless `RUST_LOG` or `DEBUG` names them.
+const UPSTREAM_TARGETS: [&str; 2] = ["socketioxide", "engineioxide"];
+
 fn parse_log(get: &impl Fn(&str) -> Option<String>) -> Result<LogConfig, ConfigError> {
     // Directives are trimmed: tracing-subscriber 0.3 mis-slices `info, a=debug` (space
     // after the comma) and can panic on non-ASCII there (found by fuzzing).
@@ -478,6 +481,15 @@ fn parse_log(get: &impl Fn(&str) -> Option<String>) -> Result<LogConfig, ConfigE
             filter.push_str(",socketioxide=debug,engineioxide=debug");
         } else if wants("engine") {
             filter.push_str(",engineioxide=debug");
+        }
+    }
+    // The transport crates open an info-level span for every connection and disconnection
+    // (`tracing::instrument` in socketioxide's `Client::on_connect`/`on_disconnect` and
+    // engineioxide's `EngineIo::close_session`): about 30 allocations per socket, formatted
+    // for nobody. They log at `warn` unless named here or turned on with `DEBUG`.
+    for upstream in UPSTREAM_TARGETS {
+        if !filter.contains(upstream) {
+            filter.push_str(&format!(",{upstream}=warn"));
         }
     }
     let valid = std::panic::catch_unwind(|| tracing_subscriber::EnvFilter::try_new(&filter).is_ok()).unwrap_or(false);

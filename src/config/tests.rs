@@ -113,14 +113,22 @@ fn rates_default_and_zero_turns_them_off() {
 fn log_directives_are_trimmed() {
     assert_eq!(
         config(&[("RUST_LOG", "info, fixrx_realtime=debug ,")]).unwrap().log.filter,
-        "info,fixrx_realtime=debug"
+        "info,fixrx_realtime=debug,socketioxide=warn,engineioxide=warn"
     );
 }
 
 #[test]
 fn debug_socket_io_turns_on_transport_logs() {
     let c = config(&[("DEBUG", "socket.io*")]).unwrap();
-    assert!(c.log.filter.contains("socketioxide=debug"));
+    assert!(c.log.filter.contains("socketioxide=debug") && !c.log.filter.contains("socketioxide=warn"));
+    assert!(!c.log.filter.contains("engineioxide=warn"));
+}
+
+#[test]
+fn the_transport_crates_are_quiet_unless_named() {
+    assert_eq!(config(&[]).unwrap().log.filter, "info,socketioxide=warn,engineioxide=warn");
+    let named = config(&[("RUST_LOG", "debug,engineioxide=trace")]).unwrap().log.filter;
+    assert_eq!(named, "debug,engineioxide=trace,socketioxide=warn");
 }
 
 #[test]
