@@ -17,6 +17,8 @@
 //! - [`app`]: assembles routes, Socket.IO and tower-http layers; [`scale`] picks the adapter.
 //! - [`run`]: serves on a bound listener until the shutdown future resolves.
 
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod app;
 pub mod auth;

@@ -34,6 +34,9 @@ JWT_SECRET = "bench-secret-0123456789abcdef0123456789"
 API_TOKEN = "bench-api-token"
 
 BOTH = ("ours", "node")
+# `--floor` adds dev/floor-server (the stack alone: axum, socketioxide on our engine
+# settings, jsonwebtoken, doing each scenario's minimum) to these runs.
+FLOOR_RUNS = ("connections", "reconnect-storm", "rest-fanout", "broadcast", "chat")
 # Side by side, in this order (reversed every other round): each pair on/off adjacent.
 HISTORY_VARIANTS = ("ours", "ours-nohist", "ours-redis", "ours-redis-nohist")
 RECOVERY_VARIANTS = ("ours", "ours-redis")
@@ -268,6 +271,9 @@ def run(bench, targets, variant, name, spec, workers):
     redis, aux = None, []
     if variant == "node":
         proc, url = start_node(targets["node"])
+    elif variant == "floor":
+        env = {}
+        proc, url = start_ours(targets["floor"], workers, env)
     else:
         env = dict(VARIANTS[variant]["env"])
         if VARIANTS[variant]["redis"]:
@@ -294,6 +300,8 @@ def run(bench, targets, variant, name, spec, workers):
             result["server_build"] = os.path.basename(targets["ours"])
             result["server_env"] = {k: v for k, v in env.items() if k != "REDIS_URL"}
             result["server_redis"] = bool(redis)
+        if variant == "floor":
+            result["server_build"] = os.path.basename(targets["floor"])
         return result
     finally:
         stop(proc)
@@ -347,6 +355,17 @@ def print_node_table(results):
             text, met = target
             verdict = f"{text}: {'met' if met(node, ours) else 'NOT met'}"
         print(f"{label:42} {num(node)} {num(ours)} {quotient(node, ours, 10)}  {verdict}")
+
+
+def print_floor_table(results):
+    if not any(r["server_name"] == "floor" for r in results):
+        return
+    print(f"\n{'figure (the stack alone: floor-server)':42} {'floor':>12} {'ours':>12} {'ours/floor':>10}")
+    for name, label, path, _ in FIGURES:
+        medians = medians_of(results, name, path, ("ours", "floor"))
+        if "floor" in medians and "ours" in medians:
+            print(f"{label:42} {num(medians['floor'])} {num(medians['ours'])} "
+                  f"{quotient(medians['ours'], medians['floor'], 10)}")
 
 
 def paired(results, name, path, on, off):
@@ -419,6 +438,9 @@ def main():
     parser.add_argument("--build", choices=("user", "workspace"), default="user",
                         help="how our server is built: `user` as the Dockerfile builds it (the server "
                              "alone), or `workspace` (cargo build --workspace, every member's features)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run dev/floor-server, the stack alone, on " + ", ".join(FLOOR_RUNS) +
+                             ": what the same work costs without our code")
     parser.add_argument("--debug", action="store_true", help="use debug builds (CI smoke runs)")
     parser.add_argument("--out", default=os.path.join(ROOT, "target", "bench", "results.jsonl"))
     opts = parser.parse_args()
@@ -435,7 +457,8 @@ def main():
         if name not in SIZES[opts.size]:
             parser.error(f"unknown run `{name}`")
         spec = dict(SIZES[opts.size][name])
-        spec["servers"] = tuple(v for v in spec["servers"] if wanted is None or v in wanted)
+        servers = spec["servers"] + (("floor",) if opts.floor and name in FLOOR_RUNS else ())
+        spec["servers"] = tuple(v for v in servers if wanted is None or v in wanted or v == "floor")
         specs.append((name, spec))
 
     profile = "debug" if opts.debug else "release"
@@ -450,11 +473,13 @@ def main():
     import shutil
     shutil.copy2(os.path.join(ROOT, "target", profile, "fixrx-realtime"), server_bin)
     subprocess.run(["cargo", "build", "-p", "bench"] + release, cwd=ROOT, check=True)
+    if opts.floor:
+        subprocess.run(["cargo", "build", "-p", "floor-server"] + release, cwd=ROOT, check=True)
     node_dir = os.path.join(ROOT, "dev", "bench", "node-baseline")
     if any("node" in spec["servers"] for _, spec in specs):
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=node_dir, check=True)
     bench = os.path.join(ROOT, "target", profile, "bench")
-    targets = {"ours": server_bin, "node": node_dir}
+    targets = {"ours": server_bin, "node": node_dir, "floor": os.path.join(ROOT, "target", profile, "floor-server")}
     os.makedirs(os.path.dirname(opts.out), exist_ok=True)
 
     results, failures = [], []
@@ -476,6 +501,7 @@ def main():
                     print(f"{name:17} round {round_no} {variant:17} done", file=sys.stderr)
 
     print_node_table(results)
+    print_floor_table(results)
     print_history_table(results)
     print_recovery_table(results)
     workers = "unset (the default)" if opts.ours_workers is None else opts.ours_workers
