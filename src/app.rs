@@ -152,17 +152,25 @@ pub fn build<A: Adapter + DefinedAdapter>(
     // keeps a copy of each request's URI (`OriginalUri`, whenever any crate in the build
     // turns that feature on), and it must copy the head the guard detached, not a slice
     // of hyper's read buffer that the session would then pin (see `detach_head`).
+    // Request spans only when the log filter (fixed at start-up) would keep them: the
+    // layer costs about 2 % of a REST event's CPU even with its spans disabled.
+    let trace = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+        tower::ServiceBuilder::new()
+            .map_response(IntoResponse::into_response)
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|req: &Request| {
+                        // The path only: a handshake query may carry a token.
+                        tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
+                    })
+                    // Errors are logged once, where they are mapped (ApiError), not again here.
+                    .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+            )
+            .into_inner()
+    });
     let service = tower::ServiceBuilder::new()
         .layer(middleware::from_fn(http::unread_body::close_if_body_unread))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &Request| {
-                    // The path only: a handshake query may carry a token.
-                    tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
-                })
-                // Errors are logged once, where they are mapped (ApiError), not again here.
-                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
-        )
+        .option_layer(trace)
         .layer(cors(&config.cors))
         .layer(middleware::from_fn_with_state(HandshakeGuard::new(config, transports, forwarded), guard_handshake))
         .service(router.layer(layer));
