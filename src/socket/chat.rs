@@ -28,6 +28,17 @@ fn rejected(reason: Option<String>) -> Ack {
     Ack::err("rejected", reason.unwrap_or_else(|| "the backend rejected the message".to_owned()))
 }
 
+/// `{ ok: true, message }`, serialized straight from the message.
+fn sent(message: &crate::chat::ChatMessage) -> Ack {
+    #[derive(serde::Serialize)]
+    struct Sent<'a> {
+        ok: bool,
+        message: &'a crate::chat::ChatMessage,
+    }
+    // The message is on its way either way: never answer a failure the client would retry.
+    serde_json::value::to_raw_value(&Sent { ok: true, message }).map_or_else(|_| Ack::ok(json!({})), Ack::Raw)
+}
+
 fn refuse(e: ChatError) -> Ack {
     Ack::err(e.code(), e.to_string())
 }
@@ -51,7 +62,7 @@ async fn relay<A: Adapter>(
     match publisher.chat(&message, Some(socket.id)).await {
         Ok(published) => {
             tracing::debug!(sid = %crate::socket::log_id(socket.id), id = %message.id, rooms = ?published.rooms, "chat message relayed");
-            Ack::ok(json!({ "message": message }))
+            sent(&message)
         }
         Err(EmitError::Rejected(reason)) => rejected(reason),
         Err(EmitError::HookUnavailable(_)) => {

@@ -23,6 +23,8 @@ use crate::events::room::RoomKind;
 #[serde(untagged)]
 pub enum Ack {
     Ok(Value),
+    /// `{ ok: true, ... }` serialized already (the chat ack: no `Value` tree built for it).
+    Raw(Box<serde_json::value::RawValue>),
     Err { ok: bool, error: &'static str, message: String },
 }
 
