@@ -25,7 +25,11 @@ pub enum Ack {
     Ok(Value),
     /// `{ ok: true, ... }` serialized already (the chat ack: no `Value` tree built for it).
     Raw(Box<serde_json::value::RawValue>),
-    Err { ok: bool, error: &'static str, message: String },
+    Err {
+        ok: bool,
+        error: &'static str,
+        message: String,
+    },
 }
 
 impl Ack {

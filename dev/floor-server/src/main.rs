@@ -86,10 +86,7 @@ async fn run() -> Result<(), String> {
         let keys = verifier.clone();
         async move { connect(socket, auth.ok(), &keys) }
     });
-    let app = Router::new()
-        .route("/api/v1/events", post(post_event))
-        .with_state(Floor { io, keys })
-        .layer(layer);
+    let app = Router::new().route("/api/v1/events", post(post_event)).with_state(Floor { io, keys }).layer(layer);
 
     let listener = TcpListener::bind((config.host, config.port)).await.map_err(|e| format!("cannot listen: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -108,8 +105,8 @@ async fn run() -> Result<(), String> {
 
 /// Verifies the token and joins the socket's own room, or disconnects it.
 fn connect(socket: SocketRef, auth: Option<Auth>, keys: &Keys) {
-    let claims = auth.and_then(|a| jsonwebtoken::decode::<Claims>(&a.token, &keys.key, &keys.validation).ok())
-        .map(|t| t.claims);
+    let claims =
+        auth.and_then(|a| jsonwebtoken::decode::<Claims>(&a.token, &keys.key, &keys.validation).ok()).map(|t| t.claims);
     let room = match claims {
         Some(c) if c.role == "vendor" => c.vendor_id.map(|v| format!("vendor:{v}")),
         Some(c) => Some(format!("user:{}", c.sub)),
