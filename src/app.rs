@@ -148,10 +148,6 @@ pub fn build<A: Adapter + DefinedAdapter>(
             .with_state(console);
         router = router.merge(admin_routes);
     }
-    // The guard and the layers around it wrap the router from outside: axum's router
-    // keeps a copy of each request's URI (`OriginalUri`, whenever any crate in the build
-    // turns that feature on), and it must copy the head the guard detached, not a slice
-    // of hyper's read buffer that the session would then pin (see `detach_head`).
     // Request spans only when the log filter (fixed at start-up) would keep them: the
     // layer costs about 2 % of a REST event's CPU even with its spans disabled.
     let trace = tracing::enabled!(tracing::Level::DEBUG).then(|| {
@@ -168,6 +164,10 @@ pub fn build<A: Adapter + DefinedAdapter>(
             )
             .into_inner()
     });
+    // The guard and the layers around it wrap the router from outside: axum's router
+    // keeps a copy of each request's URI (`OriginalUri`, whenever any crate in the build
+    // turns that feature on), and it must copy the head the guard detached, not a slice
+    // of hyper's read buffer that the session would then pin (see `detach_head`).
     let service = tower::ServiceBuilder::new()
         .layer(middleware::from_fn(http::unread_body::close_if_body_unread))
         .option_layer(trace)

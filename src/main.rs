@@ -55,7 +55,7 @@ fn main() -> ExitCode {
 /// One glibc malloc arena for the whole process, unless `MALLOC_ARENA_MAX` says otherwise.
 /// glibc gives threads that contend for the heap arenas of their own (up to 8 per core),
 /// and idle connections' memory then spreads over partly empty arenas: one arena holds
-/// about 450 bytes less per idle connection, at no CPU cost the benchmarks can measure
+/// about 500 bytes less per idle connection, at no CPU cost the benchmarks can measure
 /// (docs/benchmarks.md).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
