@@ -167,7 +167,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
     // The guard and the layers around it wrap the router from outside: axum's router
     // keeps a copy of each request's URI (`OriginalUri`, whenever any crate in the build
     // turns that feature on), and it must copy the head the guard detached, not a slice
-    // of hyper's read buffer that the session would then pin (see `detach_head`).
+    // of hyper's read buffer that the session would then pin (see `net::head::detach`).
     let service = tower::ServiceBuilder::new()
         .layer(middleware::from_fn(http::unread_body::close_if_body_unread))
         .option_layer(trace)
@@ -327,7 +327,7 @@ async fn guard_handshake(State(guard): State<HandshakeGuard>, mut req: Request, 
                     }
                     req.extensions_mut().insert(client);
                 }
-                detach_head(&mut req);
+                crate::net::head::detach(&mut req);
             }
             Some(sid) => {
                 let conn = req.extensions().get::<ConnectInfo<ClientAddr>>().map(|c| c.0.1.clone());
@@ -344,61 +344,6 @@ async fn guard_handshake(State(guard): State<HandshakeGuard>, mut req: Request, 
     next.run(req).await
 }
 
-/// The headers a session's opening request keeps: what engineioxide reads to open the
-/// session (`Sec-WebSocket-Key`, the upgrade, a polling body's type) and what the
-/// handshake authenticates with. Cookies, user agents, `Accept-*` and the like are not
-/// read by anyone once the guard has run, and a browser's can weigh kilobytes.
-const KEPT_HEADERS: [header::HeaderName; 11] = [
-    header::HOST,
-    header::UPGRADE,
-    header::CONNECTION,
-    header::SEC_WEBSOCKET_KEY,
-    header::SEC_WEBSOCKET_VERSION,
-    header::SEC_WEBSOCKET_PROTOCOL,
-    header::AUTHORIZATION,
-    header::ORIGIN,
-    header::CONTENT_TYPE,
-    header::CONTENT_LENGTH,
-    header::TRANSFER_ENCODING,
-];
-
-/// Replaces the request's URI and the headers it keeps with copies of their own.
-///
-/// hyper parses them as slices of the connection's read buffer (8 to 16 KiB), and
-/// engineioxide keeps the opening request's head for the whole session, so each session
-/// kept that buffer alive: 16 KiB of RSS per idle connection, most of its footprint
-/// (measured with heaptrack at 5,000 connections). The copies take a few hundred bytes.
-fn detach_head(req: &mut Request) {
-    let headers = std::mem::take(req.headers_mut());
-    let uri = req.uri().to_string();
-    // One buffer for the URI and every kept value, each a slice of it: one allocation
-    // instead of one per value, and clones (engineioxide copies the head) share it.
-    let kept_len: usize = headers.iter().filter(|(name, _)| KEPT_HEADERS.contains(name)).map(|(_, v)| v.len()).sum();
-    let mut buf = Vec::with_capacity(uri.len() + kept_len);
-    buf.extend_from_slice(uri.as_bytes());
-    let mut kept = Vec::with_capacity(KEPT_HEADERS.len());
-    for (name, value) in &headers {
-        if KEPT_HEADERS.contains(name) {
-            let start = buf.len();
-            buf.extend_from_slice(value.as_bytes());
-            kept.push((name, start..buf.len(), value.is_sensitive()));
-        }
-    }
-    let buf = bytes::Bytes::from(buf);
-    // Sized once: a map grown by appends keeps room for twice what it holds.
-    let owned = req.headers_mut();
-    let _ = owned.try_reserve(kept.len());
-    for (name, range, sensitive) in kept {
-        if let Ok(mut value) = HeaderValue::from_maybe_shared(buf.slice(range)) {
-            value.set_sensitive(sensitive);
-            owned.append(name.clone(), value);
-        }
-    }
-    if let Ok(uri) = axum::http::Uri::from_maybe_shared(buf.slice(..uri.len())) {
-        *req.uri_mut() = uri;
-    }
-}
-
 /// Counts and times every routed request, and tracks it as in flight for shutdown.
 async fn record_http<A: Adapter>(State(state): State<AppState<A>>, req: Request, next: Next) -> Response {
     let _in_flight = state.in_flight.enter();
@@ -410,33 +355,4 @@ async fn record_http<A: Adapter>(State(state): State<AppState<A>>, req: Request,
     state.metrics.http_duration.get_or_create(&labels).observe(start.elapsed().as_secs_f64());
     state.metrics.http_requests.get_or_create(&HttpLabels { method, route, status: response.status().as_u16() }).inc();
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_detached_head_keeps_the_uri_and_the_kept_headers_only() {
-        let mut auth = HeaderValue::from_static("Bearer t");
-        auth.set_sensitive(true);
-        let mut req = Request::builder()
-            .uri("/socket.io/?EIO=4&transport=websocket&x=%20")
-            .header(header::HOST, "example.test")
-            .header(header::COOKIE, "session=secret")
-            .header(header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==")
-            .header(header::USER_AGENT, "test")
-            .header(header::AUTHORIZATION, auth)
-            .body(axum::body::Body::empty())
-            .expect("request");
-        detach_head(&mut req);
-        assert_eq!(req.uri().to_string(), "/socket.io/?EIO=4&transport=websocket&x=%20");
-        assert_eq!(req.uri().query(), Some("EIO=4&transport=websocket&x=%20"));
-        let h = req.headers();
-        assert_eq!(h.len(), 3, "{h:?}");
-        assert_eq!(h[header::HOST], "example.test");
-        assert_eq!(h[header::SEC_WEBSOCKET_KEY], "dGhlIHNhbXBsZSBub25jZQ==");
-        assert!(h[header::AUTHORIZATION].is_sensitive());
-        assert!(!h.contains_key(header::COOKIE) && !h.contains_key(header::USER_AGENT));
-    }
 }

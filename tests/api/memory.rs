@@ -36,7 +36,7 @@ async fn an_idle_connection_does_not_hold_on_to_its_opening_request_s_read_buffe
     assert!(
         per_connection < PINNED,
         "{per_connection} bytes per idle connection: the opening request's read buffer is pinned again \
-         (see `detach_head` in src/app.rs and the layer order in `app::build`)"
+         (see `net::head::detach` in src/net/head.rs and the layer order in `app::build`)"
     );
     assert!(per_connection > 0, "the sockets are really held");
     drop(held);
