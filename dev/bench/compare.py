@@ -36,7 +36,7 @@ API_TOKEN = "bench-api-token"
 BOTH = ("ours", "node")
 # `--floor` adds dev/floor-server (the stack alone: axum, socketioxide on our engine
 # settings, jsonwebtoken, doing each scenario's minimum) to these runs.
-FLOOR_RUNS = ("connections", "reconnect-storm", "rest-fanout", "broadcast", "chat")
+FLOOR_RUNS = ("connections", "connections-20k", "reconnect-storm", "rest-fanout", "broadcast", "chat")
 # Side by side, in this order (reversed every other round): each pair on/off adjacent.
 HISTORY_VARIANTS = ("ours", "ours-nohist", "ours-redis", "ours-redis-nohist")
 RECOVERY_VARIANTS = ("ours", "ours-redis")
@@ -272,7 +272,9 @@ def run(bench, targets, variant, name, spec, workers):
     if variant == "node":
         proc, url = start_node(targets["node"])
     elif variant == "floor":
-        env = {}
+        # The product's allocator setting (one malloc arena, set in its main), so the
+        # memory figures differ by what each server keeps, not by glibc's arenas.
+        env = {"MALLOC_ARENA_MAX": "1"}
         proc, url = start_ours(targets["floor"], workers, env)
     else:
         env = dict(VARIANTS[variant]["env"])

@@ -11,6 +11,11 @@
 //! - `POST /api/v1/events` (bearer `API_TOKEN`) emits the body to `user:<booking.userId>`
 //!   or `vendor:<service.vendorId>` as an event named by its `type`, and answers `202`.
 //! - `chat:send` (acknowledged) emits `chat:message` to `vendor:<to.id>` and acks `{ok:true}`.
+//! - A Socket.IO request keeps only what engineioxide reads (the WebSocket key, a polling
+//!   body's type) and its URI, copied out of hyper's read buffer: engineioxide keeps the
+//!   opening request's head for the session's life, and slices of that buffer would pin
+//!   it (16 KiB per connection), which is no floor but a trap any server on this stack
+//!   has to step around.
 //!
 //! `HOST`, `PORT`, `JWT_SECRET`, `API_TOKEN` as for the product; it prints the product's
 //! JSON start-up line (`{"message":"fixrx-realtime listening","addr":…}`) so the bench's
@@ -20,8 +25,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::routing::post;
 use axum::serve::ListenerExt;
 use fixrx_realtime::Config;
@@ -86,7 +91,11 @@ async fn run() -> Result<(), String> {
         let keys = verifier.clone();
         async move { connect(socket, auth.ok(), &keys) }
     });
-    let app = Router::new().route("/api/v1/events", post(post_event)).with_state(Floor { io, keys }).layer(layer);
+    let app = Router::new()
+        .route("/api/v1/events", post(post_event))
+        .with_state(Floor { io, keys })
+        .layer(layer)
+        .layer(axum::middleware::map_request(own_head));
 
     let listener = TcpListener::bind((config.host, config.port)).await.map_err(|e| format!("cannot listen: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -101,6 +110,24 @@ async fn run() -> Result<(), String> {
         })
         .await
         .map_err(|e| format!("server error: {e}"))
+}
+
+/// The request's head with its own copies of the URI and the headers engineioxide reads.
+async fn own_head(mut req: Request) -> Request {
+    if !req.uri().path().starts_with(SOCKET_IO_PATH) {
+        return req;
+    }
+    let mut kept = HeaderMap::new();
+    for name in [header::SEC_WEBSOCKET_KEY, header::CONTENT_TYPE] {
+        if let Some(value) = req.headers().get(&name).and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok()) {
+            kept.insert(name, value);
+        }
+    }
+    *req.headers_mut() = kept;
+    if let Ok(uri) = Uri::try_from(req.uri().to_string()) {
+        *req.uri_mut() = uri;
+    }
+    req
 }
 
 /// Verifies the token and joins the socket's own room, or disconnects it.
