@@ -68,7 +68,7 @@ pub async fn authenticate<A: Adapter>(
             if let Some(request) = crate::delivery::OffsetsRequest::from_auth(auth.as_ref(), &own) {
                 socket.extensions.insert(request);
             }
-            socket.extensions.insert(identity);
+            socket.extensions.insert(Arc::new(identity));
             Ok(())
         }
         Err(e) => {

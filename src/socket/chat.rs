@@ -17,9 +17,8 @@ use crate::emit::{EmitError, Publisher};
 fn sender<A: Adapter>(socket: &SocketRef<A>) -> Result<Party, Ack> {
     socket
         .extensions
-        .get::<Identity>()
-        .as_ref()
-        .and_then(Party::of)
+        .get::<Arc<Identity>>()
+        .and_then(|identity| Party::of(&identity))
         .ok_or_else(|| Ack::err("forbidden", "only users and vendors chat from a socket"))
 }
 

@@ -111,7 +111,7 @@ pub async fn refresh<A: Adapter>(
         return send(&socket, ack, "auth:refresh", answer);
     }
     let token = data.ok().and_then(|v| v.get("token").and_then(Value::as_str).map(str::to_owned));
-    let answer = match (token, socket.extensions.get::<Identity>()) {
+    let answer = match (token, socket.extensions.get::<Arc<Identity>>()) {
         (None, _) => Ack::err("invalid_payload", "payload must be { token: string }"),
         (Some(_), None) => Ack::err("invalid_token", "no identity on this socket"),
         (Some(token), Some(current)) => match ctx.verifier.verify(&token) {
@@ -126,7 +126,7 @@ pub async fn refresh<A: Adapter>(
             Ok(fresh) => {
                 let exp = fresh.exp;
                 let old = current.exp;
-                socket.extensions.insert(fresh);
+                socket.extensions.insert(Arc::new(fresh));
                 expiries.refreshed(&socket, old, exp);
                 tracing::debug!(sid = %crate::socket::log_id(socket.id), exp, "token refreshed");
                 Ack::ok(json!({ "exp": exp }))

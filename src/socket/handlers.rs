@@ -87,7 +87,7 @@ pub async fn join<A: Adapter>(
 ) {
     let answer = match admit(&socket, "join").and_then(|()| room_of(data)) {
         Err(answer) => answer,
-        Ok(room) => match socket.extensions.get::<Identity>() {
+        Ok(room) => match socket.extensions.get::<Arc<Identity>>() {
             Some(identity) if identity.may_join(&room) => {
                 socket.join(room.name());
                 hub.join(socket.id, &room.name());

@@ -64,7 +64,7 @@ pub async fn prepare<A: Adapter>(
     State(ctx): State<Arc<SocketCtx>>,
     State(hub): State<Arc<Hub<A>>>,
 ) -> Result<(), NoIdentity> {
-    let identity = socket.extensions.get::<Identity>().ok_or(NoIdentity)?;
+    let identity = socket.extensions.get::<Arc<Identity>>().ok_or(NoIdentity)?;
     let own = identity.own_rooms();
     socket.join(own.iter().map(|r| r.name()).chain(own.iter().map(|r| r.identity_room())).collect::<Vec<_>>());
     if let Some(info) = socket.req_parts().extensions.get::<axum::extract::ConnectInfo<crate::net::ClientAddr>>() {
@@ -99,7 +99,7 @@ pub async fn prepare<A: Adapter>(
             if let (Some(presence), Some(Counted(who))) = (&ctx.presence, socket.extensions.remove::<Counted>()) {
                 presence.disconnected(&who);
             }
-            if let Some(identity) = socket.extensions.get::<Identity>() {
+            if let Some(identity) = socket.extensions.get::<Arc<Identity>>() {
                 expiries.closed(socket.id, identity.exp);
             }
             ctx.metrics.connections.dec();
@@ -143,7 +143,7 @@ pub async fn on_connect<A: Adapter>(
     State(expiries): State<Arc<expiry::Expiries<A>>>,
 ) {
     ctx.metrics.connections.inc();
-    let (Some(identity), Some(ticket)) = (socket.extensions.get::<Identity>(), socket.extensions.get::<Ticket>())
+    let (Some(identity), Some(ticket)) = (socket.extensions.get::<Arc<Identity>>(), socket.extensions.get::<Ticket>())
     else {
         return;
     };
@@ -162,7 +162,7 @@ pub async fn on_connect<A: Adapter>(
     // before the expiry watch, which would otherwise hold the socket until its `exp`).
     if !socket.connected() {
         hub.detach(socket.id);
-        if let Some(current) = socket.extensions.get::<Identity>() {
+        if let Some(current) = socket.extensions.get::<Arc<Identity>>() {
             expiries.closed(socket.id, current.exp);
         }
     }
