@@ -68,6 +68,8 @@ pub async fn authenticate<A: Adapter>(
             if let Some(request) = crate::delivery::OffsetsRequest::from_auth(auth.as_ref(), &own) {
                 socket.extensions.insert(request);
             }
+            // Shared: socketioxide's extensions hand out clones, and the identity is
+            // looked up on every chat message.
             socket.extensions.insert(Arc::new(identity));
             Ok(())
         }
