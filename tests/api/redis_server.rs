@@ -102,6 +102,23 @@ pub fn ping(port: u16) -> bool {
     matches!(stream.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
 }
 
+/// A free port for a `redis-server`, never handed out twice in one test run, and below
+/// the kernel's ephemeral range (32768 and up on Linux), as are the cluster bus ports
+/// (+10000). Ports from `bind(0)` were not enough: a test that kills its Redis and
+/// restarts it on the same port could find another test's fresh Redis there, and talk
+/// to it (or the other way round), and every outgoing connection takes ephemeral ports.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    const FIRST: u32 = 10_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    // Each run starts somewhere of its own, so two runs on one machine rarely meet.
+    let start = std::process::id() % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = u16::try_from(FIRST + (start + n) % SPAN).expect("below 65536");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port for redis-server between {FIRST} and {}", FIRST + SPAN)
 }
