@@ -14,14 +14,18 @@ mod admin;
 mod hooks;
 mod jwt;
 mod log;
+mod net;
 mod origins;
+mod secrets;
 
 pub use crate::history::HistoryConfig;
 pub use admin::AdminConfig;
 pub use hooks::{DEV_WEBHOOK_SECRET, HookTarget, HooksConfig};
 pub use jwt::{DEV_JWT_SECRET, JwtConfig, JwtKey, PublicKeyKind};
 pub use log::{LogConfig, LogFormat};
+pub use net::NetLimits;
 pub use origins::AllowedOrigins;
+pub use secrets::{MIN_API_TOKEN_CHARS, MIN_JWT_SECRET_BYTES};
 
 /// The REST bearer token used when development mode runs without `API_TOKEN`.
 pub const DEV_API_TOKEN: &str = "dev-api-token";
@@ -106,20 +110,15 @@ pub struct SocketConfig {
     pub max_attachments: usize,
     /// Most outgoing packets queued per connection.
     pub buffer_packets: usize,
+    /// `SOCKET_BUFFER_BYTES`: most outgoing bytes queued per socket; past it the socket
+    /// is disconnected and recovers on reconnect, as with a full queue.
+    pub buffer_bytes: usize,
+    /// `MAX_SOCKETS_PER_USER`: sockets one token subject may hold at once; `None`: no cap.
+    pub max_per_user: Option<usize>,
     /// Per-socket limit on client events; `None` disables it.
     pub rate_limit: Option<RateLimit>,
     /// A socket that stays over its rate this long is disconnected.
     pub flood_disconnect_after: Duration,
-}
-
-/// Limits per client address and in total, enforced before any Socket.IO parsing.
-#[derive(Debug, Clone, Copy)]
-pub struct NetLimits {
-    pub connections: crate::net::ConnLimits,
-    /// New Engine.IO sessions (handshakes) per address; `None` disables it.
-    pub handshakes_per_ip: Option<RateLimit>,
-    /// A connection whose peer reads nothing for this long while we write is closed.
-    pub write_stall: Option<Duration>,
 }
 
 /// A configuration error: one line naming the variable and the problem.
@@ -157,10 +156,7 @@ impl Config {
             None => 3000,
             Some(v) => v.parse::<u16>().map_err(|_| err("PORT", format!("not a port number (0-65535): `{v}`")))?,
         };
-        let host = match get("HOST") {
-            None => IpAddr::from([0, 0, 0, 0]),
-            Some(v) => v.parse().map_err(|_| err("HOST", format!("not an IP address: `{v}`")))?,
-        };
+        let host = net::parse_host(&get, env)?;
 
         let cors = origins::parse_origins(get("CLIENT_ORIGIN").as_deref().unwrap_or("http://localhost:3000"))?;
 
@@ -233,6 +229,11 @@ impl Config {
             max_payload: parse_num(&get, "MAX_PAYLOAD_BYTES", 1_000_000)?,
             max_attachments: parse_num(&get, "MAX_BINARY_ATTACHMENTS", 10)?,
             buffer_packets: parse_num(&get, "SOCKET_BUFFER_PACKETS", DEFAULT_BUFFER_PACKETS)?,
+            buffer_bytes: parse_num(&get, "SOCKET_BUFFER_BYTES", DEFAULT_BUFFER_BYTES)?,
+            max_per_user: match parse_num::<usize>(&get, "MAX_SOCKETS_PER_USER", 100)? {
+                0 => None,
+                n => Some(n),
+            },
             rate_limit: parse_rate(&get, ("SOCKET_RATE_LIMIT", 20), "SOCKET_RATE_BURST", Some(40))?,
             flood_disconnect_after: Duration::from_millis(parse_bounded(
                 &get,
@@ -251,6 +252,9 @@ impl Config {
                 return Err(err(var, "must be at least 1 ms"));
             }
         }
+        if socket.buffer_bytes < 1024 {
+            return Err(err("SOCKET_BUFFER_BYTES", "must be at least 1024"));
+        }
         if socket.buffer_packets == 0 {
             return Err(err("SOCKET_BUFFER_PACKETS", "must be at least 1"));
         }
@@ -262,24 +266,7 @@ impl Config {
             0 => None,
             n => usize::try_from(n).ok(),
         };
-        let limit = |n: usize| (n > 0).then_some(n);
-        let limits = NetLimits {
-            connections: crate::net::ConnLimits {
-                total: limit(parse_num(&get, "MAX_CONNECTIONS", 50_000)?),
-                per_ip: limit(parse_num(&get, "MAX_CONNECTIONS_PER_IP", 1_000)?),
-            },
-            handshakes_per_ip: parse_rate(
-                &get,
-                ("HANDSHAKES_PER_IP_PER_SEC", 50),
-                "HANDSHAKE_BURST_PER_IP",
-                Some(200),
-            )?,
-            // By default a stalled reader gets as long as a missed heartbeat would.
-            write_stall: match parse_bounded(&get, "WRITE_STALL_TIMEOUT_MS", 0, 3_600_000)? {
-                0 => Some(socket.ping_interval + socket.ping_timeout),
-                ms => Some(Duration::from_millis(ms)),
-            },
-        };
+        let limits = net::parse_net_limits(&get, &socket)?;
 
         let history = parse_history(&get)?;
         let hooks = hooks::parse_hooks(&get, env)?;
@@ -287,7 +274,7 @@ impl Config {
         let trusted_proxies =
             get("TRUSTED_PROXIES").unwrap_or_default().parse().map_err(|e| err("TRUSTED_PROXIES", e))?;
 
-        Ok(Config {
+        let config = Config {
             history,
             hooks,
             admin,
@@ -306,13 +293,18 @@ impl Config {
             limits,
             shutdown_timeout,
             worker_threads,
-        })
+        };
+        secrets::check(&config)?;
+        Ok(config)
     }
 }
 
 /// Outgoing packets queued per socket by default: a whole 500-event batch to one socket,
 /// with room to spare, for a client that reads normally.
 pub const DEFAULT_BUFFER_PACKETS: usize = 1024;
+
+/// Outgoing bytes queued per socket by default: 1 MiB, as Centrifugo's client queue.
+pub const DEFAULT_BUFFER_BYTES: usize = 1024 * 1024;
 
 fn parse_history(get: &impl Fn(&str) -> Option<String>) -> Result<HistoryConfig, ConfigError> {
     let enabled = match get("HISTORY_ENABLED").map(|v| v.to_ascii_lowercase()).as_deref() {

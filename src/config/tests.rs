@@ -8,6 +8,10 @@ fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
     Config::from_lookup(|k| map.get(k).cloned())
 }
 
+/// Secrets production accepts.
+const PROD_JWT: &str = "a-production-jwt-secret-0123456789abcdef";
+const PROD_API: &str = "a-production-api-token";
+
 #[test]
 fn zero_configuration_is_development_with_dev_secrets() {
     let c = config(&[]).expect("defaults are valid");
@@ -25,7 +29,7 @@ fn production_refuses_to_start_without_keys() {
     assert_eq!(e.var, "JWT_SECRET");
     let e = config(&[("APP_ENV", "production"), ("JWT_SECRET", "s")]).unwrap_err();
     assert_eq!(e.var, "API_TOKEN");
-    assert!(config(&[("APP_ENV", "production"), ("JWT_SECRET", "s"), ("API_TOKEN", "t")]).is_ok());
+    assert!(config(&[("APP_ENV", "production"), ("JWT_SECRET", PROD_JWT), ("API_TOKEN", PROD_API)]).is_ok());
 }
 
 #[test]
@@ -136,7 +140,7 @@ fn the_console_is_off_without_admin_token_and_its_token_is_checked() {
     assert!(config(&[]).expect("defaults").admin.is_none());
     let c = config(&[("ADMIN_TOKEN", "short")]).expect("development takes any token");
     assert_eq!(c.admin.expect("on").token.expose_secret(), "short");
-    let prod = [("APP_ENV", "production"), ("JWT_SECRET", "s"), ("API_TOKEN", "api-token-0123456789")];
+    let prod = [("APP_ENV", "production"), ("JWT_SECRET", PROD_JWT), ("API_TOKEN", "api-token-0123456789")];
     let with = |token: &'static str| {
         let mut vars = prod.to_vec();
         vars.push(("ADMIN_TOKEN", token));
@@ -148,4 +152,57 @@ fn the_console_is_off_without_admin_token_and_its_token_is_checked() {
     assert!(with("admin-token-0123456789").is_ok());
     let shown = format!("{:?}", with("admin-token-0123456789").expect("valid"));
     assert!(!shown.contains("admin-token-0123456789"), "Debug must not print the token");
+}
+
+#[test]
+fn production_refuses_short_secrets_and_one_value_in_two_places() {
+    let prod = |extra: &[(&'static str, &'static str)]| {
+        let mut vars = vec![("APP_ENV", "production"), ("JWT_SECRET", PROD_JWT), ("API_TOKEN", PROD_API)];
+        vars.extend_from_slice(extra);
+        config(&vars)
+    };
+    assert!(prod(&[]).is_ok());
+    let short_jwt = "0123456789012345678901234567890"; // 31 bytes
+    assert_eq!(prod(&[("JWT_SECRET", short_jwt)]).unwrap_err().var, "JWT_SECRET");
+    assert_eq!(prod(&[("API_TOKEN", "fifteen-chars-x")]).unwrap_err().var, "API_TOKEN");
+    assert_eq!(prod(&[("API_TOKEN", "a-production-api-token,short")]).unwrap_err().var, "API_TOKEN");
+    let shared = prod(&[("WEBHOOK_SECRET", PROD_JWT), ("WEBHOOK_URL", "http://127.0.0.1:9/h")]).unwrap_err();
+    assert_eq!(shared.var, "JWT_SECRET", "{shared}");
+    assert!(shared.problem.contains("WEBHOOK_SECRET"), "{shared}");
+    let shared = prod(&[("WEBHOOK_SECRET", PROD_API), ("WEBHOOK_URL", "http://127.0.0.1:9/h")]).unwrap_err();
+    assert_eq!(shared.var, "WEBHOOK_SECRET", "{shared}");
+    assert_eq!(prod(&[("ADMIN_TOKEN", PROD_JWT)]).unwrap_err().var, "JWT_SECRET");
+    // A public key has no secret to reuse or measure.
+    assert!(config(&[("JWT_SECRET", "short")]).is_ok(), "development takes any secret");
+}
+
+#[test]
+fn development_listens_on_loopback_unless_host_is_set_and_production_everywhere() {
+    assert_eq!(config(&[]).unwrap().host, IpAddr::from([127, 0, 0, 1]));
+    assert_eq!(config(&[("HOST", "0.0.0.0")]).unwrap().host, IpAddr::from([0, 0, 0, 0]));
+    let prod = config(&[("APP_ENV", "production"), ("JWT_SECRET", PROD_JWT), ("API_TOKEN", PROD_API)]).unwrap();
+    assert_eq!(prod.host, IpAddr::from([0, 0, 0, 0]));
+}
+
+#[test]
+fn network_timeouts_buffers_and_per_user_caps_have_defaults_and_bounds() {
+    let c = config(&[]).unwrap();
+    assert_eq!(c.limits.header_read_timeout, Duration::from_secs(30));
+    assert_eq!(c.limits.idle_timeout, Duration::from_secs(60));
+    assert_eq!(c.limits.ipv6_prefix, 64);
+    assert_eq!(c.socket.buffer_bytes, 1024 * 1024);
+    assert_eq!(c.socket.max_per_user, Some(100));
+    assert_eq!(config(&[("MAX_SOCKETS_PER_USER", "0")]).unwrap().socket.max_per_user, None);
+    for (var, value) in [
+        ("HTTP_HEADER_TIMEOUT_MS", "0"),
+        ("HTTP_IDLE_TIMEOUT_MS", "0"),
+        ("HTTP_IDLE_TIMEOUT_MS", "99999999999"),
+        ("IPV6_PREFIX_LEN", "0"),
+        ("IPV6_PREFIX_LEN", "129"),
+        ("SOCKET_BUFFER_BYTES", "100"),
+        ("MAX_SOCKETS_PER_USER", "-1"),
+    ] {
+        let e = config(&[(var, value)]).unwrap_err();
+        assert_eq!(e.var, var, "{var}={value} gave {e}");
+    }
 }

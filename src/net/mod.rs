@@ -29,6 +29,7 @@ use axum::serve::{IncomingStream, Listener};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
+pub mod guard;
 pub mod head;
 mod limits;
 pub mod proxy;
