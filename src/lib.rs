@@ -132,6 +132,13 @@ fn announce(config: &Config, addr: SocketAddr) {
     use config::AppEnv;
     if config.env == AppEnv::Development {
         tracing::warn!("DEVELOPMENT MODE: not for production (set APP_ENV=production)");
+        if !addr.ip().is_loopback() {
+            tracing::warn!(
+                %addr,
+                "HOST is set in development mode: this server is reachable from other machines, and anyone \
+                 who reaches it can mint any token (admin included) at /dev/token with the public development secret"
+            );
+        }
         if config.jwt.is_dev_secret() {
             tracing::warn!(
                 "JWT_SECRET is unset: using the public development secret; GET /dev/token mints client tokens"

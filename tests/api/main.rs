@@ -7,6 +7,10 @@ mod helpers;
 
 mod admin;
 mod asyncapi;
+mod attack_history;
+mod attack_logs;
+mod attack_net;
+mod attack_user;
 mod chat;
 mod cluster;
 mod delivery;

@@ -79,6 +79,24 @@ impl Binary {
         proc_status(self.pid(), "VmHWM:")
     }
 
+    /// `/metrics` as served now: an attack must leave its size (its series) unchanged.
+    pub async fn metrics(&self) -> String {
+        let res = self.app.http.get(self.app.url("/metrics")).send().await.expect("GET /metrics");
+        assert_eq!(res.status(), 200, "/metrics refused");
+        res.text().await.expect("metrics body")
+    }
+
+    /// A metric's value in `/metrics` (the sum over its series whose labels contain every
+    /// one of `labels`, e.g. `reason="header"`); 0 when absent.
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter(|l| labels.iter().all(|want| l.contains(want)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Waits for a log message starting with `prefix`.
     pub async fn expect_log(&mut self, prefix: &str) {
         let found = tokio::time::timeout(WAIT, async {

@@ -1,0 +1,1 @@
+//! Attacks on recovery and the in-memory log: bounded work however a client reconnects.
