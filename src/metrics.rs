@@ -66,6 +66,11 @@ pub struct Metrics {
     /// Chat hook verdicts: `accepted`, `rejected`, `unavailable`.
     pub chat_hook: Family<OutcomeLabels, Counter>,
     pub chat_hook_duration: Histogram,
+    /// Connections closed for sending nothing: `reason` is `header` (no complete request
+    /// head in time) or `idle` (a keep-alive connection idle between requests).
+    pub connection_timeouts: Family<ReasonLabels, Counter>,
+    /// Sockets refused or closed to keep one user within limits (`max_sockets_per_user`).
+    pub user_limits: Family<ReasonLabels, Counter>,
 }
 
 fn hook_latency() -> Histogram {
@@ -119,6 +124,18 @@ impl Metrics {
         registry.register("chat_hook", "Chat hook verdicts: accepted, rejected, unavailable", chat_hook.clone());
         let chat_hook_duration = hook_latency();
         registry.register("chat_hook_duration_seconds", "Chat hook latency", chat_hook_duration.clone());
+        let connection_timeouts = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "connection_timeouts",
+            "Connections closed for sending nothing in time: header (no request head), idle (between requests)",
+            connection_timeouts.clone(),
+        );
+        let user_limits = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "user_limits",
+            "Sockets refused to keep one user within its limits, by limit",
+            user_limits.clone(),
+        );
         Metrics {
             registry,
             connections,
@@ -133,6 +150,8 @@ impl Metrics {
             webhook_duration,
             chat_hook,
             chat_hook_duration,
+            connection_timeouts,
+            user_limits,
         }
     }
 
