@@ -14,6 +14,7 @@ mod attack_user;
 mod chat;
 mod cluster;
 mod delivery;
+mod dev_mode;
 mod emitters;
 mod expiry;
 mod handshake;

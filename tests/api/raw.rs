@@ -24,6 +24,11 @@ pub struct Binary {
 
 impl Binary {
     pub async fn start(vars: &[(&str, &str)]) -> Binary {
+        Binary::start_unsetting(vars, &[]).await
+    }
+
+    /// Like [`Binary::start`], with the test defaults named in `unset` left out.
+    pub async fn start_unsetting(vars: &[(&str, &str)], unset: &[&str]) -> Binary {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fixrx-realtime"));
         // Away from the repository, so a developer's .env cannot change the test.
         cmd.current_dir(std::env::temp_dir())
@@ -36,8 +41,11 @@ impl Binary {
                 ("API_TOKEN", API_TOKEN),
                 ("SHUTDOWN_TIMEOUT_SECS", "5"),
             ])
-            .envs(vars.iter().copied())
-            .stdout(Stdio::null())
+            .envs(vars.iter().copied());
+        for var in unset {
+            cmd.env_remove(var);
+        }
+        cmd.stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         let mut child = cmd.spawn().expect("start the binary");
