@@ -135,8 +135,14 @@ pub fn build<A: Adapter + DefinedAdapter>(
         routes = routes.route("/dev/token", get(http::dev::token::<A>));
     }
     // The same 404 and 405 answers everywhere, the console included, so every refusal is
-    // the app's JSON error and passes through `record_http` below.
-    let mut router = routes.method_not_allowed_fallback(http::ops::method_not_allowed).with_state(state.clone());
+    // the app's JSON error and passes through `record_http` below. Fallbacks are set
+    // before `with_state`: a handler added to a `Router<()>` stays a handler, turned into
+    // a service (through every layer, Socket.IO's included) anew on each request, and a
+    // Socket.IO layer built per request is an Engine.IO server that knows no session.
+    let mut router = routes
+        .fallback(http::ops::not_found)
+        .method_not_allowed_fallback(http::ops::method_not_allowed)
+        .with_state(state.clone());
     if let (Some(admin), Some(tap)) = (&config.admin, tap) {
         let console = console(config, admin, tap, &io, &state, bus.pubsub);
         let admin_routes = crate::admin::api::routes::<A>()
@@ -146,8 +152,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
     }
     // `layer`, not `route_layer`: refusals (404, 405) are counted too, under labels from
     // fixed sets (see `metrics::method_label`, `metrics::route_label`).
-    let router =
-        router.fallback(http::ops::not_found).layer(middleware::from_fn_with_state(state.clone(), record_http::<A>));
+    let router = router.layer(middleware::from_fn_with_state(state.clone(), record_http::<A>));
     // Request spans only when the log filter (fixed at start-up) would keep them: the
     // layer costs about 2 % of a REST event's CPU even with its spans disabled.
     let trace = tracing::enabled!(tracing::Level::DEBUG).then(|| {
