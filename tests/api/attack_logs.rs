@@ -270,3 +270,35 @@ async fn made_up_methods_and_paths_add_no_metric_series() {
         assert!(rss_after < rss_before + 32 * 1024, "RSS grew by {} KiB", rss_after.saturating_sub(rss_before));
     }
 }
+
+#[tokio::test]
+async fn the_console_refuses_made_up_methods_and_paths_as_the_api_does_and_counts_them_once() {
+    let app = spawn_app_with(&[("ADMIN_TOKEN", ADMIN_TOKEN)]).await;
+    let made_up = reqwest::Method::from_bytes(b"XPROBE").expect("a method token");
+    for (method, path, status, code) in [
+        (made_up.clone(), "/admin/api/overview", 405, "method_not_allowed"),
+        (reqwest::Method::DELETE, "/admin/api/test-event", 405, "method_not_allowed"),
+        (made_up.clone(), "/admin/console.js", 405, "method_not_allowed"),
+        (reqwest::Method::GET, "/admin/api/nothing-here", 404, "not_found"),
+    ] {
+        let res = app.http.request(method.clone(), app.url(path)).send().await.expect("request");
+        let no_store = res.headers().get("cache-control").is_some_and(|v| v == "no-store");
+        let (got, body) = read(res).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str().unwrap_or_default()),
+            (status, code),
+            "{method} {path}: {body}"
+        );
+        if path.starts_with("/admin/api/") && status == 405 {
+            assert!(no_store, "{method} {path}: a console answer without no-store");
+        }
+    }
+    let metrics = app.http.get(app.url("/metrics")).send().await.expect("metrics").text().await.expect("body");
+    for series in [
+        r#"fixrx_http_requests_total{method="other",route="/admin/api/overview",status="405"} 1"#,
+        r#"fixrx_http_requests_total{method="GET",route="unrouted",status="404"} 1"#,
+    ] {
+        assert!(metrics.contains(series), "missing {series}");
+    }
+    assert!(!metrics.contains("XPROBE"), "a made-up method became a label");
+}
