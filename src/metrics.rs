@@ -34,17 +34,72 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// One HTTP request's series. Every label comes from a fixed set, so no request, however
+/// spelled, can add a series: see [`method_label`] and [`route_label`].
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    pub method: String,
-    pub route: String,
+    pub method: &'static str,
+    pub route: &'static str,
     pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    pub method: String,
-    pub route: String,
+    pub method: &'static str,
+    pub route: &'static str,
+}
+
+/// The `route` of a request no route matched (any path, any spelling).
+pub const UNROUTED: &str = "unrouted";
+/// The `method` of a request whose method is not one of the standard nine.
+pub const OTHER_METHOD: &str = "other";
+/// More route templates than any build of this server declares: past it, a template is
+/// counted as [`UNROUTED`] rather than grow the set (a guard against a future route that
+/// puts client text in its template, which axum does not do today).
+const MAX_ROUTES: usize = 256;
+
+/// The `method` label: a standard method's name, or [`OTHER_METHOD`]. HTTP lets a client
+/// invent methods (`Method::from_bytes`), and each invented one would be a new series.
+pub fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => OTHER_METHOD,
+    }
+}
+
+/// The `route` label: the template axum matched (`/admin/api/lookup/{kind}/{id}`, never the
+/// client's path), interned once per template, or [`UNROUTED`]. Templates come only from
+/// the router built at start-up, so the set is that router's routes.
+pub fn route_label(matched: Option<&str>) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{OnceLock, RwLock};
+    static ROUTES: OnceLock<RwLock<HashSet<&'static str>>> = OnceLock::new();
+    let Some(template) = matched else { return UNROUTED };
+    let routes = ROUTES.get_or_init(Default::default);
+    // A poisoned lock only means a panic elsewhere mid-insert; the set itself is intact.
+    if let Some(known) = routes.read().unwrap_or_else(|e| e.into_inner()).get(template) {
+        return known;
+    }
+    let mut routes = routes.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = routes.get(template) {
+        return known;
+    }
+    if routes.len() >= MAX_ROUTES {
+        return UNROUTED;
+    }
+    // Leaked once per template for the life of the process: a few dozen short strings.
+    let interned: &'static str = Box::leak(template.to_owned().into_boxed_str());
+    routes.insert(interned);
+    interned
 }
 
 /// Everything the server counts.
@@ -161,5 +216,41 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invented_method_is_counted_as_other() {
+        assert_eq!(method_label(&http::Method::GET), "GET");
+        assert_eq!(method_label(&http::Method::PATCH), "PATCH");
+        for invented in ["get", "XGET", "BREW", "M-SEARCH", "PROPFIND"] {
+            let method = http::Method::from_bytes(invented.as_bytes()).expect("a token");
+            assert_eq!(method_label(&method), OTHER_METHOD, "{invented}");
+        }
+    }
+
+    #[test]
+    fn a_route_template_is_interned_once_and_no_route_is_one_label() {
+        let first = route_label(Some("/metrics-test/{id}"));
+        let again = route_label(Some(&String::from("/metrics-test/{id}")));
+        assert_eq!(first, "/metrics-test/{id}");
+        assert!(std::ptr::eq(first, again), "the same template must not be leaked twice");
+        assert_eq!(route_label(None), UNROUTED);
+    }
+
+    #[test]
+    fn invented_methods_add_no_series() {
+        let metrics = Metrics::new();
+        let count = |m: &Metrics| m.render().lines().filter(|l| l.starts_with("fixrx_http_requests_total{")).count();
+        for i in 0..100 {
+            let method = http::Method::from_bytes(format!("X{i}").as_bytes()).expect("a token");
+            let labels = HttpLabels { method: method_label(&method), route: route_label(None), status: 404 };
+            metrics.http_requests.get_or_create(&labels).inc();
+        }
+        assert_eq!(count(&metrics), 1);
     }
 }

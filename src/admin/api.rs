@@ -32,6 +32,8 @@ pub fn routes<A: Adapter>() -> Router<Console<A>> {
         .route("/admin/api/lookup/{kind}/{id}", get(lookup::<A>))
         .route("/admin/api/disconnect/{kind}/{id}", post(disconnect::<A>))
         .route("/admin/api/test-event", post(test_event::<A>))
+        // Before `no_store`, so a 405 is the app's JSON error and is not cached either.
+        .method_not_allowed_fallback(crate::http::ops::method_not_allowed)
         .layer(middleware::from_fn(no_store));
     Router::new()
         .route("/admin", get(assets::index))
