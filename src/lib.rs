@@ -58,7 +58,8 @@ pub enum RunError {
 }
 
 /// Serves on `listener` until `shutdown` resolves, then stops accepting, closes every
-/// socket cleanly and returns within `config.shutdown_timeout`.
+/// socket cleanly and returns within `config.shutdown_timeout`. Meanwhile connections that
+/// send nothing in time are closed ([`net::serve`]).
 pub async fn run(
     listener: TcpListener,
     config: Config,

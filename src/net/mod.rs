@@ -14,6 +14,8 @@
 //! is closed. Closing with unread bytes makes the kernel answer with a reset, which can
 //! destroy the answer just written: a 413 sent while a client is still uploading an
 //! oversize body reached Node's `fetch` as `EPIPE` about one time in three.
+//!
+//! [`serve`] runs hyper on these streams, and closes those that send nothing in time.
 
 use std::future::Future;
 use std::io;
