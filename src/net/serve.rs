@@ -96,7 +96,11 @@ async fn connection<S>(
             request(service.clone(), info.clone(), InFlight::start(handle.clone()), req)
         })
     };
-    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), requests).with_upgrades();
+    // No hyper timer: its header timeout would also time idle spells (see the module docs).
+    let conn = http1::Builder::new()
+        .header_read_timeout(None)
+        .serve_connection(TokioIo::new(stream), requests)
+        .with_upgrades();
     let mut conn = pin!(conn);
     let mut expired = pin!(handle.activity.expired(&timeouts));
     let mut asked_to_stop = false;
