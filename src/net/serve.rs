@@ -6,7 +6,7 @@
 //! The timers are ours, not hyper's. hyper's `header_read_timeout` starts again as soon as a
 //! response has been written, so on a keep-alive connection it times the idle spell and the
 //! next head together: it would close idle connections after the header timeout instead of
-//! the idle one, and count them as header timeouts. Here each connection is in one [`Phase`]
+//! the idle one, and count them as header timeouts. Here each connection is in one `Phase`
 //! at a time, and a watchdog beside hyper's connection future drops that future (which
 //! closes the socket) when the phase outlives its limit. A request in flight, however long
 //! (a long-polling GET), and an upgraded WebSocket (its heartbeat governs it) have none.
@@ -209,7 +209,7 @@ enum Phase {
     Upgraded,
 }
 
-/// A connection's [`Phase`], kept in its [`ConnHandle`]: the stream reports bytes read,
+/// A connection's `Phase`, kept in its [`ConnHandle`]: the stream reports bytes read,
 /// requests report their start and end, and the watchdog waits on it.
 #[derive(Debug)]
 pub struct Activity {
