@@ -58,7 +58,8 @@ pub enum RunError {
 }
 
 /// Serves on `listener` until `shutdown` resolves, then stops accepting, closes every
-/// socket cleanly and returns within `config.shutdown_timeout`.
+/// socket cleanly and returns within `config.shutdown_timeout`. Meanwhile connections that
+/// send nothing in time are closed ([`net::serve`]).
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -85,19 +86,20 @@ pub async fn serve<A: Adapter>(
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let proxies = std::sync::Arc::new(config.trusted_proxies.clone());
     let listener = net::LimitedListener::new(listener, config.limits.connections, config.limits.write_stall, proxies);
-    let server =
-        axum::serve(listener, axum::ServiceExt::into_make_service_with_connect_info::<net::ClientAddr>(service))
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.wait_for(|stop| *stop).await;
-            });
-    let mut server = tokio::spawn(async move { server.await });
+    let timeouts = net::serve::Timeouts {
+        header: config.limits.header_read_timeout,
+        idle: config.limits.idle_timeout,
+        counted: state.metrics.connection_timeouts.clone(),
+    };
+    let server = net::serve::serve(listener, service, timeouts, async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    });
+    let mut server = tokio::spawn(server);
 
     tokio::select! {
         finished = &mut server => {
-            return match finished {
-                Ok(result) => result.map_err(RunError::Io),
-                Err(join) => Err(RunError::Io(std::io::Error::other(join))),
-            };
+            // The loop only ends once asked to; a panic in it is the one way here.
+            return finished.map_err(|join| RunError::Io(std::io::Error::other(join)));
         }
         () = shutdown => {}
     }

@@ -14,6 +14,8 @@
 //! is closed. Closing with unread bytes makes the kernel answer with a reset, which can
 //! destroy the answer just written: a 413 sent while a client is still uploading an
 //! oversize body reached Node's `fetch` as `EPIPE` about one time in three.
+//!
+//! [`serve`] runs hyper on these streams, and closes those that send nothing in time.
 
 use std::future::Future;
 use std::io;
@@ -24,8 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
+use axum::serve::Listener;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -33,6 +34,7 @@ pub mod guard;
 pub mod head;
 mod limits;
 pub mod proxy;
+pub mod serve;
 mod sessions;
 
 pub use limits::{ConnGuard, ConnLimits, ConnTable};
@@ -118,6 +120,8 @@ pub struct ConnHandle {
     closed: AtomicBool,
     /// The task last waiting to read, woken to notice the close.
     reader: Mutex<Option<Waker>>,
+    /// What the connection is doing, for the limits on connections that send nothing.
+    activity: serve::Activity,
 }
 
 impl ConnHandle {
@@ -226,8 +230,12 @@ impl AsyncRead for CountedStream {
         if result.is_pending() {
             self.handle.wait_read(cx);
         }
-        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() == before && buf.remaining() > 0 {
-            self.peer_closed = true;
+        if matches!(result, Poll::Ready(Ok(()))) {
+            if buf.filled().len() > before {
+                self.handle.activity.read();
+            } else if buf.remaining() > 0 {
+                self.peer_closed = true;
+            }
         }
         result
     }
@@ -315,15 +323,9 @@ async fn linger(mut stream: TcpStream, _guard: ConnGuard) {
 }
 
 /// The peer address of a request, for per-address limits, and a handle on its
-/// connection (`ConnectInfo<ClientAddr>`).
+/// connection: every request carries it as `ConnectInfo<ClientAddr>` (see [`serve`]).
 #[derive(Debug, Clone)]
 pub struct ClientAddr(pub SocketAddr, pub Arc<ConnHandle>);
-
-impl Connected<IncomingStream<'_, LimitedListener>> for ClientAddr {
-    fn connect_info(stream: IncomingStream<'_, LimitedListener>) -> Self {
-        ClientAddr(*stream.remote_addr(), stream.io().handle.clone())
-    }
-}
 
 #[cfg(test)]
 mod tests {
