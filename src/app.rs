@@ -106,6 +106,11 @@ pub fn build<A: Adapter + DefinedAdapter>(
         presence: hooks.presence(),
         forwarded: forwarded.clone(),
         record_connected_at: tap.is_some(),
+        users: crate::socket::Users::new(
+            config.socket.max_per_user,
+            config.socket.rate_limit,
+            config.socket.flood_disconnect_after,
+        ),
     });
 
     let (layer, io) = crate::engine::builder(&config.ws_path, &config.socket)

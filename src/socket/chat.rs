@@ -9,7 +9,8 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 
 use super::SocketCtx;
-use super::handlers::{Ack, admit, send};
+use super::handlers::{Ack, admit, enforce, send};
+use super::users::UserSlot;
 use crate::auth::Identity;
 use crate::chat::{self, ChatError, Party};
 use crate::emit::{EmitError, Publisher};
@@ -20,6 +21,13 @@ fn sender<A: Adapter>(socket: &SocketRef<A>) -> Result<Party, Ack> {
         .get::<Arc<Identity>>()
         .and_then(|identity| Party::of(&identity))
         .ok_or_else(|| Ack::err("forbidden", "only users and vendors chat from a socket"))
+}
+
+/// Counts a chat message against the rate its user's sockets share: more sockets do
+/// not mean more messages.
+fn admit_user<A: Adapter>(socket: &SocketRef<A>) -> Result<(), Ack> {
+    let Some(slot) = socket.extensions.get::<Arc<UserSlot>>() else { return Ok(()) };
+    slot.chat().map_or(Ok(()), |limiter| enforce(socket, "chat:send", limiter))
 }
 
 /// The chat hook's refusal, with the backend's reason when it gave one.
@@ -49,7 +57,7 @@ async fn relay<A: Adapter>(
     publisher: &Publisher,
     data: Result<Value, socketioxide::ParserError>,
 ) -> Ack {
-    let from = match admit(socket, "chat:send").and_then(|()| sender(socket)) {
+    let from = match admit(socket, "chat:send").and_then(|()| admit_user(socket)).and_then(|()| sender(socket)) {
         Ok(from) => from,
         Err(answer) => return answer,
     };

@@ -57,6 +57,11 @@ pub(super) fn send<A: Adapter>(socket: &SocketRef<A>, ack: AckSender<A>, event: 
 /// send; a socket that keeps flooding is disconnected here.
 pub(super) fn admit<A: Adapter>(socket: &SocketRef<A>, event: &str) -> Result<(), Ack> {
     let Some(limiter) = socket.extensions.get::<Arc<SocketLimiter>>() else { return Ok(()) };
+    enforce(socket, event, &limiter)
+}
+
+/// Counts one event against `limiter` (the socket's, or one its user shares).
+pub(super) fn enforce<A: Adapter>(socket: &SocketRef<A>, event: &str, limiter: &SocketLimiter) -> Result<(), Ack> {
     match limiter.check() {
         Verdict::Allowed => Ok(()),
         Verdict::Limited => Err(Ack::err("rate_limited", "too many events; slow down")),
