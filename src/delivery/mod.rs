@@ -35,14 +35,16 @@
 //!    there and then: it is removed from the registry before anything else can be sent to
 //!    it (a later event slipping into a freed slot would move the client's offsets past
 //!    the lost one), and its transport is closed, so it reconnects and recovers from its
-//!    offsets.
+//!    offsets. The same goes for a send that would take the bytes the socket may have
+//!    queued past `SOCKET_BUFFER_BYTES` (see [`outbox`]): it is not sent.
 
 mod filter;
+mod outbox;
 mod recovery;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -56,6 +58,8 @@ use crate::metrics::{Metrics, ReasonLabels};
 use crate::net::Transports;
 
 pub use filter::Filter;
+pub use outbox::Budget;
+use outbox::Outbox;
 pub use recovery::{OffsetsRequest, RecoveryReport, recover};
 
 /// Most events a pending member buffers while its replay runs; past it the member is
@@ -76,6 +80,17 @@ struct Member<A: Adapter> {
     socket: SocketRef<A>,
     rooms: Vec<String>,
     state: State,
+    outbox: Outbox,
+}
+
+impl<A: Adapter> Member<A> {
+    /// Sends one event, unless its bytes would take the socket's queue past the budget.
+    fn send(&mut self, e: &Entry, budget: &Budget, now: u64) -> Result<(), Failure> {
+        if !self.outbox.charge(now, packet_size(e), budget) {
+            return Err(Failure::Bytes);
+        }
+        send(&self.socket, e)
+    }
 }
 
 struct Registry<A: Adapter> {
@@ -105,19 +120,47 @@ pub enum GoLiveError {
     Full,
 }
 
+/// Why a socket was disconnected (the `reason` of `delivery_disconnects`).
+fn reason(failure: &Failure) -> &'static str {
+    match failure {
+        Failure::Bytes => "buffer_bytes",
+        Failure::Full | Failure::Closed => "queue_full",
+    }
+}
+
 /// This instance's sockets, by room, fed by the history's reader.
 pub struct Hub<A: Adapter> {
     inner: Mutex<Registry<A>>,
     metrics: Arc<Metrics>,
     transports: Arc<Transports>,
+    budget: Budget,
+    /// Where outbox times count from.
+    epoch: Instant,
     /// The reader's position, for recoveries waiting for it to pass their snapshot.
     position: watch::Sender<Seq>,
 }
 
 impl<A: Adapter> Hub<A> {
-    pub fn new(metrics: Arc<Metrics>, transports: Arc<Transports>) -> Hub<A> {
+    pub fn new(metrics: Arc<Metrics>, transports: Arc<Transports>, budget: Budget) -> Hub<A> {
         let registry = Registry { position: Seq::ZERO, generation: 0, rooms: HashMap::new(), members: HashMap::new() };
-        Hub { inner: Mutex::new(registry), metrics, transports, position: watch::Sender::new(Seq::ZERO) }
+        let position = watch::Sender::new(Seq::ZERO);
+        Hub { inner: Mutex::new(registry), metrics, transports, budget, epoch: Instant::now(), position }
+    }
+
+    /// Counts `bytes` the socket is about to be sent outside delivery (a chat
+    /// acknowledgement carries the whole message). `false`: they would take it past its
+    /// budget; the socket is disconnected, and the caller must not send them.
+    pub fn charge(&self, socket: &SocketRef<A>, bytes: usize) -> bool {
+        let now = outbox::now_ms(self.epoch);
+        let mut reg = self.lock();
+        let Some(member) = reg.members.get_mut(&socket.id) else { return true };
+        if member.outbox.charge(now, bytes, &self.budget) {
+            return true;
+        }
+        reg.remove(socket.id);
+        drop(reg);
+        self.evict(socket.clone(), reason(&Failure::Bytes));
+        false
     }
 
     /// The connections carrying this instance's sessions.
@@ -145,7 +188,7 @@ impl<A: Adapter> Hub<A> {
         for room in &rooms {
             reg.rooms.entry(room.clone()).or_default().push(socket.id);
         }
-        reg.members.insert(socket.id, Member { socket: socket.clone(), rooms, state });
+        reg.members.insert(socket.id, Member { socket: socket.clone(), rooms, state, outbox: Outbox::default() });
         Ticket { since, generation: reg.generation }
     }
 
@@ -188,13 +231,14 @@ impl<A: Adapter> Hub<A> {
             return Err(GoLiveError::Gap);
         }
         let position = reg.position;
+        let now = outbox::now_ms(self.epoch);
         let Some(member) = reg.members.get_mut(&sid) else { return Err(GoLiveError::Gone) };
         let State::Pending { buffer, .. } = std::mem::replace(&mut member.state, State::Live(None)) else {
             return Ok(0);
         };
         let mut sent = Ok(());
         for e in buffer.iter().filter(|e| !filter.replayed(e) && filter.wanted(e)) {
-            sent = send(&member.socket, e);
+            sent = member.send(e, &self.budget, now);
             if sent.is_err() {
                 break;
             }
@@ -211,11 +255,11 @@ impl<A: Adapter> Hub<A> {
         match sent {
             Ok(()) => Ok(report.map_or(0, |r| r.replayed)),
             Err(Failure::Closed) => Err(GoLiveError::Gone),
-            Err(Failure::Full) => {
+            Err(failure) => {
                 let socket = member.socket.clone();
                 reg.remove(sid);
                 drop(reg);
-                self.evict(socket, "queue_full");
+                self.evict(socket, reason(&failure));
                 Err(GoLiveError::Full)
             }
         }
@@ -247,6 +291,8 @@ impl<A: Adapter> Hub<A> {
 /// Why a send to a member failed.
 enum Failure {
     Full,
+    /// Not sent: it would take the bytes the socket may have queued past its budget.
+    Bytes,
     Closed,
 }
 
@@ -262,6 +308,18 @@ impl From<SendError> for Failure {
 
 fn send<A: Adapter>(socket: &SocketRef<A>, e: &Entry) -> Result<(), Failure> {
     socket.emit(&e.event, &*e.payload).map_err(Failure::from)
+}
+
+/// The bytes an event takes in a socket's queue: `42["<event>",<payload>]` and the
+/// Engine.IO framing.
+fn packet_size(e: &Entry) -> usize {
+    e.event.len() + e.payload.get().len() + 8
+}
+
+/// What one delivery batch checks each send against.
+struct Outgoing<'a> {
+    budget: &'a Budget,
+    now: u64,
 }
 
 impl<A: Adapter> Registry<A> {
@@ -282,8 +340,8 @@ impl<A: Adapter> Registry<A> {
         Some(member)
     }
 
-    /// Hands one event to its members; returns the sockets that must be evicted.
-    fn deliver_one(&mut self, e: &Arc<Entry>, evicted: &mut Vec<SocketRef<A>>) {
+    /// Hands one event to its members; returns the sockets that must be evicted, and why.
+    fn deliver_one(&mut self, e: &Arc<Entry>, out: &Outgoing, evicted: &mut Vec<(SocketRef<A>, &'static str)>) {
         self.position = self.position.max(e.seq);
         let mut targets: Vec<Sid> = Vec::new();
         for room in &e.rooms {
@@ -311,7 +369,7 @@ impl<A: Adapter> Registry<A> {
                     if filter.as_ref().is_some_and(|f| f.spent(e.seq)) {
                         *filter = None;
                     }
-                    send(&member.socket, e)
+                    member.send(e, out.budget, out.now)
                 }
             };
             match outcome {
@@ -319,9 +377,9 @@ impl<A: Adapter> Registry<A> {
                 Err(Failure::Closed) => {
                     self.remove(sid);
                 }
-                Err(Failure::Full) => {
+                Err(failure) => {
                     if let Some(member) = self.remove(sid) {
-                        evicted.push(member.socket);
+                        evicted.push((member.socket, reason(&failure)));
                     }
                 }
             }
@@ -335,16 +393,17 @@ impl<A: Adapter> LogSink for Hub<A> {
             return;
         }
         let mut evicted = Vec::new();
+        let out = Outgoing { budget: &self.budget, now: outbox::now_ms(self.epoch) };
         let position = {
             let mut reg = self.lock();
             for e in entries {
-                reg.deliver_one(e, &mut evicted);
+                reg.deliver_one(e, &out, &mut evicted);
             }
             reg.position
         };
         self.position.send_if_modified(|p| std::mem::replace(p, position) != position);
-        for socket in evicted {
-            self.evict(socket, "queue_full");
+        for (socket, why) in evicted {
+            self.evict(socket, why);
         }
     }
 

@@ -9,10 +9,11 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 
 use super::SocketCtx;
-use super::handlers::{Ack, admit, enforce, send};
+use super::handlers::{Ack, AckWanted, admit, enforce, send};
 use super::users::UserSlot;
 use crate::auth::Identity;
 use crate::chat::{self, ChatError, Party};
+use crate::delivery::Hub;
 use crate::emit::{EmitError, Publisher};
 
 fn sender<A: Adapter>(socket: &SocketRef<A>) -> Result<Party, Ack> {
@@ -82,10 +83,18 @@ async fn relay<A: Adapter>(
 pub async fn chat_send<A: Adapter>(
     socket: SocketRef<A>,
     TryData(data): TryData<Value>,
-    ack: AckSender<A>,
+    (ack, AckWanted(wanted)): (AckSender<A>, AckWanted),
     State(ctx): State<Arc<SocketCtx>>,
+    State(hub): State<Arc<Hub<A>>>,
 ) {
     let answer = relay(&socket, &ctx.publisher, data).await;
+    // The ack carries the whole message: it counts against the socket's queued bytes
+    // like a delivered event (a sender that never reads its acks is a slow reader).
+    if let (true, Ack::Raw(raw)) = (wanted, &answer)
+        && !hub.charge(&socket, raw.get().len() + 8)
+    {
+        return;
+    }
     send(&socket, ack, "chat:send", answer);
 }
 

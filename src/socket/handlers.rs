@@ -46,6 +46,22 @@ impl Ack {
     }
 }
 
+/// Whether the client asked for an acknowledgement (socketioxide's `AckSender` keeps it
+/// to itself): only then does an answer take room in the socket's queue.
+pub struct AckWanted(pub bool);
+
+impl<A: Adapter> socketioxide::handler::FromMessageParts<A> for AckWanted {
+    type Error = std::convert::Infallible;
+
+    fn from_message_parts(
+        _: &Arc<socketioxide::socket::Socket<A>>,
+        _: &mut socketioxide::handler::Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Self::Error> {
+        Ok(AckWanted(ack_id.is_some()))
+    }
+}
+
 /// Sends the ack if the client asked for one; a client that did not simply gets nothing.
 pub(super) fn send<A: Adapter>(socket: &SocketRef<A>, ack: AckSender<A>, event: &str, answer: Ack) {
     if let Err(e) = ack.send(&answer) {
