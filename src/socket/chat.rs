@@ -9,7 +9,7 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 
 use super::SocketCtx;
-use super::handlers::{Ack, AckWanted, admit, enforce, send};
+use super::handlers::{Ack, Reply, admit, enforce, send};
 use super::users::UserSlot;
 use crate::auth::Identity;
 use crate::chat::{self, ChatError, Party};
@@ -83,7 +83,7 @@ async fn relay<A: Adapter>(
 pub async fn chat_send<A: Adapter>(
     socket: SocketRef<A>,
     TryData(data): TryData<Value>,
-    (ack, AckWanted(wanted)): (AckSender<A>, AckWanted),
+    Reply { ack, wanted }: Reply<A>,
     State(ctx): State<Arc<SocketCtx>>,
     State(hub): State<Arc<Hub<A>>>,
 ) {

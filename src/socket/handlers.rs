@@ -46,19 +46,24 @@ impl Ack {
     }
 }
 
-/// Whether the client asked for an acknowledgement (socketioxide's `AckSender` keeps it
-/// to itself): only then does an answer take room in the socket's queue.
-pub struct AckWanted(pub bool);
+/// The acknowledgement of one client event, and whether the client asked for one
+/// (socketioxide's `AckSender` keeps that to itself): only then does an answer take
+/// room in the socket's queue.
+pub struct Reply<A: Adapter> {
+    pub ack: AckSender<A>,
+    pub wanted: bool,
+}
 
-impl<A: Adapter> socketioxide::handler::FromMessageParts<A> for AckWanted {
+impl<A: Adapter> socketioxide::handler::FromMessageParts<A> for Reply<A> {
     type Error = std::convert::Infallible;
 
     fn from_message_parts(
-        _: &Arc<socketioxide::socket::Socket<A>>,
-        _: &mut socketioxide::handler::Value,
+        socket: &Arc<socketioxide::socket::Socket<A>>,
+        value: &mut socketioxide::handler::Value,
         ack_id: &Option<i64>,
     ) -> Result<Self, Self::Error> {
-        Ok(AckWanted(ack_id.is_some()))
+        let ack = AckSender::from_message_parts(socket, value, ack_id)?;
+        Ok(Reply { ack, wanted: ack_id.is_some() })
     }
 }
 

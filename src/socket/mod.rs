@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use socketioxide::adapter::Adapter;
-use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
+use socketioxide::extract::{Event, SocketRef, State, TryData};
 use socketioxide::socket::DisconnectReason;
 
 use crate::auth::{Identity, JwtVerifier};
@@ -114,17 +114,17 @@ async fn dispatch<A: Adapter>(
     socket: SocketRef<A>,
     Event(event): Event,
     data: TryData<serde_json::Value>,
-    ack: AckSender<A>,
-    wanted: handlers::AckWanted,
+    reply: handlers::Reply<A>,
     ctx: State<Arc<SocketCtx>>,
     hub: State<Arc<Hub<A>>>,
     expiries: State<Arc<expiry::Expiries<A>>>,
 ) {
+    let ack = reply.ack;
     match event.as_str() {
         "ping" => handlers::ping(socket, ack).await,
         "join" => handlers::join(socket, data, ack, hub).await,
         "leave" => handlers::leave(socket, data, ack, hub).await,
-        "chat:send" => chat::chat_send(socket, data, (ack, wanted), ctx, hub).await,
+        "chat:send" => chat::chat_send(socket, data, handlers::Reply { ack, wanted: reply.wanted }, ctx, hub).await,
         "chat:typing" => chat::chat_typing(socket, data, ack).await,
         "auth:refresh" => expiry::refresh(socket, data, ack, ctx, expiries).await,
         _ => handlers::unknown(socket, Event(event), ack).await,
