@@ -59,7 +59,7 @@ use crate::net::Transports;
 
 pub use filter::Filter;
 pub use outbox::Budget;
-use outbox::Outbox;
+use outbox::{Outbox, Outgoing};
 pub use recovery::{OffsetsRequest, RecoveryReport, recover};
 
 /// Most events a pending member buffers while its replay runs; past it the member is
@@ -81,16 +81,6 @@ struct Member<A: Adapter> {
     rooms: Vec<String>,
     state: State,
     outbox: Outbox,
-}
-
-impl<A: Adapter> Member<A> {
-    /// Sends one event, unless its bytes would take the socket's queue past the budget.
-    fn send(&mut self, e: &Entry, budget: &Budget, now: u64) -> Result<(), Failure> {
-        if !self.outbox.charge(now, packet_size(e), budget) {
-            return Err(Failure::Bytes);
-        }
-        send(&self.socket, e)
-    }
 }
 
 struct Registry<A: Adapter> {
@@ -145,22 +135,6 @@ impl<A: Adapter> Hub<A> {
         let registry = Registry { position: Seq::ZERO, generation: 0, rooms: HashMap::new(), members: HashMap::new() };
         let position = watch::Sender::new(Seq::ZERO);
         Hub { inner: Mutex::new(registry), metrics, transports, budget, epoch: Instant::now(), position }
-    }
-
-    /// Counts `bytes` the socket is about to be sent outside delivery (a chat
-    /// acknowledgement carries the whole message). `false`: they would take it past its
-    /// budget; the socket is disconnected, and the caller must not send them.
-    pub fn charge(&self, socket: &SocketRef<A>, bytes: usize) -> bool {
-        let now = outbox::now_ms(self.epoch);
-        let mut reg = self.lock();
-        let Some(member) = reg.members.get_mut(&socket.id) else { return true };
-        if member.outbox.charge(now, bytes, &self.budget) {
-            return true;
-        }
-        reg.remove(socket.id);
-        drop(reg);
-        self.evict(socket.clone(), reason(&Failure::Bytes));
-        false
     }
 
     /// The connections carrying this instance's sessions.
@@ -308,18 +282,6 @@ impl From<SendError> for Failure {
 
 fn send<A: Adapter>(socket: &SocketRef<A>, e: &Entry) -> Result<(), Failure> {
     socket.emit(&e.event, &*e.payload).map_err(Failure::from)
-}
-
-/// The bytes an event takes in a socket's queue: `42["<event>",<payload>]` and the
-/// Engine.IO framing.
-fn packet_size(e: &Entry) -> usize {
-    e.event.len() + e.payload.get().len() + 8
-}
-
-/// What one delivery batch checks each send against.
-struct Outgoing<'a> {
-    budget: &'a Budget,
-    now: u64,
 }
 
 impl<A: Adapter> Registry<A> {

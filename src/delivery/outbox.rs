@@ -24,6 +24,12 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::SocketRef;
+
+use super::{Failure, Hub, Member, reason, send};
+use crate::history::Entry;
+
 /// The limits every socket's outbox is held to.
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
@@ -87,6 +93,46 @@ impl Outbox {
     pub(super) fn bytes(&self) -> usize {
         self.bytes
     }
+}
+
+/// What one delivery batch checks each send against.
+pub(super) struct Outgoing<'a> {
+    pub(super) budget: &'a Budget,
+    pub(super) now: u64,
+}
+
+impl<A: Adapter> Hub<A> {
+    /// Counts `bytes` the socket is about to be sent outside delivery (a chat
+    /// acknowledgement carries the whole message). `false`: they would take it past its
+    /// budget; the socket is disconnected, and the caller must not send them.
+    pub fn charge(&self, socket: &SocketRef<A>, bytes: usize) -> bool {
+        let now = now_ms(self.epoch);
+        let mut reg = self.lock();
+        let Some(member) = reg.members.get_mut(&socket.id) else { return true };
+        if member.outbox.charge(now, bytes, &self.budget) {
+            return true;
+        }
+        reg.remove(socket.id);
+        drop(reg);
+        self.evict(socket.clone(), reason(&Failure::Bytes));
+        false
+    }
+}
+
+impl<A: Adapter> Member<A> {
+    /// Sends one event, unless its bytes would take the socket's queue past the budget.
+    pub(super) fn send(&mut self, e: &Entry, budget: &Budget, now: u64) -> Result<(), Failure> {
+        if !self.outbox.charge(now, packet_size(e), budget) {
+            return Err(Failure::Bytes);
+        }
+        send(&self.socket, e)
+    }
+}
+
+/// The bytes an event takes in a socket's queue: `42["<event>",<payload>]` and the
+/// Engine.IO framing.
+fn packet_size(e: &Entry) -> usize {
+    e.event.len() + e.payload.get().len() + 8
 }
 
 /// Milliseconds since `epoch`.
