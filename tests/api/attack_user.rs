@@ -225,7 +225,7 @@ async fn ten_sockets_of_one_user_share_one_chat_rate() {
 #[tokio::test]
 async fn a_client_that_drops_right_after_connect_leaves_no_socket_behind() {
     let (url, received) = crate::hooks::receiver().await;
-    let server = Binary::start(&[
+    let mut server = Binary::start(&[
         ("WEBHOOK_URL", &url),
         ("WEBHOOK_SECRET", crate::hooks::SECRET),
         ("PRESENCE_OFFLINE_GRACE_MS", "100"),
@@ -261,8 +261,13 @@ async fn a_client_that_drops_right_after_connect_leaves_no_socket_behind() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let transitions = received.types("user:racer").len();
+    let mut caught = 0;
+    while let Ok(message) = server.logs.try_recv() {
+        caught +=
+            usize::from(message.starts_with("socket dropped before") || message.starts_with("socket ended while"));
+    }
     eprintln!(
-        "300 connect-and-drop: connections {connections} (baseline {baseline}), {transitions} presence webhooks, last {last:?}"
+        "300 connect-and-drop: connections {connections} (baseline {baseline}), {transitions} presence webhooks, last {last:?}; {caught} sockets caught mid-connect and released"
     );
     assert_eq!(connections, baseline, "sockets left counted");
     assert_ne!(last.as_deref(), Some("presence.online"), "the user stays online with no socket");
