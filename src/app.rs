@@ -90,7 +90,12 @@ pub fn build<A: Adapter + DefinedAdapter>(
     let publisher = Publisher::new(history.clone(), metrics.clone()).with_chat_hook(hooks.chat.clone());
     let transports = Arc::new(Transports::default());
     let forwarded = Arc::new(ForwardedConns::default());
-    let hub = Arc::new(Hub::<A>::new(metrics.clone(), transports.clone()));
+    let budget = crate::delivery::Budget {
+        bytes: config.socket.buffer_bytes,
+        packets: config.socket.buffer_packets,
+        horizon: config.socket.ping_interval + config.socket.ping_timeout,
+    };
+    let hub = Arc::new(Hub::<A>::new(metrics.clone(), transports.clone(), budget));
     // With the console on, its tap reads the log right after delivery.
     let tap = config.admin.as_ref().map(|_| Arc::new(crate::admin::tap::Tap::default()));
     match &tap {
@@ -106,6 +111,11 @@ pub fn build<A: Adapter + DefinedAdapter>(
         presence: hooks.presence(),
         forwarded: forwarded.clone(),
         record_connected_at: tap.is_some(),
+        users: crate::socket::Users::new(
+            config.socket.max_per_user,
+            config.socket.rate_limit,
+            config.socket.flood_disconnect_after,
+        ),
     });
 
     let (layer, io) = crate::engine::builder(&config.ws_path, &config.socket)

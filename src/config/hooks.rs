@@ -25,6 +25,9 @@ pub struct HooksConfig {
     pub secret: Option<SecretString>,
     /// How long an identity with no socket left may stay away before it is offline.
     pub offline_grace: Duration,
+    /// `CHAT_HOOK_CONCURRENCY`: most chat hook requests in flight at once; a message past
+    /// it is refused at once (`unavailable`), never queued.
+    pub chat_concurrency: usize,
 }
 
 /// One backend URL and how long one attempt on it may take.
@@ -50,6 +53,7 @@ impl fmt::Debug for HooksConfig {
             .field("chat", &origin(&self.chat))
             .field("secret", &self.secret.as_ref().map(|_| "[REDACTED]"))
             .field("offline_grace", &self.offline_grace)
+            .field("chat_concurrency", &self.chat_concurrency)
             .finish()
     }
 }
@@ -58,6 +62,11 @@ pub(super) fn parse_hooks(get: &impl Fn(&str) -> Option<String>, env: AppEnv) ->
     let webhook = target(get, "WEBHOOK_URL", "WEBHOOK_TIMEOUT_MS", 5_000)?;
     let chat = target(get, "CHAT_HOOK_URL", "CHAT_HOOK_TIMEOUT_MS", 3_000)?;
     let offline_grace = Duration::from_millis(parse_bounded(get, "PRESENCE_OFFLINE_GRACE_MS", 5_000, 86_400_000)?);
+    let chat_concurrency = usize::try_from(parse_bounded(get, "CHAT_HOOK_CONCURRENCY", 64, 100_000)?)
+        .map_err(|_| err("CHAT_HOOK_CONCURRENCY", "too large"))?;
+    if chat_concurrency == 0 {
+        return Err(err("CHAT_HOOK_CONCURRENCY", "must be at least 1"));
+    }
     let secret = match (get("WEBHOOK_SECRET"), webhook.is_some() || chat.is_some(), env) {
         (_, false, _) => None,
         (None, true, AppEnv::Development) => Some(SecretString::from(DEV_WEBHOOK_SECRET)),
@@ -72,7 +81,7 @@ pub(super) fn parse_hooks(get: &impl Fn(&str) -> Option<String>, env: AppEnv) ->
         }
         (Some(secret), true, _) => Some(SecretString::from(secret)),
     };
-    Ok(HooksConfig { webhook, chat, secret, offline_grace })
+    Ok(HooksConfig { webhook, chat, secret, offline_grace, chat_concurrency })
 }
 
 fn target(
@@ -131,6 +140,16 @@ mod tests {
         let h = hooks(&[("CHAT_HOOK_URL", "http://127.0.0.1:9/chat")], AppEnv::Development).unwrap();
         assert!(h.is_dev_secret());
         assert_eq!(h.chat.unwrap().timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn chat_hook_concurrency_defaults_to_64_and_must_be_positive() {
+        assert_eq!(hooks(&[], AppEnv::Production).unwrap().chat_concurrency, 64);
+        assert_eq!(hooks(&[("CHAT_HOOK_CONCURRENCY", "8")], AppEnv::Production).unwrap().chat_concurrency, 8);
+        for bad in ["0", "-1", "many", "100001"] {
+            let e = hooks(&[("CHAT_HOOK_CONCURRENCY", bad)], AppEnv::Production).unwrap_err();
+            assert_eq!(e.var, "CHAT_HOOK_CONCURRENCY", "{bad}");
+        }
     }
 
     #[test]

@@ -35,14 +35,16 @@
 //!    there and then: it is removed from the registry before anything else can be sent to
 //!    it (a later event slipping into a freed slot would move the client's offsets past
 //!    the lost one), and its transport is closed, so it reconnects and recovers from its
-//!    offsets.
+//!    offsets. The same goes for a send that would take the bytes the socket may have
+//!    queued past `SOCKET_BUFFER_BYTES` (see [`outbox`]): it is not sent.
 
 mod filter;
+mod outbox;
 mod recovery;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -56,6 +58,8 @@ use crate::metrics::{Metrics, ReasonLabels};
 use crate::net::Transports;
 
 pub use filter::Filter;
+pub use outbox::Budget;
+use outbox::{Outbox, Outgoing};
 pub use recovery::{OffsetsRequest, RecoveryReport, recover};
 
 /// Most events a pending member buffers while its replay runs; past it the member is
@@ -76,6 +80,7 @@ struct Member<A: Adapter> {
     socket: SocketRef<A>,
     rooms: Vec<String>,
     state: State,
+    outbox: Outbox,
 }
 
 struct Registry<A: Adapter> {
@@ -105,19 +110,31 @@ pub enum GoLiveError {
     Full,
 }
 
+/// Why a socket was disconnected (the `reason` of `delivery_disconnects`).
+fn reason(failure: &Failure) -> &'static str {
+    match failure {
+        Failure::Bytes => "buffer_bytes",
+        Failure::Full | Failure::Closed => "queue_full",
+    }
+}
+
 /// This instance's sockets, by room, fed by the history's reader.
 pub struct Hub<A: Adapter> {
     inner: Mutex<Registry<A>>,
     metrics: Arc<Metrics>,
     transports: Arc<Transports>,
+    budget: Budget,
+    /// Where outbox times count from.
+    epoch: Instant,
     /// The reader's position, for recoveries waiting for it to pass their snapshot.
     position: watch::Sender<Seq>,
 }
 
 impl<A: Adapter> Hub<A> {
-    pub fn new(metrics: Arc<Metrics>, transports: Arc<Transports>) -> Hub<A> {
+    pub fn new(metrics: Arc<Metrics>, transports: Arc<Transports>, budget: Budget) -> Hub<A> {
         let registry = Registry { position: Seq::ZERO, generation: 0, rooms: HashMap::new(), members: HashMap::new() };
-        Hub { inner: Mutex::new(registry), metrics, transports, position: watch::Sender::new(Seq::ZERO) }
+        let position = watch::Sender::new(Seq::ZERO);
+        Hub { inner: Mutex::new(registry), metrics, transports, budget, epoch: Instant::now(), position }
     }
 
     /// The connections carrying this instance's sessions.
@@ -145,7 +162,7 @@ impl<A: Adapter> Hub<A> {
         for room in &rooms {
             reg.rooms.entry(room.clone()).or_default().push(socket.id);
         }
-        reg.members.insert(socket.id, Member { socket: socket.clone(), rooms, state });
+        reg.members.insert(socket.id, Member { socket: socket.clone(), rooms, state, outbox: Outbox::default() });
         Ticket { since, generation: reg.generation }
     }
 
@@ -188,13 +205,14 @@ impl<A: Adapter> Hub<A> {
             return Err(GoLiveError::Gap);
         }
         let position = reg.position;
+        let now = outbox::now_ms(self.epoch);
         let Some(member) = reg.members.get_mut(&sid) else { return Err(GoLiveError::Gone) };
         let State::Pending { buffer, .. } = std::mem::replace(&mut member.state, State::Live(None)) else {
             return Ok(0);
         };
         let mut sent = Ok(());
         for e in buffer.iter().filter(|e| !filter.replayed(e) && filter.wanted(e)) {
-            sent = send(&member.socket, e);
+            sent = member.send(e, &self.budget, now);
             if sent.is_err() {
                 break;
             }
@@ -211,11 +229,11 @@ impl<A: Adapter> Hub<A> {
         match sent {
             Ok(()) => Ok(report.map_or(0, |r| r.replayed)),
             Err(Failure::Closed) => Err(GoLiveError::Gone),
-            Err(Failure::Full) => {
+            Err(failure) => {
                 let socket = member.socket.clone();
                 reg.remove(sid);
                 drop(reg);
-                self.evict(socket, "queue_full");
+                self.evict(socket, reason(&failure));
                 Err(GoLiveError::Full)
             }
         }
@@ -247,6 +265,8 @@ impl<A: Adapter> Hub<A> {
 /// Why a send to a member failed.
 enum Failure {
     Full,
+    /// Not sent: it would take the bytes the socket may have queued past its budget.
+    Bytes,
     Closed,
 }
 
@@ -282,8 +302,8 @@ impl<A: Adapter> Registry<A> {
         Some(member)
     }
 
-    /// Hands one event to its members; returns the sockets that must be evicted.
-    fn deliver_one(&mut self, e: &Arc<Entry>, evicted: &mut Vec<SocketRef<A>>) {
+    /// Hands one event to its members; returns the sockets that must be evicted, and why.
+    fn deliver_one(&mut self, e: &Arc<Entry>, out: &Outgoing, evicted: &mut Vec<(SocketRef<A>, &'static str)>) {
         self.position = self.position.max(e.seq);
         let mut targets: Vec<Sid> = Vec::new();
         for room in &e.rooms {
@@ -311,7 +331,7 @@ impl<A: Adapter> Registry<A> {
                     if filter.as_ref().is_some_and(|f| f.spent(e.seq)) {
                         *filter = None;
                     }
-                    send(&member.socket, e)
+                    member.send(e, out.budget, out.now)
                 }
             };
             match outcome {
@@ -319,9 +339,9 @@ impl<A: Adapter> Registry<A> {
                 Err(Failure::Closed) => {
                     self.remove(sid);
                 }
-                Err(Failure::Full) => {
+                Err(failure) => {
                     if let Some(member) = self.remove(sid) {
-                        evicted.push(member.socket);
+                        evicted.push((member.socket, reason(&failure)));
                     }
                 }
             }
@@ -335,16 +355,17 @@ impl<A: Adapter> LogSink for Hub<A> {
             return;
         }
         let mut evicted = Vec::new();
+        let out = Outgoing { budget: &self.budget, now: outbox::now_ms(self.epoch) };
         let position = {
             let mut reg = self.lock();
             for e in entries {
-                reg.deliver_one(e, &mut evicted);
+                reg.deliver_one(e, &out, &mut evicted);
             }
             reg.position
         };
         self.position.send_if_modified(|p| std::mem::replace(p, position) != position);
-        for socket in evicted {
-            self.evict(socket, "queue_full");
+        for (socket, why) in evicted {
+            self.evict(socket, why);
         }
     }
 

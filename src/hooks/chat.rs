@@ -1,7 +1,14 @@
 //! The chat hook: before a chat message is relayed, the backend is asked (and so can
 //! store or moderate it). Nothing is relayed that the backend did not accept.
+//!
+//! At most `CHAT_HOOK_CONCURRENCY` requests are in flight: a flood of chat messages
+//! (across users and instances' worth of sockets) cannot open unbounded requests to the
+//! backend, nor hold unbounded messages waiting for one. Past the limit a message is
+//! refused at once as `unavailable`, which the sender may retry.
 
 use std::time::Instant;
+
+use tokio::sync::Semaphore;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -30,7 +37,13 @@ pub struct ChatHook {
     poster: Poster,
     target: HookTarget,
     metrics: std::sync::Arc<Metrics>,
+    /// One permit per request in flight.
+    in_flight: Semaphore,
 }
+
+/// The verdict for a message refused because the backend already has the most requests
+/// in flight allowed.
+const BUSY: &str = "too many chat messages waiting for the backend";
 
 #[derive(Serialize)]
 struct Body<'a> {
@@ -38,16 +51,21 @@ struct Body<'a> {
 }
 
 impl ChatHook {
-    pub fn new(poster: Poster, target: HookTarget, metrics: std::sync::Arc<Metrics>) -> ChatHook {
-        ChatHook { poster, target, metrics }
+    /// `concurrency`: most requests in flight at once (at least one).
+    pub fn new(poster: Poster, target: HookTarget, metrics: std::sync::Arc<Metrics>, concurrency: usize) -> ChatHook {
+        ChatHook { poster, target, metrics, in_flight: Semaphore::new(concurrency.max(1)) }
     }
 
-    /// Posts `{ "message": … }` and waits (at most `CHAT_HOOK_TIMEOUT_MS`) for the verdict.
+    /// Posts `{ "message": … }` and waits (at most `CHAT_HOOK_TIMEOUT_MS`) for the verdict;
+    /// `Unavailable` at once when the most requests allowed are already in flight.
     pub async fn check(&self, message: &ChatMessage) -> Verdict {
         let started = Instant::now();
-        let verdict = match serde_json::to_vec(&Body { message }) {
-            Err(e) => Verdict::Unavailable(format!("the message could not be serialized: {e}")),
-            Ok(body) => judge(self.poster.post(&self.target, body).await),
+        let verdict = match self.in_flight.try_acquire() {
+            Err(_) => Verdict::Unavailable(BUSY.to_owned()),
+            Ok(_permit) => match serde_json::to_vec(&Body { message }) {
+                Err(e) => Verdict::Unavailable(format!("the message could not be serialized: {e}")),
+                Ok(body) => judge(self.poster.post(&self.target, body).await),
+            },
         };
         let outcome = match &verdict {
             Verdict::Accepted => "accepted",
@@ -112,6 +130,50 @@ mod tests {
         assert!(matches!(judge(answer(500, "")), Verdict::Unavailable(_)));
         assert!(matches!(judge(answer(302, "")), Verdict::Unavailable(_)));
         assert!(matches!(judge(Err(PostError::Unreachable("refused".into()))), Verdict::Unavailable(_)));
+    }
+
+    #[tokio::test]
+    async fn past_the_concurrency_a_message_is_refused_at_once_as_unavailable() {
+        // A backend that accepts connections and never answers: requests stay in flight.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/chat", listener.local_addr().unwrap());
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                open.push(conn);
+            }
+        });
+        let target = HookTarget { url: url.parse().unwrap(), timeout: std::time::Duration::from_secs(30) };
+        let poster = Poster::new(super::super::sign::Signer::new("s".to_owned().into())).unwrap();
+        let hook = std::sync::Arc::new(ChatHook::new(poster, target, std::sync::Arc::new(Metrics::new()), 2));
+        let message = crate::chat::compose(
+            crate::chat::Party {
+                kind: crate::events::room::RoomKind::User,
+                id: crate::events::id::Id::new("u1").unwrap(),
+            },
+            crate::chat::Draft {
+                to: crate::chat::Party {
+                    kind: crate::events::room::RoomKind::Vendor,
+                    id: crate::events::id::Id::new("v1").unwrap(),
+                },
+                text: "hi".into(),
+                client_msg_id: None,
+            },
+        )
+        .unwrap();
+        let waiting: Vec<_> = (0..2)
+            .map(|_| {
+                let (hook, message) = (hook.clone(), message.clone());
+                tokio::spawn(async move { hook.check(&message).await })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let third = tokio::time::timeout(std::time::Duration::from_millis(100), hook.check(&message)).await;
+        assert_eq!(third.expect("refused at once, not queued"), Verdict::Unavailable(BUSY.to_owned()));
+        for w in waiting {
+            w.abort();
+        }
+        held.abort();
     }
 
     #[test]

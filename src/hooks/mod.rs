@@ -52,7 +52,10 @@ impl Hooks {
     pub fn start(config: &HooksConfig, redis: Option<RedisConn>, metrics: &Arc<Metrics>) -> Result<Hooks, HooksError> {
         let Some(secret) = config.secret.clone() else { return Ok(Hooks::default()) };
         let poster = Poster::new(sign::Signer::new(secret))?;
-        let chat = config.chat.clone().map(|target| Arc::new(ChatHook::new(poster.clone(), target, metrics.clone())));
+        let chat = config
+            .chat
+            .clone()
+            .map(|target| Arc::new(ChatHook::new(poster.clone(), target, metrics.clone(), config.chat_concurrency)));
         let presence = config.webhook.clone().map(|target| {
             let store = Arc::new(match redis {
                 Some(conn) => {

@@ -9,9 +9,11 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 
 use super::SocketCtx;
-use super::handlers::{Ack, admit, send};
+use super::handlers::{Ack, Reply, admit, enforce, send};
+use super::users::UserSlot;
 use crate::auth::Identity;
 use crate::chat::{self, ChatError, Party};
+use crate::delivery::Hub;
 use crate::emit::{EmitError, Publisher};
 
 fn sender<A: Adapter>(socket: &SocketRef<A>) -> Result<Party, Ack> {
@@ -20,6 +22,13 @@ fn sender<A: Adapter>(socket: &SocketRef<A>) -> Result<Party, Ack> {
         .get::<Arc<Identity>>()
         .and_then(|identity| Party::of(&identity))
         .ok_or_else(|| Ack::err("forbidden", "only users and vendors chat from a socket"))
+}
+
+/// Counts a chat message against the rate its user's sockets share: more sockets do
+/// not mean more messages.
+fn admit_user<A: Adapter>(socket: &SocketRef<A>) -> Result<(), Ack> {
+    let Some(slot) = socket.extensions.get::<Arc<UserSlot>>() else { return Ok(()) };
+    slot.chat().map_or(Ok(()), |limiter| enforce(socket, "chat:send", limiter))
 }
 
 /// The chat hook's refusal, with the backend's reason when it gave one.
@@ -49,7 +58,7 @@ async fn relay<A: Adapter>(
     publisher: &Publisher,
     data: Result<Value, socketioxide::ParserError>,
 ) -> Ack {
-    let from = match admit(socket, "chat:send").and_then(|()| sender(socket)) {
+    let from = match admit(socket, "chat:send").and_then(|()| admit_user(socket)).and_then(|()| sender(socket)) {
         Ok(from) => from,
         Err(answer) => return answer,
     };
@@ -74,10 +83,18 @@ async fn relay<A: Adapter>(
 pub async fn chat_send<A: Adapter>(
     socket: SocketRef<A>,
     TryData(data): TryData<Value>,
-    ack: AckSender<A>,
+    Reply { ack, wanted }: Reply<A>,
     State(ctx): State<Arc<SocketCtx>>,
+    State(hub): State<Arc<Hub<A>>>,
 ) {
     let answer = relay(&socket, &ctx.publisher, data).await;
+    // The ack carries the whole message: it counts against the socket's queued bytes
+    // like a delivered event (a sender that never reads its acks is a slow reader).
+    if let (true, Ack::Raw(raw)) = (wanted, &answer)
+        && !hub.charge(&socket, raw.get().len() + 8)
+    {
+        return;
+    }
     send(&socket, ack, "chat:send", answer);
 }
 

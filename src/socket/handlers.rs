@@ -46,6 +46,27 @@ impl Ack {
     }
 }
 
+/// The acknowledgement of one client event, and whether the client asked for one
+/// (socketioxide's `AckSender` keeps that to itself): only then does an answer take
+/// room in the socket's queue.
+pub struct Reply<A: Adapter> {
+    pub ack: AckSender<A>,
+    pub wanted: bool,
+}
+
+impl<A: Adapter> socketioxide::handler::FromMessageParts<A> for Reply<A> {
+    type Error = std::convert::Infallible;
+
+    fn from_message_parts(
+        socket: &Arc<socketioxide::socket::Socket<A>>,
+        value: &mut socketioxide::handler::Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Self::Error> {
+        let ack = AckSender::from_message_parts(socket, value, ack_id)?;
+        Ok(Reply { ack, wanted: ack_id.is_some() })
+    }
+}
+
 /// Sends the ack if the client asked for one; a client that did not simply gets nothing.
 pub(super) fn send<A: Adapter>(socket: &SocketRef<A>, ack: AckSender<A>, event: &str, answer: Ack) {
     if let Err(e) = ack.send(&answer) {
@@ -57,6 +78,11 @@ pub(super) fn send<A: Adapter>(socket: &SocketRef<A>, ack: AckSender<A>, event: 
 /// send; a socket that keeps flooding is disconnected here.
 pub(super) fn admit<A: Adapter>(socket: &SocketRef<A>, event: &str) -> Result<(), Ack> {
     let Some(limiter) = socket.extensions.get::<Arc<SocketLimiter>>() else { return Ok(()) };
+    enforce(socket, event, &limiter)
+}
+
+/// Counts one event against `limiter` (the socket's, or one its user shares).
+pub(super) fn enforce<A: Adapter>(socket: &SocketRef<A>, event: &str, limiter: &SocketLimiter) -> Result<(), Ack> {
     match limiter.check() {
         Verdict::Allowed => Ok(()),
         Verdict::Limited => Err(Ack::err("rate_limited", "too many events; slow down")),

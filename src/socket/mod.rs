@@ -3,13 +3,15 @@
 mod chat;
 pub mod expiry;
 mod handlers;
+mod lifecycle;
 mod limit;
+pub mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use socketioxide::adapter::Adapter;
-use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
+use socketioxide::extract::{Event, SocketRef, State, TryData};
 use socketioxide::socket::DisconnectReason;
 
 use crate::auth::{Identity, JwtVerifier};
@@ -17,9 +19,11 @@ use crate::config::RateLimit;
 use crate::delivery::{Hub, OffsetsRequest, Ticket, recover};
 use crate::emit::Publisher;
 use crate::metrics::Metrics;
+use lifecycle::{Held, release};
 
 pub use handlers::Ack;
 pub use limit::{SocketLimiter, Verdict};
+pub use users::Users;
 
 /// A socket id fit for logs. socketioxide's Socket.IO sid is also the Engine.IO session
 /// id, which authorizes long-polling requests on that session: logs keep only a prefix
@@ -43,11 +47,9 @@ pub struct SocketCtx {
     pub forwarded: Arc<crate::net::ForwardedConns>,
     /// Keep each socket's connection time (the admin console shows it).
     pub record_connected_at: bool,
+    /// Sockets per token subject, and the chat rate each subject's sockets share.
+    pub users: Arc<Users>,
 }
-
-/// The identity rooms a socket was counted in for presence: taken (once) when it leaves.
-#[derive(Clone)]
-struct Counted(Vec<String>);
 
 /// Why a socket could not be prepared (never expected: the handshake stores the identity).
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,7 @@ pub async fn prepare<A: Adapter>(
     socket: SocketRef<A>,
     State(ctx): State<Arc<SocketCtx>>,
     State(hub): State<Arc<Hub<A>>>,
+    State(expiries): State<Arc<expiry::Expiries<A>>>,
 ) -> Result<(), NoIdentity> {
     let identity = socket.extensions.get::<Arc<Identity>>().ok_or(NoIdentity)?;
     let own = identity.own_rooms();
@@ -76,11 +79,14 @@ pub async fn prepare<A: Adapter>(
     {
         socket.extensions.insert(Arc::new(ctx.forwarded.enter(client.ip)));
     }
+    let mut held = Held { presence: None };
     if let Some(presence) = &ctx.presence {
         let who: Vec<String> = own.iter().map(|r| r.name()).collect();
         presence.connected(&who);
-        socket.extensions.insert(Counted(who));
+        held.presence = Some(who.into());
     }
+    socket.extensions.insert(held);
+    ctx.metrics.connections.inc();
     if ctx.record_connected_at {
         socket.extensions.insert(crate::admin::ConnectedAt(crate::admin::unix_ms()));
     }
@@ -94,18 +100,11 @@ pub async fn prepare<A: Adapter>(
                State(ctx): State<Arc<SocketCtx>>,
                State(hub): State<Arc<Hub<A>>>,
                State(expiries): State<Arc<expiry::Expiries<A>>>| {
-            hub.detach(socket.id);
-            hub.transports().forget(&socket.id.to_string());
-            if let (Some(presence), Some(Counted(who))) = (&ctx.presence, socket.extensions.remove::<Counted>()) {
-                presence.disconnected(&who);
-            }
-            if let Some(identity) = socket.extensions.get::<Arc<Identity>>() {
-                expiries.closed(socket.id, identity.exp);
-            }
-            ctx.metrics.connections.dec();
+            release(&socket, &ctx, &hub, &expiries);
             tracing::info!(sid = %crate::socket::log_id(socket.id), ?reason, "client disconnected");
         },
     );
+    lifecycle::settle(socket, ctx, hub, expiries);
     Ok(())
 }
 
@@ -115,16 +114,17 @@ async fn dispatch<A: Adapter>(
     socket: SocketRef<A>,
     Event(event): Event,
     data: TryData<serde_json::Value>,
-    ack: AckSender<A>,
+    reply: handlers::Reply<A>,
     ctx: State<Arc<SocketCtx>>,
     hub: State<Arc<Hub<A>>>,
     expiries: State<Arc<expiry::Expiries<A>>>,
 ) {
+    let ack = reply.ack;
     match event.as_str() {
         "ping" => handlers::ping(socket, ack).await,
         "join" => handlers::join(socket, data, ack, hub).await,
         "leave" => handlers::leave(socket, data, ack, hub).await,
-        "chat:send" => chat::chat_send(socket, data, ack, ctx).await,
+        "chat:send" => chat::chat_send(socket, data, handlers::Reply { ack, wanted: reply.wanted }, ctx, hub).await,
         "chat:typing" => chat::chat_typing(socket, data, ack).await,
         "auth:refresh" => expiry::refresh(socket, data, ack, ctx, expiries).await,
         _ => handlers::unknown(socket, Event(event), ack).await,
@@ -142,29 +142,26 @@ pub async fn on_connect<A: Adapter>(
     State(hub): State<Arc<Hub<A>>>,
     State(expiries): State<Arc<expiry::Expiries<A>>>,
 ) {
-    ctx.metrics.connections.inc();
     let (Some(identity), Some(ticket)) = (socket.extensions.get::<Arc<Identity>>(), socket.extensions.get::<Ticket>())
     else {
         return;
     };
-    // A client gone before this ran must not leave a watch (or a member) behind holding its socket.
-    if !socket.connected() {
-        hub.detach(socket.id);
+    // Watched first, then checked: a disconnect that runs after the check finds the watch
+    // and removes it (see `lifecycle`).
+    expiries.watch(&socket, identity.exp);
+    if lifecycle::ended(&socket) || !socket.connected() {
+        lifecycle::ended_before_connect(&socket, &ctx, &hub, &expiries, identity.exp);
         return;
     }
-    expiries.watch(&socket, identity.exp);
     let rooms: Vec<String> = identity.own_rooms().iter().map(|r| r.name()).collect();
     let ip = client_ip(&socket).map(|ip| ip.to_string()).unwrap_or_default();
     tracing::info!(sid = %crate::socket::log_id(socket.id), user = %identity.user_id, role = identity.role.as_str(), ?rooms, %ip, transport = ?socket.transport_type(), "client connected");
     let request = socket.extensions.get::<OffsetsRequest>();
     recover(&hub, ctx.publisher.history(), &socket, ticket, rooms, request).await;
-    // Gone while being attached: on_disconnect may have run before the attach (and
-    // before the expiry watch, which would otherwise hold the socket until its `exp`).
-    if !socket.connected() {
-        hub.detach(socket.id);
-        if let Some(current) = socket.extensions.get::<Arc<Identity>>() {
-            expiries.closed(socket.id, current.exp);
-        }
+    // Gone during the recovery: whatever the disconnect did not find yet goes now.
+    if lifecycle::ended(&socket) || !socket.connected() {
+        let exp = socket.extensions.get::<Arc<Identity>>().map_or(identity.exp, |current| current.exp);
+        lifecycle::ended_before_connect(&socket, &ctx, &hub, &expiries, exp);
     }
 }
 
