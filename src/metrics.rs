@@ -122,7 +122,8 @@ pub struct Metrics {
     pub chat_hook: Family<OutcomeLabels, Counter>,
     pub chat_hook_duration: Histogram,
     /// Connections closed for sending nothing: `reason` is `header` (no complete request
-    /// head in time) or `idle` (a keep-alive connection idle between requests).
+    /// head in time), `body` (a body not all arrived in as long again after its head) or
+    /// `idle` (a keep-alive connection idle between requests).
     pub connection_timeouts: Family<ReasonLabels, Counter>,
     /// Sockets refused or closed to keep one user within limits (`max_sockets_per_user`).
     pub user_limits: Family<ReasonLabels, Counter>,
@@ -182,7 +183,7 @@ impl Metrics {
         let connection_timeouts = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "connection_timeouts",
-            "Connections closed for sending nothing in time: header (no request head), idle (between requests)",
+            "Connections closed for sending nothing in time: header (no request head), body (no whole body), idle (between requests)",
             connection_timeouts.clone(),
         );
         let user_limits = Family::<ReasonLabels, Counter>::default();

@@ -30,6 +30,7 @@ use axum::serve::Listener;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
+mod activity;
 pub mod guard;
 pub mod head;
 mod limits;
@@ -121,7 +122,7 @@ pub struct ConnHandle {
     /// The task last waiting to read, woken to notice the close.
     reader: Mutex<Option<Waker>>,
     /// What the connection is doing, for the limits on connections that send nothing.
-    activity: serve::Activity,
+    activity: activity::Activity,
 }
 
 impl ConnHandle {

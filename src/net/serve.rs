@@ -1,7 +1,8 @@
 //! The accept loop and each connection's life: hyper's HTTP/1.1 (with upgrades) on the
-//! streams of [`LimitedListener`], and the two limits that close a connection which sends
-//! nothing: no complete request head within `HTTP_HEADER_TIMEOUT_MS`, or idle between two
-//! requests for longer than `HTTP_IDLE_TIMEOUT_MS`.
+//! streams of [`LimitedListener`], and the limits that close a connection which sends
+//! nothing, or too little: no complete request head within `HTTP_HEADER_TIMEOUT_MS` (nor,
+//! after it, the whole body within as long again), or idle between two requests for
+//! longer than `HTTP_IDLE_TIMEOUT_MS`.
 //!
 //! The timers are ours, not hyper's. hyper's `header_read_timeout` starts again as soon as a
 //! response has been written, so on a keep-alive connection it times the idle spell and the
@@ -15,7 +16,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -31,8 +32,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use tokio::sync::{Notify, watch};
-use tokio::time::Instant;
+use tokio::sync::watch;
 use tower::{Service, ServiceExt};
 
 use super::{ClientAddr, ConnHandle, CountedStream, LimitedListener};
@@ -46,7 +46,7 @@ pub struct Timeouts {
     pub header: Duration,
     /// From the end of one response to the first byte of the next request.
     pub idle: Duration,
-    /// `fixrx_connection_timeouts_total{reason="header"|"idle"}`.
+    /// `fixrx_connection_timeouts_total{reason="header"|"body"|"idle"}`.
     pub counted: Family<ReasonLabels, Counter>,
 }
 
@@ -92,8 +92,9 @@ async fn connection<S>(
         let handle = handle.clone();
         let info = ConnectInfo(ClientAddr(peer, handle.clone()));
         // Called as soon as hyper has parsed a head: the request is in flight from then on.
-        hyper::service::service_fn(move |req| {
-            request(service.clone(), info.clone(), InFlight::start(handle.clone()), req)
+        hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            let in_flight = InFlight::start(handle.clone(), !http_body::Body::is_end_stream(req.body()));
+            request(service.clone(), info.clone(), in_flight, req)
         })
     };
     // No hyper timer: its header timeout would also time idle spells (see the module docs).
@@ -142,7 +143,8 @@ async fn request<S>(
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
-    let mut req = req.map(Body::new);
+    let handle = in_flight.handle.clone();
+    let mut req = req.map(|body| Body::new(RequestBody { body, handle: Some(handle) }));
     req.extensions_mut().insert(info);
     let response = service.oneshot(req).await?;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -160,9 +162,53 @@ struct InFlight {
 }
 
 impl InFlight {
-    fn start(handle: Arc<ConnHandle>) -> InFlight {
-        handle.activity.start_request();
+    fn start(handle: Arc<ConnHandle>, body_pending: bool) -> InFlight {
+        handle.activity.start_request(body_pending);
         InFlight { handle, upgraded: false }
+    }
+}
+
+/// A request's body as it arrives. A head that came in time does not buy a body all the
+/// time in the world: until its last byte (or until the app drops it unread) the
+/// connection is in [`Phase::Body`], on the header limit's clock.
+struct RequestBody {
+    body: Incoming,
+    /// Taken once the body has ended.
+    handle: Option<Arc<ConnHandle>>,
+}
+
+impl RequestBody {
+    fn ended(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.activity.body_done();
+        }
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        self.ended();
+    }
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) || self.body.is_end_stream() {
+            self.ended();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -192,172 +238,5 @@ impl http_body::Body for ResponseBody {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
-    }
-}
-
-/// What a connection is doing, as far as its limits care.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Waiting for a complete request head, since the connection opened or since the
-    /// first byte after an idle spell. Bytes that do not complete it change nothing.
-    Head(Instant),
-    /// This many requests being served (hyper serves one at a time; counted to be safe).
-    Busy(u32),
-    /// Between two requests, since the last response ended.
-    Idle(Instant),
-    /// Handed over to a WebSocket.
-    Upgraded,
-}
-
-/// A connection's `Phase`, kept in its [`ConnHandle`]: the stream reports bytes read,
-/// requests report their start and end, and the watchdog waits on it.
-#[derive(Debug)]
-pub struct Activity {
-    phase: Mutex<Phase>,
-    changed: Notify,
-}
-
-impl Default for Activity {
-    /// A new connection: the head's clock starts at accept, before any byte.
-    fn default() -> Activity {
-        Activity { phase: Mutex::new(Phase::Head(Instant::now())), changed: Notify::new() }
-    }
-}
-
-impl Activity {
-    fn current(&self) -> Phase {
-        *self.phase.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn update(&self, next: impl FnOnce(Phase) -> Phase) {
-        let mut phase = self.phase.lock().unwrap_or_else(|p| p.into_inner());
-        let was = *phase;
-        *phase = next(was);
-        let changed = *phase != was;
-        drop(phase);
-        if changed {
-            self.changed.notify_one();
-        }
-    }
-
-    /// Bytes arrived: after an idle spell they start the clock of the next request head.
-    pub(super) fn read(&self) {
-        self.update(|phase| match phase {
-            Phase::Idle(_) => Phase::Head(Instant::now()),
-            other => other,
-        });
-    }
-
-    fn start_request(&self) {
-        self.update(|phase| match phase {
-            Phase::Busy(n) => Phase::Busy(n.saturating_add(1)),
-            Phase::Upgraded => Phase::Upgraded,
-            Phase::Head(_) | Phase::Idle(_) => Phase::Busy(1),
-        });
-    }
-
-    fn end_request(&self, upgraded: bool) {
-        self.update(|phase| match phase {
-            Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
-            Phase::Busy(_) if upgraded => Phase::Upgraded,
-            Phase::Busy(_) => Phase::Idle(Instant::now()),
-            other => other,
-        });
-    }
-
-    /// Resolves, with the reason to count, once the connection has stayed in a phase
-    /// longer than that phase may last.
-    async fn expired(&self, limits: &Timeouts) -> &'static str {
-        loop {
-            let phase = self.current();
-            let limit = match phase {
-                Phase::Head(since) => Some((since + limits.header, "header")),
-                Phase::Idle(since) => Some((since + limits.idle, "idle")),
-                Phase::Busy(_) | Phase::Upgraded => None,
-            };
-            // A change between `current` and here leaves a permit: `notified` then returns at once.
-            let Some((deadline, reason)) = limit else {
-                self.changed.notified().await;
-                continue;
-            };
-            tokio::select! {
-                () = tokio::time::sleep_until(deadline) => {
-                    if self.current() == phase {
-                        return reason;
-                    }
-                }
-                () = self.changed.notified() => {}
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn limits() -> Timeouts {
-        Timeouts { header: Duration::from_secs(1), idle: Duration::from_secs(3), counted: Family::default() }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_connection_that_sends_nothing_expires_at_the_header_deadline() {
-        let activity = Activity::default();
-        let started = Instant::now();
-        assert_eq!(activity.expired(&limits()).await, "header");
-        assert_eq!(started.elapsed(), Duration::from_secs(1));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn bytes_that_do_not_complete_a_head_do_not_move_its_deadline() {
-        let activity = Arc::new(Activity::default());
-        let reader = activity.clone();
-        let trickle = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                reader.read();
-            }
-        });
-        let started = Instant::now();
-        assert_eq!(activity.expired(&limits()).await, "header");
-        assert_eq!(started.elapsed(), Duration::from_secs(1));
-        trickle.abort();
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_idle_clock_runs_from_the_end_of_a_response_and_a_request_in_flight_has_none() {
-        let activity = Arc::new(Activity::default());
-        activity.start_request();
-        let started = Instant::now();
-        let watched = activity.clone();
-        let watchdog = tokio::spawn(async move { (watched.expired(&limits()).await, Instant::now()) });
-        // A long poll: in flight well past both limits.
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        assert!(!watchdog.is_finished());
-        activity.end_request(false);
-        let (reason, at) = watchdog.await.expect("watchdog");
-        assert_eq!((reason, at - started), ("idle", Duration::from_secs(13)));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_next_request_after_an_idle_spell_gets_the_header_limit_from_its_first_byte() {
-        let activity = Arc::new(Activity::default());
-        activity.start_request();
-        activity.end_request(false);
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        activity.read();
-        let started = Instant::now();
-        assert_eq!(activity.expired(&limits()).await, "header");
-        assert_eq!(started.elapsed(), Duration::from_secs(1));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_upgraded_connection_never_expires() {
-        let activity = Activity::default();
-        activity.start_request();
-        activity.end_request(true);
-        activity.read();
-        let waited = tokio::time::timeout(Duration::from_secs(3600), activity.expired(&limits())).await;
-        assert!(waited.is_err(), "an upgraded connection expired");
     }
 }

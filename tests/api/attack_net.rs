@@ -282,3 +282,51 @@ async fn a_long_poll_and_an_idle_websocket_outlive_both_limits() {
     assert_eq!(header, 1.0, "header timeouts: the silent connection only");
     assert_memory_back("long poll", rss, after);
 }
+
+#[tokio::test]
+async fn a_request_body_that_trickles_in_is_cut_at_the_header_limit_after_its_head() {
+    let server = Binary::start(&LIMITS).await;
+    let mut neighbour = bystander(&server.app).await;
+    let counted = server.metric(TIMEOUTS, &["reason=\"body\""]).await;
+    let rss = server.rss_kib();
+
+    // A stranger needs no token for an Engine.IO session, and its long-polling POSTs read a body.
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (status, open) = get(&mut tcp, "/socket.io/?EIO=4&transport=polling").await.expect("handshake");
+    assert_eq!(status, 200, "{open}");
+    let sid = open.split("\"sid\":\"").nth(1).and_then(|s| s.split('"').next()).expect("a sid").to_owned();
+    let head = format!(
+        "POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let (mut sent, mut buf) = (0, [0u8; 256]);
+    let mut tick = tokio::time::interval(Duration::from_millis(300));
+    let closed = loop {
+        if started.elapsed() > WAIT {
+            break None;
+        }
+        tokio::select! {
+            read = tcp.read(&mut buf) => if matches!(read, Ok(0) | Err(_)) { break Some(started.elapsed()) },
+            _ = tick.tick() => {
+                if tcp.write_all(b"4").await.is_err() {
+                    break Some(started.elapsed());
+                }
+                sent += 1;
+            }
+        }
+    };
+    let closed = closed.unwrap_or_else(|| panic!("the body trickler was still sending after {WAIT:?} ({sent} bytes)"));
+    assert!(closed >= HEADER - Duration::from_millis(100), "closed before the deadline: {closed:?}");
+    assert!(closed <= HEADER + SLACK, "closed late: {closed:?}");
+
+    still_served(&server.app, &mut neighbour).await;
+    let body = server.metric(TIMEOUTS, &["reason=\"body\""]).await - counted;
+    let after = server.rss_kib();
+    eprintln!(
+        "body trickler: {sent} body bytes in {:.1} s, then closed; {body} body timeouts counted; RSS {rss} -> {after} KiB",
+        closed.as_secs_f64()
+    );
+    assert_eq!(body, 1.0, "body timeouts counted");
+    assert_memory_back("body trickler", rss, after);
+}

@@ -37,7 +37,12 @@ async fn production_refuses_short_secrets_and_one_secret_in_two_places_with_one_
         (&[("JWT_SECRET", jwt), ("API_TOKEN", "short-token")], "API_TOKEN"),
         (&[("JWT_SECRET", jwt), ("API_TOKEN", api), ("ADMIN_TOKEN", jwt)], "JWT_SECRET"),
         (
-            &[("JWT_SECRET", jwt), ("API_TOKEN", api), ("WEBHOOK_URL", "http://127.0.0.1:9/h"), ("WEBHOOK_SECRET", api)],
+            &[
+                ("JWT_SECRET", jwt),
+                ("API_TOKEN", api),
+                ("WEBHOOK_URL", "http://127.0.0.1:9/h"),
+                ("WEBHOOK_SECRET", api),
+            ],
             "WEBHOOK_SECRET",
         ),
     ];

@@ -45,9 +45,7 @@ impl Binary {
         for var in unset {
             cmd.env_remove(var);
         }
-        cmd.stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
         let mut child = cmd.spawn().expect("start the binary");
         let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
         let addr = tokio::time::timeout(WAIT, async {
