@@ -33,6 +33,7 @@ pub mod guard;
 pub mod head;
 mod limits;
 pub mod proxy;
+pub mod session_query;
 mod sessions;
 
 pub use limits::{ConnGuard, ConnLimits, ConnTable};
