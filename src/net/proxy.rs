@@ -220,6 +220,9 @@ mod tests {
         assert_eq!(table.count(ip("203.0.113.1")), 0);
         table.set_ipv6_prefix(128);
         assert_eq!(table.count(ip("2001:db8::ffff")), 0, "/128: one address each");
+        let wide = Arc::new(ForwardedConns::new(48));
+        let _c = wide.enter(ip("2001:db8:0:1::1"));
+        assert_eq!(wide.count(ip("2001:db8::1")), 1, "/48 as configured");
     }
 
     #[test]
@@ -279,7 +282,7 @@ pub struct ForwardedConns {
 
 impl Default for ForwardedConns {
     fn default() -> ForwardedConns {
-        ForwardedConns { open: Mutex::default(), ipv6_prefix: AtomicU8::new(DEFAULT_IPV6_PREFIX) }
+        ForwardedConns::new(DEFAULT_IPV6_PREFIX)
     }
 }
 
@@ -298,9 +301,14 @@ impl ForwardedConns {
         self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// An empty table that counts an IPv6 client by its first `ipv6_prefix` bits.
+    pub fn new(ipv6_prefix: u8) -> ForwardedConns {
+        ForwardedConns { open: Mutex::default(), ipv6_prefix: AtomicU8::new(ipv6_prefix) }
+    }
+
     /// How an IPv6 client is counted (`IPV6_PREFIX_LEN`). Set once, before the first socket:
-    /// the table is built where the configuration is not at hand, and the handshake guard,
-    /// which has it, shares the table.
+    /// app.rs builds the table with `default()`, and the handshake guard, which is given the
+    /// configuration and shares the table, sets it.
     pub fn set_ipv6_prefix(&self, prefix: u8) {
         self.ipv6_prefix.store(prefix, Ordering::Relaxed);
     }
