@@ -99,12 +99,14 @@ async fn every_spelling_of_a_new_session_spends_the_same_handshake_budget() {
 async fn a_websocket_spelled_to_dodge_the_guard_still_counts_against_the_per_address_cap() {
     let app = spawn_app_with(&[("MAX_CONNECTIONS_PER_IP", "2"), ("TRUSTED_PROXIES", "127.0.0.1")]).await;
     let a = "203.0.113.40";
-    let _a1 = socket_for(&app, "&s%69d=x", a, "edge-a1").await.expect("first socket");
+    let mut a1 = socket_for(&app, "&s%69d=x", a, "edge-a1").await.expect("first socket");
     let _a2 = socket_for(&app, "&sid", a, "edge-a2").await.expect("second socket");
     for suffix in ["&s%69d=x", "&sid", "&%73id=AAAAAAAAAAAAAAAA", ""] {
         assert_eq!(socket_for(&app, suffix, a, "edge-a3").await.err(), Some(429), "{suffix:?}");
     }
     let _b = socket_for(&app, "&sid", "203.0.113.41", "edge-b1").await.expect("another address has its own cap");
+    // The refusals cost the sockets already open nothing.
+    assert!(matches!(a1.fate(QUIET).await, Fate::Open(_)), "a refusal closed a socket already open");
 }
 
 const BUDGET: [(&str, &str); 3] =
@@ -136,7 +138,8 @@ async fn ipv6_clients_of_one_prefix_share_the_connection_cap() {
     let a1 = socket_for(&app, "", "2001:db8::1", "v6-a1").await.expect("first socket of the /64");
     let _a2 = socket_for(&app, "", "2001:db8::2", "v6-a2").await.expect("second socket of the /64");
     assert_eq!(socket_for(&app, "", "2001:db8::3", "v6-a3").await.err(), Some(429), "a third socket of the /64");
-    let _b = socket_for(&app, "", "2001:db9::1", "v6-b1").await.expect("another /64 has its own cap");
+    let mut b = socket_for(&app, "", "2001:db9::1", "v6-b1").await.expect("another /64 has its own cap");
+    assert!(matches!(b.fate(QUIET).await, Fate::Open(_)), "the other /64's socket was closed");
     // A socket that leaves frees its place for the whole prefix.
     drop(a1);
     let deadline = Instant::now() + WAIT;
