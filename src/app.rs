@@ -89,7 +89,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
     let hooks = Arc::new(Hooks::start(&config.hooks, bus.redis_conn, &metrics)?);
     let publisher = Publisher::new(history.clone(), metrics.clone()).with_chat_hook(hooks.chat.clone());
     let transports = Arc::new(Transports::default());
-    let forwarded = Arc::new(ForwardedConns::default());
+    let forwarded = Arc::new(ForwardedConns::new(config.limits.ipv6_prefix));
     let budget = crate::delivery::Budget {
         bytes: config.socket.buffer_bytes,
         packets: config.socket.buffer_packets,

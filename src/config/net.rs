@@ -45,10 +45,11 @@ pub(super) fn parse_net_limits(
         return Err(err("IPV6_PREFIX_LEN", "must be between 1 and 128"));
     }
     Ok(NetLimits {
-        connections: crate::net::ConnLimits {
-            total: limit(parse_num(get, "MAX_CONNECTIONS", 50_000)?),
-            per_ip: limit(parse_num(get, "MAX_CONNECTIONS_PER_IP", 1_000)?),
-        },
+        connections: crate::net::ConnLimits::new(
+            limit(parse_num(get, "MAX_CONNECTIONS", 50_000)?),
+            limit(parse_num(get, "MAX_CONNECTIONS_PER_IP", 1_000)?),
+            ipv6_prefix,
+        ),
         handshakes_per_ip: parse_rate(get, ("HANDSHAKES_PER_IP_PER_SEC", 50), "HANDSHAKE_BURST_PER_IP", Some(200))?,
         // By default a stalled reader gets as long as a missed heartbeat would.
         write_stall: match parse_bounded(get, "WRITE_STALL_TIMEOUT_MS", 0, 3_600_000)? {

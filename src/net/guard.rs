@@ -1,5 +1,7 @@
 //! Checks made on the Socket.IO path before socketioxide sees a request: origin,
-//! announced body size, and the per-address limits on new sessions.
+//! announced body size, and the per-address limits on new sessions. Which requests open a
+//! session is [`SessionQuery`]'s call, the transport's own rule; an address is counted by
+//! its [`LimitKey`].
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -10,6 +12,8 @@ use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::limits::LimitKey;
+use super::session_query::SessionQuery;
 use super::{ClientAddr, ClientIp, ForwardedConns, Transports, TrustedProxies};
 use crate::config::{AllowedOrigins, Config};
 use crate::http::ApiError;
@@ -19,8 +23,9 @@ use crate::http::ApiError;
 pub struct HandshakeGuard {
     ws_path: Arc<str>,
     origins: Arc<AllowedOrigins>,
-    /// New Engine.IO sessions per client address.
-    per_ip: Option<Arc<governor::DefaultKeyedRateLimiter<IpAddr>>>,
+    /// New Engine.IO sessions per client address (IPv6: per prefix).
+    per_ip: Option<Arc<governor::DefaultKeyedRateLimiter<LimitKey>>>,
+    ipv6_prefix: u8,
     checks: Arc<AtomicUsize>,
     proxies: Arc<TrustedProxies>,
     /// Sockets per client behind a trusted proxy, and how many one address may hold.
@@ -39,19 +44,14 @@ impl HandshakeGuard {
             ws_path: Arc::from(config.ws_path.as_str()),
             origins: Arc::new(config.cors.clone()),
             per_ip,
+            ipv6_prefix: config.limits.ipv6_prefix,
             checks: Arc::new(AtomicUsize::new(0)),
             proxies: Arc::new(config.trusted_proxies.clone()),
             forwarded,
-            forwarded_max: config.limits.connections.per_ip,
+            forwarded_max: config.limits.connections.per_ip.map(|p| p.max),
             max_payload: config.socket.max_payload,
             transports,
         }
-    }
-
-    /// The Engine.IO session a request belongs to (`None`: it opens a new one).
-    fn session(req: &Request) -> Option<String> {
-        let query = req.uri().query().unwrap_or("");
-        form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "sid").map(|(_, v)| v.into_owned())
     }
 
     /// The client's address: the peer's, or what a trusted proxy says it is.
@@ -68,7 +68,7 @@ impl HandshakeGuard {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
-        let not_until = limiter.check_key(&ip).err()?;
+        let not_until = limiter.check_key(&LimitKey::of(ip, self.ipv6_prefix)).err()?;
         let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
         Some(wait.as_secs().max(1))
     }
@@ -98,8 +98,8 @@ pub async fn guard_handshake(State(guard): State<HandshakeGuard>, mut req: Reque
             }
         }
         let client = guard.client_ip(&req);
-        match HandshakeGuard::session(&req) {
-            None => {
+        match SessionQuery::of(req.uri().query()) {
+            SessionQuery::New => {
                 if let Some(client) = client {
                     if let Some(retry_after_secs) = guard.over_rate(client.ip) {
                         tracing::debug!(ip = %client.ip, "handshake refused: over the per-address rate");
@@ -114,16 +114,18 @@ pub async fn guard_handshake(State(guard): State<HandshakeGuard>, mut req: Reque
                 }
                 crate::net::head::detach(&mut req);
             }
-            Some(sid) => {
+            SessionQuery::Existing(sid) => {
                 let conn = req.extensions().get::<ConnectInfo<ClientAddr>>().map(|c| c.0.1.clone());
                 let carrier = req.method() == Method::GET;
                 if let Some(conn) = conn
-                    && !guard.transports.seen(&sid, &conn, carrier)
+                    && !guard.transports.seen(sid, &conn, carrier)
                 {
                     // A session we closed (its client must reconnect): it cannot go on.
                     return ApiError::SessionClosed.into_response();
                 }
             }
+            // engineioxide refuses it as an unknown session: it opens nothing.
+            SessionQuery::Malformed => {}
         }
     }
     next.run(req).await

@@ -36,9 +36,10 @@ pub mod head;
 mod limits;
 pub mod proxy;
 pub mod serve;
+pub mod session_query;
 mod sessions;
 
-pub use limits::{ConnGuard, ConnLimits, ConnTable};
+pub use limits::{ConnGuard, ConnLimits, ConnTable, LimitKey, PerAddress};
 pub use proxy::{ClientIp, ForwardedConns, TrustedProxies};
 
 pub use sessions::Transports;

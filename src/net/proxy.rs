@@ -1,21 +1,32 @@
 //! The client's address behind trusted proxies (`TRUSTED_PROXIES`).
 //!
-//! A connection from a trusted proxy carries its client's address in `X-Forwarded-For`
-//! (each proxy appends the address it received from) or `Forwarded` (`for=`). Walking from
+//! A connection from a trusted proxy carries its client's address in `Forwarded` (`for=`)
+//! or `X-Forwarded-For` (each proxy appends the address it received from). Walking from
 //! the right, the first address that is not itself a trusted proxy is the client: anything
 //! to its left was written by the client and proves nothing. Headers from any other peer
 //! are ignored, so a client cannot choose its address. A header that cannot be read is
 //! ignored too: the peer's address is used.
+//!
+//! When a request carries `Forwarded`, `X-Forwarded-For` is not read at all: a proxy that
+//! speaks RFC 7239 passes a client's `X-Forwarded-For` through untouched, so that header
+//! would hold only what the client wrote.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use http::HeaderMap;
 use ipnet::IpNet;
 
+use super::limits::LimitKey;
+
 /// Hops looked at, from the right, before giving up on a header (a chain of trusted
 /// proxies is a handful; a thousand entries is an attack).
 const MAX_HOPS: usize = 32;
+
+const FORWARDED: &str = "forwarded";
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
 /// The proxies whose forwarding headers are believed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,15 +75,18 @@ impl TrustedProxies {
         if !self.trusts(peer_ip) {
             return peer_ip;
         }
-        let forwarded_for = joined(headers, "x-forwarded-for");
-        let hops: Vec<&str> = match &forwarded_for {
-            Some(list) => list.split(',').collect(),
-            None => match joined(headers, "forwarded") {
-                Some(list) => return self.walk(peer_ip, &forwarded_fors(&list)),
-                None => return peer_ip,
-            },
-        };
-        self.walk(peer_ip, &hops)
+        // Presence decides, not readability: an unreadable `Forwarded` must not hand the
+        // decision to an `X-Forwarded-For` the client may have written.
+        if headers.contains_key(FORWARDED) {
+            return match joined(headers, FORWARDED) {
+                Some(list) => self.walk(peer_ip, &forwarded_fors(&list)),
+                None => peer_ip,
+            };
+        }
+        match joined(headers, X_FORWARDED_FOR) {
+            Some(list) => self.walk(peer_ip, &list.split(',').collect::<Vec<_>>()),
+            None => peer_ip,
+        }
     }
 
     /// The rightmost hop that is not a trusted proxy; the peer when a hop is unreadable.
@@ -179,6 +193,39 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_is_preferred_and_x_forwarded_for_then_ignored() {
+        // The proxy speaks RFC 7239; the client wrote X-Forwarded-For to pick its address.
+        let forged = ("x-forwarded-for", "198.51.100.99");
+        assert_eq!(client("10.0.0.0/8", &[forged, ("forwarded", "for=203.0.113.7")]), "203.0.113.7");
+        assert_eq!(client("10.0.0.0/8", &[("forwarded", "for=203.0.113.7"), forged]), "203.0.113.7");
+        // An unreadable or useless Forwarded is the peer, never the X-Forwarded-For beside it.
+        assert_eq!(client("10.0.0.0/8", &[forged, ("forwarded", "for=unknown")]), "10.0.0.5");
+        assert_eq!(client("10.0.0.0/8", &[forged, ("forwarded", "proto=https")]), "10.0.0.5");
+        let mut h = headers(&[forged]);
+        h.insert("forwarded", HeaderValue::from_bytes(b"for=\xff").unwrap());
+        assert_eq!(proxies("10.0.0.0/8").client_ip(PROXY.parse().unwrap(), &h).to_string(), "10.0.0.5");
+        // Without Forwarded, X-Forwarded-For is read as before.
+        assert_eq!(client("10.0.0.0/8", &[forged]), "198.51.100.99");
+    }
+
+    #[test]
+    fn sockets_behind_a_proxy_count_an_ipv6_client_by_its_prefix() {
+        let table = Arc::new(ForwardedConns::new(64));
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let _a = table.enter(ip("2001:db8::1"));
+        let _b = table.enter(ip("2001:db8::2"));
+        assert_eq!(table.count(ip("2001:db8::ffff")), 2, "one /64 by default");
+        assert_eq!(table.count(ip("2001:db9::1")), 0);
+        assert_eq!(table.count(ip("203.0.113.1")), 0);
+        let narrow = Arc::new(ForwardedConns::new(128));
+        let _d = narrow.enter(ip("2001:db8::1"));
+        assert_eq!(narrow.count(ip("2001:db8::ffff")), 0, "/128: one address each");
+        let wide = Arc::new(ForwardedConns::new(48));
+        let _c = wide.enter(ip("2001:db8:0:1::1"));
+        assert_eq!(wide.count(ip("2001:db8::1")), 1, "/48 as configured");
+    }
+
+    #[test]
     fn forwarded_is_read_when_there_is_no_x_forwarded_for() {
         let fwd = ("forwarded", r#"for=192.0.2.60;proto=https, For="[2001:db8:cafe::17]:4711""#);
         assert_eq!(client("10.0.0.0/8", &[fwd]), "2001:db8:cafe::17");
@@ -225,41 +272,53 @@ mod tests {
 }
 
 /// Sockets open per forwarded client address: the per-address connection limit for
-/// clients behind a trusted proxy, whose TCP connections all come from the proxy.
-#[derive(Debug, Default)]
+/// clients behind a trusted proxy, whose TCP connections all come from the proxy. An
+/// address is counted by its [`LimitKey`], like every per-address limit.
+#[derive(Debug)]
 pub struct ForwardedConns {
-    open: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
+    open: Mutex<HashMap<LimitKey, usize>>,
+    ipv6_prefix: u8,
 }
 
 /// One counted socket; uncounted when the last clone is dropped (with the socket).
 #[derive(Debug)]
 pub struct ForwardedSlot {
-    table: std::sync::Arc<ForwardedConns>,
-    ip: IpAddr,
+    table: Arc<ForwardedConns>,
+    key: LimitKey,
 }
 
 impl ForwardedConns {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<IpAddr, usize>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LimitKey, usize>> {
         self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub fn count(&self, ip: IpAddr) -> usize {
-        self.lock().get(&ip).copied().unwrap_or(0)
+    /// An empty table that counts an IPv6 client by its first `ipv6_prefix` bits.
+    pub fn new(ipv6_prefix: u8) -> ForwardedConns {
+        ForwardedConns { open: Mutex::default(), ipv6_prefix }
     }
 
-    pub fn enter(self: &std::sync::Arc<Self>, ip: IpAddr) -> ForwardedSlot {
-        *self.lock().entry(ip).or_insert(0) += 1;
-        ForwardedSlot { table: self.clone(), ip }
+    fn key(&self, ip: IpAddr) -> LimitKey {
+        LimitKey::of(ip, self.ipv6_prefix)
+    }
+
+    pub fn count(&self, ip: IpAddr) -> usize {
+        self.lock().get(&self.key(ip)).copied().unwrap_or(0)
+    }
+
+    pub fn enter(self: &Arc<Self>, ip: IpAddr) -> ForwardedSlot {
+        let key = self.key(ip);
+        *self.lock().entry(key).or_insert(0) += 1;
+        ForwardedSlot { table: self.clone(), key }
     }
 }
 
 impl Drop for ForwardedSlot {
     fn drop(&mut self) {
         let mut open = self.table.lock();
-        if let Some(n) = open.get_mut(&self.ip) {
+        if let Some(n) = open.get_mut(&self.key) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                open.remove(&self.ip);
+                open.remove(&self.key);
             }
         }
     }

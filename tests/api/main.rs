@@ -7,6 +7,7 @@ mod helpers;
 
 mod admin;
 mod asyncapi;
+mod attack_edge;
 mod attack_history;
 mod attack_logs;
 mod attack_net;
