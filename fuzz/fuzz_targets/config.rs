@@ -66,6 +66,12 @@ const VARS: &[&str] = &[
     "TRUSTED_PROXIES",
     "REDIS_CLUSTER_URLS",
     "ADMIN_TOKEN",
+    "HTTP_HEADER_TIMEOUT_MS",
+    "HTTP_IDLE_TIMEOUT_MS",
+    "IPV6_PREFIX_LEN",
+    "SOCKET_BUFFER_BYTES",
+    "MAX_SOCKETS_PER_USER",
+    "CHAT_HOOK_CONCURRENCY",
 ];
 
 const NUMBERS: &[&str] = &[
