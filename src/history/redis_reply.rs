@@ -56,15 +56,20 @@ fn split_rooms(joined: &str) -> Vec<String> {
     joined.split('\n').filter(|r| !r.is_empty()).map(str::to_owned).collect()
 }
 
-/// One room of the snapshot reply: `{0}` (no such room) or `{1, after}`.
+/// One room of the snapshot reply: `{0}` (no such room) or `{1, first page, newest id}`
+/// (the newest id empty when the page holds the rest of the room).
 pub(super) fn room_view(v: Value, epoch: Epoch, offsets: bool) -> Option<RoomView> {
     let mut parts = array(v)?.into_iter();
     if int(parts.next()?)? == 0 {
         return Some(RoomView::default());
     }
     let epoch = offsets.then_some(epoch);
-    let after = array(parts.next()?)?.into_iter().filter_map(|e| room_entry(e, epoch)).collect();
-    Some(RoomView { exists: true, after })
+    let after: Vec<_> = array(parts.next()?)?.into_iter().filter_map(|e| room_entry(e, epoch)).collect();
+    let last = match text(parts.next()?)?.as_str() {
+        "" => after.last().map_or(Seq::ZERO, |(e, _)| e.seq),
+        id => Seq::parse(id)?,
+    };
+    Some(RoomView { exists: true, after, last })
 }
 
 /// The entries of a room's stream (`XRANGE`/`XREVRANGE`), each with its room predecessor.
