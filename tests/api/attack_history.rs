@@ -1,1 +1,225 @@
 //! Attacks on recovery and the in-memory log: bounded work however a client reconnects.
+//!
+//! A vendor room holds 5,000 events of about 1 KB; a client then reconnects in a loop
+//! with a position from before the first, so every connect replays the whole room, some
+//! twenty of the server's 256-event pages. Each replay must still be whole, in order and
+//! once; the server's peak memory must not grow with the room; with Redis, no reply may
+//! hold more than a page; a bystander stays served; `/metrics` gains no series.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::raw::{Binary, RawSocket, bystander, still_served};
+use crate::redis_server::RedisServer;
+
+const EVENTS: usize = 5_000;
+const BLOB: usize = 1_000;
+const LOOPS: usize = 50;
+/// The server's `RECOVERY_PAGE`.
+const PAGE: usize = 256;
+/// How much the server's peak RSS may pass its resident size before the loop: the
+/// socket's queue (1,024 packets of 1 KB) and a page or two, not the room's 6 MB.
+const RSS_MARGIN_KIB: u64 = 6 * 1024;
+/// The attacked room: not the bystander's `vendor:v1`, whose events would join it.
+/// Longest silence a replay may have on a loaded machine.
+const STALL: Duration = Duration::from_secs(15);
+const VENDOR: &str = "v2";
+const ROOM: &str = "vendor:v2";
+
+fn service(i: usize) -> Value {
+    json!({ "type": "service:updated", "service": { "id": format!("s{i}"), "vendorId": VENDOR, "blob": "x".repeat(BLOB) } })
+}
+
+fn packet(frame: &str) -> Value {
+    frame.strip_prefix("42").and_then(|p| serde_json::from_str(p).ok()).unwrap_or_else(|| panic!("{frame:.200}"))
+}
+
+/// Fills the room with `EVENTS` events; returns a position from before them (that of a
+/// warm-up event, read live) and their ids, in order.
+async fn fill(server: &Binary) -> (String, Vec<String>) {
+    let mut raw = RawSocket::connect(server.addr, &vendor_token("owner", VENDOR)).await;
+    let (status, answer) = server.app.post_event(service(0)).await;
+    assert_eq!(status, 202, "{answer}");
+    let warm = packet(&raw.next_text().await.expect("the warm-up event"));
+    let position = warm[1]["offsets"][ROOM].as_str().expect("a position").to_owned();
+    drop(raw);
+    let mut ids = Vec::with_capacity(EVENTS);
+    for batch in (1..=EVENTS).collect::<Vec<_>>().chunks(100) {
+        let events: Vec<Value> = batch.iter().map(|i| service(*i)).collect();
+        let (status, answer) = server.app.post("/api/v1/events/batch", json!({ "events": events })).await;
+        assert_eq!(status, 202, "{answer:.300}");
+        ids.extend(answer["events"].as_array().expect("events").iter().map(|e| e["id"].as_str().unwrap().to_owned()));
+    }
+    (position, ids)
+}
+
+/// Connects with `auth.offsets` and reads the replay: the ids before `recovery`, and
+/// `recovery` itself; the connection then closes.
+async fn recover(server: &Binary, position: &str) -> Result<(Vec<String>, Value), String> {
+    let mut raw = RawSocket::open(server.addr).await;
+    let auth = json!({ "token": vendor_token("owner", VENDOR), "offsets": { ROOM: position } });
+    raw.send_text(&format!("40{auth}")).await;
+    let answer = raw.next_text().await.expect("CONNECT answer");
+    assert!(answer.starts_with("40{\"sid\""), "{answer}");
+    let mut ids = Vec::new();
+    loop {
+        let frame = match next_frame(&mut raw).await {
+            Ok(frame) => frame,
+            Err(why) => return Err(format!("{why} after {} replayed events", ids.len())),
+        };
+        let packet = packet(&frame);
+        if packet[0] == "recovery" {
+            return Ok((ids, packet[1].clone()));
+        }
+        ids.push(packet[1]["id"].as_str().expect("an id").to_owned());
+    }
+}
+
+/// The next text frame (answering pings); a loaded machine can stall a replay for
+/// seconds, so a long wait, and a closed connection told apart from a silent one.
+async fn next_frame(raw: &mut RawSocket) -> Result<String, &'static str> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match tokio::time::timeout(STALL, raw.ws.next()).await {
+            Err(_) => return Err("nothing for 15 s"),
+            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return Err("the server closed the connection"),
+            Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "2" => {
+                let _ = raw.ws.send(Message::text("3")).await;
+            }
+            Ok(Some(Ok(Message::Text(t)))) => return Ok(t.to_string()),
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+/// One recovery from `position` must give exactly `ids`, in order, then `recovered`.
+async fn recovers_whole(server: &Binary, position: &str, ids: &[String]) {
+    let (replayed, report) = match recover(server, position).await {
+        Ok(got) => got,
+        Err(why) => {
+            let metrics = server.metrics().await;
+            let told: Vec<&str> = metrics.lines().filter(|l| l.starts_with("fixrx_delivery_disconnects")).collect();
+            panic!("{why}; the server counted {told:?}");
+        }
+    };
+    assert_eq!(replayed.len(), ids.len(), "replayed {} of {}", replayed.len(), ids.len());
+    assert!(replayed == ids, "the replay is every event after the position, in order, once");
+    assert_eq!(report["recovered"], true, "{report}");
+    assert_eq!(report["replayed"], ids.len(), "{report}");
+}
+
+/// The series `/metrics` holds: each line without its value.
+fn series(metrics: &str) -> Vec<String> {
+    let lines = metrics.lines().filter(|l| !l.starts_with('#'));
+    lines.map(|l| l.rsplit_once(' ').map_or(l, |(s, _)| s).to_owned()).collect()
+}
+
+/// Forgets the peak RSS, so `VmHWM` measures from now on.
+fn reset_peak(server: &Binary) {
+    let pid = server.child.id().expect("running");
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset VmHWM");
+}
+
+/// Reconnects `LOOPS` times from `position`, checking each replay, a bystander, the
+/// server's memory and `/metrics`. Returns the peak RSS over the loop, in KiB.
+async fn reconnect_loop(server: &Binary, position: &str, ids: &[String]) -> u64 {
+    let mut bystander = bystander(&server.app).await;
+    // Every series the loop touches exists before it is counted: a recovery, a served
+    // bystander, a read of /metrics.
+    recovers_whole(server, position, ids).await;
+    still_served(&server.app, &mut bystander).await;
+    server.metrics().await;
+    let before = series(&server.metrics().await);
+    let length = server.metrics().await.len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    reset_peak(server);
+    let baseline = server.rss_kib();
+    let started = Instant::now();
+    for i in 0..LOOPS {
+        if i % 5 == 0 {
+            // Served while a replay is under way, not only between two.
+            tokio::join!(recovers_whole(server, position, ids), still_served(&server.app, &mut bystander));
+        } else {
+            recovers_whole(server, position, ids).await;
+        }
+    }
+    let (peak, now) = (server.peak_rss_kib(), server.rss_kib());
+    eprintln!(
+        "{LOOPS} recoveries of {} events in {:?}: RSS {baseline} KiB before, {now} KiB after, peak {peak} KiB (+{} KiB)",
+        ids.len(),
+        started.elapsed(),
+        peak.saturating_sub(baseline)
+    );
+    still_served(&server.app, &mut bystander).await;
+    bystander.expect_nothing().await;
+    let metrics = server.metrics().await;
+    eprintln!("/metrics: {length} bytes before, {} after (counters only)", metrics.len());
+    assert_eq!(series(&metrics), before, "the loop added or removed /metrics series");
+    assert_eq!(server.metric("fixrx_delivery_disconnects_total", &[]).await, 0.0, "a recovering socket was let go");
+    peak
+}
+
+#[tokio::test]
+async fn reconnecting_in_a_loop_from_an_old_position_replays_all_each_time_in_bounded_memory() {
+    let server = Binary::start(&[("HISTORY_SIZE", "6000")]).await;
+    let (position, ids) = fill(&server).await;
+    let baseline = server.rss_kib();
+    let peak = reconnect_loop(&server, &position, &ids).await;
+    assert!(
+        peak <= baseline + RSS_MARGIN_KIB,
+        "peak RSS {peak} KiB over {baseline} KiB + {RSS_MARGIN_KIB} KiB: memory grows with the replay"
+    );
+}
+
+/// The bytes of Redis's reply to `command`, read until Redis has said nothing for a while.
+fn reply_bytes(redis: &RedisServer, command: &str) -> usize {
+    let mut stream = TcpStream::connect(("127.0.0.1", redis.port)).expect("redis answers");
+    stream.write_all(format!("{command}\r\n").as_bytes()).expect("command sent");
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let (mut total, mut buf) = (0, vec![0u8; 64 * 1024]);
+    while let Ok(n @ 1..) = stream.read(&mut buf) {
+        total += n;
+    }
+    total
+}
+
+/// `cmdstat_xrange` of `INFO commandstats`: calls and microseconds per call.
+fn xrange_stats(redis: &RedisServer) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", redis.port)).expect("redis answers");
+    stream.write_all(b"INFO commandstats\r\n").expect("command sent");
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(300)));
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    let line = text.lines().find(|l| l.starts_with("cmdstat_xrange:")).unwrap_or("cmdstat_xrange: none");
+    line.split(',').take(3).collect::<Vec<_>>().join(",")
+}
+
+#[tokio::test]
+async fn reconnecting_in_a_loop_from_an_old_position_never_makes_redis_build_more_than_a_page() {
+    let redis = RedisServer::start();
+    let server = Binary::start(&[("REDIS_URL", &redis.url()), ("HISTORY_SIZE", "6000")]).await;
+    let (position, ids) = fill(&server).await;
+    let key = format!("fixrx:{{history}}:room:{ROOM}");
+    let whole = reply_bytes(&redis, &format!("XRANGE {key} - +"));
+    let page = reply_bytes(&redis, &format!("XRANGE {key} - + COUNT {PAGE}"));
+    // Past this, Redis drops the server's connection instead of sending the reply: a
+    // recovery that asks for more than a page or so fails, and the loop with it.
+    let limit = page * 3 / 2;
+    eprintln!("the room in one reply: {whole} bytes; a page: {page} bytes; output limit {limit} bytes");
+    assert!(whole > 4 * limit, "the room must be many pages long for this test to prove anything");
+    let set = redis.command(&format!("CONFIG SET client-output-buffer-limit \"normal {limit} 0 0\""));
+    assert_eq!(set, "+OK");
+    let before = xrange_stats(&redis);
+    let baseline = server.rss_kib();
+    let peak = reconnect_loop(&server, &position, &ids).await;
+    eprintln!("{before} before the loop; {} after", xrange_stats(&redis));
+    assert!(
+        peak <= baseline + RSS_MARGIN_KIB,
+        "peak RSS {peak} KiB over {baseline} KiB + {RSS_MARGIN_KIB} KiB: memory grows with the replay"
+    );
+}
