@@ -30,41 +30,52 @@ const STALL: Duration = Duration::from_secs(15);
 const VENDOR: &str = "v2";
 const ROOM: &str = "vendor:v2";
 
-fn service(i: usize) -> Value {
-    json!({ "type": "service:updated", "service": { "id": format!("s{i}"), "vendorId": VENDOR, "blob": "x".repeat(BLOB) } })
+fn service(i: usize, blob: usize) -> Value {
+    json!({ "type": "service:updated", "service": { "id": format!("s{i}"), "vendorId": VENDOR, "blob": "x".repeat(blob) } })
 }
 
 fn packet(frame: &str) -> Value {
     frame.strip_prefix("42").and_then(|p| serde_json::from_str(p).ok()).unwrap_or_else(|| panic!("{frame:.200}"))
 }
 
-/// Fills the room with `EVENTS` events; returns a position from before them (that of a
-/// warm-up event, read live) and their ids, in order.
-async fn fill(server: &Binary) -> (String, Vec<String>) {
+/// Fills the room with `count` events of `blob` bytes; returns a position from before
+/// them (that of a warm-up event, read live) and their ids, in order.
+async fn fill(server: &Binary, count: usize, blob: usize) -> (String, Vec<String>) {
     let mut raw = RawSocket::connect(server.addr, &vendor_token("owner", VENDOR)).await;
-    let (status, answer) = server.app.post_event(service(0)).await;
+    let (status, answer) = server.app.post_event(service(0, 10)).await;
     assert_eq!(status, 202, "{answer}");
     let warm = packet(&raw.next_text().await.expect("the warm-up event"));
     let position = warm[1]["offsets"][ROOM].as_str().expect("a position").to_owned();
     drop(raw);
-    let mut ids = Vec::with_capacity(EVENTS);
-    for batch in (1..=EVENTS).collect::<Vec<_>>().chunks(100) {
-        let events: Vec<Value> = batch.iter().map(|i| service(*i)).collect();
+    (position, post_many(server, count, blob).await)
+}
+
+/// Posts `count` events of `blob` bytes to the room, in batches within the body limit.
+async fn post_many(server: &Binary, count: usize, blob: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(count);
+    for batch in (1..=count).collect::<Vec<_>>().chunks((200_000 / (blob + 200)).clamp(1, 100)) {
+        let events: Vec<Value> = batch.iter().map(|i| service(*i, blob)).collect();
         let (status, answer) = server.app.post("/api/v1/events/batch", json!({ "events": events })).await;
         assert_eq!(status, 202, "{answer:.300}");
         ids.extend(answer["events"].as_array().expect("events").iter().map(|e| e["id"].as_str().unwrap().to_owned()));
     }
-    (position, ids)
+    ids
 }
 
-/// Connects with `auth.offsets` and reads the replay: the ids before `recovery`, and
-/// `recovery` itself; the connection then closes.
-async fn recover(server: &Binary, position: &str) -> Result<(Vec<String>, Value), String> {
+/// Opens a socket that names the room at `position` in `auth.offsets`.
+async fn connect_from(server: &Binary, position: &str) -> RawSocket {
     let mut raw = RawSocket::open(server.addr).await;
     let auth = json!({ "token": vendor_token("owner", VENDOR), "offsets": { ROOM: position } });
     raw.send_text(&format!("40{auth}")).await;
     let answer = raw.next_text().await.expect("CONNECT answer");
     assert!(answer.starts_with("40{\"sid\""), "{answer}");
+    raw
+}
+
+/// Connects with `auth.offsets` and reads the replay: the ids before `recovery`, and
+/// `recovery` itself; the connection then closes.
+async fn recover(server: &Binary, position: &str) -> Result<(Vec<String>, Value), String> {
+    let mut raw = connect_from(server, position).await;
     let mut ids = Vec::new();
     loop {
         let frame = match next_frame(&mut raw).await {
@@ -176,7 +187,7 @@ fn bounded_peak(baseline: u64, peak: u64) {
 #[tokio::test]
 async fn reconnecting_in_a_loop_from_an_old_position_replays_all_each_time_in_bounded_memory() {
     let server = Binary::start(&[("HISTORY_SIZE", "6000")]).await;
-    let (position, ids) = fill(&server).await;
+    let (position, ids) = fill(&server, EVENTS, BLOB).await;
     let baseline = server.rss_kib();
     let peak = reconnect_loop(&server, &position, &ids).await;
     bounded_peak(baseline, peak);
@@ -212,7 +223,7 @@ fn redis_info(redis: &RedisServer) -> (u64, String) {
 async fn reconnecting_in_a_loop_from_an_old_position_never_makes_redis_build_more_than_a_page() {
     let redis = RedisServer::start();
     let server = Binary::start(&[("REDIS_URL", &redis.url()), ("HISTORY_SIZE", "6000")]).await;
-    let (position, ids) = fill(&server).await;
+    let (position, ids) = fill(&server, EVENTS, BLOB).await;
     let key = format!("fixrx:{{history}}:room:{ROOM}");
     let whole = reply_bytes(&redis, &format!("XRANGE {key} - +"));
     let page = reply_bytes(&redis, &format!("XRANGE {key} - + COUNT {PAGE}"));
@@ -236,4 +247,62 @@ async fn reconnecting_in_a_loop_from_an_old_position_never_makes_redis_build_mor
     eprintln!("Redis dropped the server's connection {dropped} times for too large a reply");
     assert_eq!(dropped, 0, "Redis built replies past {limit} bytes");
     bounded_peak(baseline, peak);
+}
+
+/// A replay slower than the room's trimming: pages read later find their events gone.
+const TRIMMED: usize = 1_000;
+const BIG: usize = 20_000;
+
+/// A client reads its replay slowly (one event every 50 ms: never stalled, always behind)
+/// while the room is written over whole. It must get a gap-free prefix and then lose
+/// its connection (`history_gap`), never an event after a hole nor a `recovery` that
+/// claims the room whole; back with its last position, the room is `expired`.
+async fn a_replay_overtaken_by_trimming_ends_in_a_disconnect_not_a_hole(server: &Binary) {
+    let (position, ids) = fill(server, TRIMMED, BIG).await;
+    let mut raw = connect_from(server, &position).await;
+    let (fast, mut go) = tokio::sync::oneshot::channel::<()>();
+    let reader = tokio::spawn(async move {
+        let mut frames = Vec::new();
+        let mut slow = true;
+        loop {
+            if slow && go.try_recv().is_err() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            } else {
+                slow = false;
+            }
+            match next_frame(&mut raw).await {
+                Ok(frame) => frames.push(packet(&frame)),
+                Err(why) => return (frames, why),
+            }
+        }
+    });
+    post_many(server, TRIMMED, BIG).await;
+    let _ = fast.send(());
+    let (frames, end) = reader.await.expect("the reader");
+    let got: Vec<String> = frames.iter().map(|p| p[1]["id"].as_str().unwrap_or("recovery").to_owned()).collect();
+    eprintln!("a slow replay of {TRIMMED} events: {} received before {end}", got.len());
+    assert!(frames.iter().all(|p| p[0] != "recovery"), "the replay finished before the trimming reached it");
+    assert_eq!(end, "the server closed the connection");
+    assert_eq!(got[..], ids[..got.len()], "what arrived is the room's first events, in order, without a hole");
+    let gap = server.metric("fixrx_delivery_disconnects_total", &["reason=\"history_gap\""]).await;
+    assert_eq!(gap, 1.0, "counted as history_gap");
+    let last = frames.last().and_then(|p| p[1]["offsets"][ROOM].as_str()).unwrap_or(&position);
+    let (replayed, report) = recover(server, last).await.expect("a recovery");
+    assert!(replayed.is_empty(), "{} events replayed after a hole", replayed.len());
+    assert_eq!(report["rooms"][ROOM], "expired", "{report}");
+}
+
+#[tokio::test]
+async fn a_replay_overtaken_by_trimming_in_memory_ends_in_a_disconnect_not_a_hole() {
+    let server = Binary::start(&[("HISTORY_SIZE", "1000"), ("SOCKET_BUFFER_PACKETS", "64")]).await;
+    a_replay_overtaken_by_trimming_ends_in_a_disconnect_not_a_hole(&server).await;
+}
+
+#[tokio::test]
+async fn a_replay_overtaken_by_trimming_in_redis_ends_in_a_disconnect_not_a_hole() {
+    let redis = RedisServer::start();
+    let vars = [("REDIS_URL", redis.url()), ("HISTORY_SIZE", "1000".into()), ("SOCKET_BUFFER_PACKETS", "64".into())];
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Binary::start(&vars).await;
+    a_replay_overtaken_by_trimming_ends_in_a_disconnect_not_a_hole(&server).await;
 }
