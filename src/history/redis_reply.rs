@@ -161,4 +161,23 @@ mod tests {
         }
         assert!(log_entries(Value::Nil).is_empty());
     }
+
+    #[test]
+    fn a_room_view_carries_its_first_page_and_the_rooms_newest_id() {
+        let entry = |id: &str, prev: &str| {
+            let fields = [("v", prev), ("n", "x"), ("r", "vendor:v1"), ("p", "{}")];
+            Value::Array(vec![bulk(id), Value::Array(fields.iter().flat_map(|(k, v)| [bulk(k), bulk(v)]).collect())])
+        };
+        let page = || Value::Array(vec![entry("5-0", "4-0"), entry("6-0", "5-0")]);
+        let epoch = Epoch(1);
+        // A full page: more to read, up to the newest id.
+        let view = room_view(Value::Array(vec![Value::Int(1), page(), bulk("9-0")]), epoch, true).unwrap();
+        assert_eq!((view.after.len(), view.last), (2, Seq { ms: 9, n: 0 }));
+        // The page holds the rest: its own last entry is the newest.
+        let view = room_view(Value::Array(vec![Value::Int(1), page(), bulk("")]), epoch, true).unwrap();
+        assert_eq!(view.last, Seq { ms: 6, n: 0 });
+        let view = room_view(Value::Array(vec![Value::Int(0)]), epoch, true).unwrap();
+        assert!(!view.exists && view.after.is_empty());
+        assert!(room_view(Value::Array(vec![Value::Int(1), page(), bulk("nope")]), epoch, true).is_none());
+    }
 }
