@@ -202,17 +202,24 @@ async fn replay_paced<A: Adapter>(
     mut replay: Replay<'_>,
     report: &mut RecoveryReport,
 ) -> bool {
+    let mut drain = Drain::default();
     loop {
         let e = match replay.next().await {
             Ok(Some(e)) => e,
-            Ok(None) => return true,
+            Ok(None) => {
+                drain.wait().await;
+                return true;
+            }
             Err(e) => return stop(hub, socket, &e),
         };
         if !filter.wanted(&e) {
             continue;
         }
         match send_paced(socket, &e).await {
-            Ok(()) => report.replayed += 1,
+            Ok(waited) => {
+                drain.sent(waited);
+                report.replayed += 1;
+            }
             Err(SocketError::Closed) => {
                 hub.detach(socket.id);
                 return false;
@@ -223,6 +230,37 @@ async fn replay_paced<A: Adapter>(
                 return false;
             }
         }
+    }
+}
+
+/// How fast the client drains its queue, as the replay saw it. A replay longer than the
+/// queue leaves it full, and going live emits what was buffered and `recovery` at once,
+/// unpaced, under the hub's lock: into a full queue that would disconnect the client
+/// (`queue_full`) right at the end. So, once the queue was found full, the replay waits
+/// before going live for as long as the client takes to drain a queue's worth at the
+/// rate it has been reading. The client loses nothing by it: `recovery` queued sooner
+/// would still reach it only after what is queued before it.
+#[derive(Default)]
+struct Drain {
+    sent: usize,
+    /// When the queue was first found full, and how many events it then held at most.
+    full: Option<(tokio::time::Instant, usize)>,
+}
+
+impl Drain {
+    fn sent(&mut self, waited: bool) {
+        if waited && self.full.is_none() {
+            self.full = Some((tokio::time::Instant::now(), self.sent));
+        }
+        self.sent += 1;
+    }
+
+    async fn wait(&self) {
+        let Some((since, queued)) = self.full else { return };
+        let (elapsed, after) = (since.elapsed(), self.sent.saturating_sub(queued).max(1));
+        let per_event = elapsed / u32::try_from(after).unwrap_or(u32::MAX);
+        let wait = per_event.saturating_mul(u32::try_from(queued).unwrap_or(u32::MAX)).min(REPLAY_STALL);
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -256,13 +294,15 @@ fn finish<A: Adapter>(hub: &Hub<A>, socket: &SocketRef<A>, ticket: Ticket, filte
 }
 
 /// Sends one replayed event, waiting while the socket's queue is full (the replay may be
-/// longer than the queue), up to [`REPLAY_STALL`].
-async fn send_paced<A: Adapter>(socket: &SocketRef<A>, e: &Entry) -> Result<(), SocketError> {
+/// longer than the queue), up to [`REPLAY_STALL`]. `Ok(true)`: it had to wait.
+async fn send_paced<A: Adapter>(socket: &SocketRef<A>, e: &Entry) -> Result<bool, SocketError> {
     let deadline = tokio::time::Instant::now() + REPLAY_STALL;
+    let mut waited = false;
     loop {
         match socket.emit(&e.event, &*e.payload) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(waited),
             Err(SendError::Socket(SocketError::InternalChannelFull)) if tokio::time::Instant::now() < deadline => {
+                waited = true;
                 tokio::time::sleep(REPLAY_RETRY).await;
             }
             Err(SendError::Socket(SocketError::InternalChannelFull)) => return Err(SocketError::InternalChannelFull),
