@@ -1,7 +1,25 @@
 //! Recovery after a reconnect: `auth.offsets` in, missed events and a `recovery`
-//! event out. The ordering argument is in the parent module's documentation.
+//! event out. The ordering argument is in the parent module's documentation; its step 3
+//! reads the snapshot's rooms in pages:
+//!
+//! The snapshot holds the first page of each recovered room and the room's newest event
+//! then (`last`, at most the tick `H`); [`Replay`] reads the rest of each room up to its
+//! `last`, a page at a time, each page once the previous one is in the socket's queue.
+//! Together the pages are exactly what one unbounded read at the snapshot would have held
+//! (every event of the room in `(position, last]`, and the room has none in `(last, H]`),
+//! because each event names its room predecessor and the replay checks the chain across
+//! pages; where events were trimmed meanwhile it stops, and the socket is disconnected
+//! (`history_gap`) before going live, so it never receives a room with a hole in it and
+//! recovers again from the last position it got (finding it `expired` if that is so).
+//!
+//! Work is bounded per socket: it names at most its own rooms (`user:<sub>` and at most
+//! one `vendor:<id>`: [`OffsetsRequest::from_auth`] drops every other), each is read in
+//! at most `HISTORY_SIZE / RECOVERY_PAGE + 1` pages, and a page is read only once the
+//! previous one was queued to the socket, so a client reading slowly slows its own
+//! replay, holding one page per room, and one that stops reading is let go after
+//! [`REPLAY_STALL`] (`recovery_stalled`), as a replay longer than the socket's queue
+//! always was.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -10,7 +28,8 @@ use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
 
 use super::{Filter, GoLiveError, Hub, Ticket};
-use crate::history::{Entry, Epoch, History, Position, RoomStatus, Seq, Snapshot, classify};
+use crate::history::pages::{Replay, ReplayError};
+use crate::history::{Entry, Epoch, History, Position, RECOVERY_PAGE, RoomStatus, RoomView, Seq, Snapshot, classify};
 use crate::metrics::StatusLabels;
 
 /// How long a replay waits for a client whose queue stays full before giving up on it.
@@ -123,7 +142,7 @@ pub async fn recover<A: Adapter>(
         }
     }
     let seqs: Vec<(String, Seq)> = candidates.iter().map(|(r, p)| (r.clone(), p.seq)).collect();
-    let snapshot = match history.snapshot(&seqs).await {
+    let mut snapshot = match history.snapshot(&seqs, RECOVERY_PAGE).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(sid = %crate::socket::log_id(socket.id), error = %e, "recovery impossible now: history unreadable");
@@ -132,9 +151,13 @@ pub async fn recover<A: Adapter>(
             return;
         }
     };
-    let (known, replay) = judge(candidates, &snapshot, &mut report);
+    let (known, recovered) = judge(candidates, &mut snapshot, &mut report);
     let filter = Filter::new(ticket.since, snapshot.head, known);
-    if !replay_paced(hub, socket, &filter, replay, &mut report).await {
+    let replayed = match Replay::new(history, snapshot.epoch, RECOVERY_PAGE, recovered) {
+        Ok(replay) => replay_paced(hub, socket, &filter, replay, &mut report).await,
+        Err(e) => stop(hub, socket, &e),
+    };
+    if !replayed {
         return;
     }
     if !hub.reached(snapshot.head, READER_CATCH_UP).await {
@@ -144,43 +167,59 @@ pub async fn recover<A: Adapter>(
 }
 
 /// Decides each named room against the snapshot; returns the recovered rooms with the
-/// client's positions, and the held events after them.
+/// client's positions, and the same with their views (the first page of what to replay).
+#[allow(clippy::type_complexity)]
 fn judge(
     candidates: Vec<(String, Position)>,
-    snapshot: &Snapshot,
+    snapshot: &mut Snapshot,
     report: &mut RecoveryReport,
-) -> (Vec<(String, Seq)>, Vec<Arc<Entry>>) {
+) -> (Vec<(String, Seq)>, Vec<(String, Seq, RoomView)>) {
     let mut known = Vec::new();
-    let mut replay = Vec::new();
-    for ((room, p), view) in candidates.into_iter().zip(&snapshot.rooms) {
+    let mut recovered = Vec::new();
+    let views = std::mem::take(&mut snapshot.rooms);
+    for ((room, p), view) in candidates.into_iter().zip(views) {
         let status =
-            if p.belongs_to(snapshot.epoch, &room) { classify(p.seq, view, snapshot) } else { RoomStatus::Unknown };
+            if p.belongs_to(snapshot.epoch, &room) { classify(p.seq, &view, snapshot) } else { RoomStatus::Unknown };
         if status == RoomStatus::Recovered {
             known.push((room.clone(), p.seq));
-            replay.extend(view.after.iter().map(|(e, _)| e.clone()));
+            recovered.push((room.clone(), p.seq, view));
         }
         report.rooms.push((room, status));
     }
     report.epoch = Some(snapshot.epoch);
     report.head = snapshot.head;
     report.known = known.iter().map(|(room, _)| room.clone()).collect();
-    (known, replay)
+    (known, recovered)
 }
 
-/// Sends what the client lacks, merged in `Seq` order, each once. `false`: the socket is
-/// gone or stopped reading (and was let go).
+/// Sends what the client lacks, merged in `Seq` order, each once, a page at a time.
+/// `false`: the socket is gone, stopped reading, or the history could not be read whole
+/// (and the socket was let go).
 async fn replay_paced<A: Adapter>(
     hub: &Hub<A>,
     socket: &SocketRef<A>,
     filter: &Filter,
-    mut replay: Vec<Arc<Entry>>,
+    mut replay: Replay<'_>,
     report: &mut RecoveryReport,
 ) -> bool {
-    replay.sort_by_key(|e| e.seq);
-    replay.dedup_by_key(|e| e.seq);
-    for e in replay.iter().filter(|e| filter.wanted(e)) {
-        match send_paced(socket, e).await {
-            Ok(()) => report.replayed += 1,
+    let mut drain = Drain::default();
+    loop {
+        let e = match replay.next().await {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                drain.wait().await;
+                return true;
+            }
+            Err(e) => return stop(hub, socket, &e),
+        };
+        if !filter.wanted(&e) {
+            continue;
+        }
+        match send_paced(socket, &e).await {
+            Ok(waited) => {
+                drain.sent(waited);
+                report.replayed += 1;
+            }
             Err(SocketError::Closed) => {
                 hub.detach(socket.id);
                 return false;
@@ -192,7 +231,50 @@ async fn replay_paced<A: Adapter>(
             }
         }
     }
-    true
+}
+
+/// How fast the client drains its queue, as the replay saw it. A replay longer than the
+/// queue leaves it full, and going live emits what was buffered and `recovery` at once,
+/// unpaced, under the hub's lock: into a full queue that would disconnect the client
+/// (`queue_full`) right at the end. So, once the queue was found full, the replay waits
+/// before going live for as long as the client takes to drain a queue's worth at the
+/// rate it has been reading. The client loses nothing by it: `recovery` queued sooner
+/// would still reach it only after what is queued before it.
+#[derive(Default)]
+struct Drain {
+    sent: usize,
+    /// When the queue was first found full, and how many events it then held at most.
+    full: Option<(tokio::time::Instant, usize)>,
+}
+
+impl Drain {
+    fn sent(&mut self, waited: bool) {
+        if waited && self.full.is_none() {
+            self.full = Some((tokio::time::Instant::now(), self.sent));
+        }
+        self.sent += 1;
+    }
+
+    async fn wait(&self) {
+        let Some((since, queued)) = self.full else { return };
+        let (elapsed, after) = (since.elapsed(), self.sent.saturating_sub(queued).max(1));
+        let per_event = elapsed / u32::try_from(after).unwrap_or(u32::MAX);
+        let wait = per_event.saturating_mul(u32::try_from(queued).unwrap_or(u32::MAX)).min(REPLAY_STALL);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Lets a socket go whose replay could not be read whole; it recovers again from the
+/// positions it received. Returns `false` (the replay did not finish).
+fn stop<A: Adapter>(hub: &Hub<A>, socket: &SocketRef<A>, e: &ReplayError) -> bool {
+    let why = match e {
+        ReplayError::Gap(_) => "history_gap",
+        ReplayError::History(_) => "history_unavailable",
+    };
+    tracing::warn!(sid = %crate::socket::log_id(socket.id), error = %e, "recovery stopped part way: the client recovers again from what it received");
+    hub.detach(socket.id);
+    hub.evict(socket.clone(), why);
+    false
 }
 
 /// Goes live with a `recovery` event, and counts the outcome.
@@ -212,13 +294,15 @@ fn finish<A: Adapter>(hub: &Hub<A>, socket: &SocketRef<A>, ticket: Ticket, filte
 }
 
 /// Sends one replayed event, waiting while the socket's queue is full (the replay may be
-/// longer than the queue), up to [`REPLAY_STALL`].
-async fn send_paced<A: Adapter>(socket: &SocketRef<A>, e: &Entry) -> Result<(), SocketError> {
+/// longer than the queue), up to [`REPLAY_STALL`]. `Ok(true)`: it had to wait.
+async fn send_paced<A: Adapter>(socket: &SocketRef<A>, e: &Entry) -> Result<bool, SocketError> {
     let deadline = tokio::time::Instant::now() + REPLAY_STALL;
+    let mut waited = false;
     loop {
         match socket.emit(&e.event, &*e.payload) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(waited),
             Err(SendError::Socket(SocketError::InternalChannelFull)) if tokio::time::Instant::now() < deadline => {
+                waited = true;
                 tokio::time::sleep(REPLAY_RETRY).await;
             }
             Err(SendError::Socket(SocketError::InternalChannelFull)) => return Err(SocketError::InternalChannelFull),

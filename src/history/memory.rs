@@ -1,18 +1,19 @@
 //! The history of a single instance, in memory.
 //!
-//! One lock orders everything: an append takes the next [`Seq`], stores the event in the
-//! ring of each of its rooms and hands it to the log channel before the lock is released,
-//! so the reader receives events in `Seq` order. Memory is bounded three ways: a room
-//! keeps at most `HISTORY_SIZE` events, none older than `HISTORY_TTL_SECS`, and all rooms
-//! together at most `HISTORY_MAX_BYTES` (the rooms written longest ago go first, whole).
+//! One lock orders everything: an append takes the next [`Seq`], hands the event to the
+//! log (bounded: see [`super::log`]; refused there, it is refused whole) and stores it in
+//! the ring of each of its rooms before the lock is released, so the reader receives
+//! events in `Seq` order. Memory is bounded three ways: a room keeps at most
+//! `HISTORY_SIZE` events, none older than `HISTORY_TTL_SECS`, and all rooms together at
+//! most `HISTORY_MAX_BYTES` (the rooms written longest ago go first, whole). A recovery
+//! copies at most a page of a ring per lock ([`MemoryHistory::page`]).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
-
+use super::log::{self, LogRx, LogTx};
 use super::{
     Appended, Entry, Epoch, HistoryConfig, HistoryError, LogSink, Publish, RoomView, Seq, Snapshot,
     payload_with_offsets,
@@ -30,7 +31,7 @@ pub struct MemoryHistory {
     config: HistoryConfig,
     epoch: Epoch,
     inner: Arc<Mutex<Inner>>,
-    log_rx: Mutex<Option<mpsc::UnboundedReceiver<Arc<Entry>>>>,
+    log_rx: Mutex<Option<LogRx>>,
     reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: AtomicBool,
 }
@@ -44,7 +45,7 @@ struct Inner {
     /// The head when whole rooms were last dropped for the byte bound.
     evicted_at: Seq,
     /// Taken on close, which ends the reader once it has drained the channel.
-    log_tx: Option<mpsc::UnboundedSender<Arc<Entry>>>,
+    log_tx: Option<LogTx>,
 }
 
 struct Ring {
@@ -67,7 +68,12 @@ fn now_ms() -> u64 {
 
 impl MemoryHistory {
     pub fn new(config: HistoryConfig) -> MemoryHistory {
-        let (tx, rx) = mpsc::unbounded_channel();
+        MemoryHistory::with_log(config, log::LOG_CAPACITY)
+    }
+
+    /// With a log of `capacity` entries (and `HISTORY_MAX_BYTES` bytes).
+    pub(super) fn with_log(config: HistoryConfig, capacity: usize) -> MemoryHistory {
+        let (tx, rx) = log::channel(capacity, config.max_bytes);
         let inner = Inner {
             head: Seq::ZERO,
             rooms: HashMap::new(),
@@ -115,27 +121,30 @@ impl MemoryHistory {
             payload,
         });
         let Some(tx) = inner.log_tx.clone() else { return Err(HistoryError::Closed) };
+        // Sent under the lock: the channel's order is the `Seq` order. Refused (full), the
+        // event has no `Seq` yet and no room holds it: nothing was accepted.
+        tx.try_send(entry.clone())?;
         inner.head = seq;
         if self.config.enabled {
             inner.store(&entry, &self.config);
         }
-        // Sent under the lock: the channel's order is the `Seq` order.
-        tx.send(entry.clone()).map_err(|_| HistoryError::Closed)?;
         drop(inner);
         Ok(Appended { seq, epoch })
     }
 
-    /// Reads the rooms and appends a tick (an entry with no rooms) under one lock.
-    pub fn snapshot(&self, rooms: &[(String, Seq)]) -> Result<Snapshot, HistoryError> {
+    /// Reads the rooms (at most `page` events in all) and appends a tick (an entry with
+    /// no rooms) under one lock.
+    pub fn snapshot(&self, rooms: &[(String, Seq)], page: usize) -> Result<Snapshot, HistoryError> {
+        let count = super::first_page(page, rooms.len());
         let mut inner = self.lock();
-        let views = rooms.iter().map(|(room, p)| inner.view(room, *p)).collect();
+        let views = rooms.iter().map(|(room, p)| inner.view(room, *p, count)).collect();
         let now = now_ms();
         let tick = inner.head.next(now);
         let payload =
             payload_with_offsets("{}", None, tick, &[]).map_err(|e| HistoryError::Unavailable(format!("tick: {e}")))?;
         let entry = Arc::new(Entry { seq: tick, event: String::new(), rooms: Vec::new(), except: None, payload });
         let tx = inner.log_tx.clone().ok_or(HistoryError::Closed)?;
-        tx.send(entry).map_err(|_| HistoryError::Closed)?;
+        tx.try_send(entry)?;
         inner.head = tick;
         let ttl_ms = u64::try_from(self.config.ttl.as_millis()).unwrap_or(u64::MAX);
         Ok(Snapshot { epoch: self.epoch, head: tick, now_ms: now, ttl_ms, evicted_at: inner.evicted_at, rooms: views })
@@ -146,6 +155,29 @@ impl MemoryHistory {
         let inner = self.lock();
         let Some(ring) = inner.rooms.get(room) else { return Vec::new() };
         ring.slots.iter().rev().take(max).map(|s| s.entry.clone()).collect()
+    }
+
+    /// At most `count` of the room's held events in `(after, upto]`, oldest first: a
+    /// recovery's next page, copied under the lock a page at a time.
+    pub fn page(&self, room: &str, (after, upto): (Seq, Seq), count: usize) -> Vec<(Arc<Entry>, Seq)> {
+        let inner = self.lock();
+        let Some(ring) = inner.rooms.get(room) else { return Vec::new() };
+        let start = ring.slots.partition_point(|s| s.entry.seq <= after);
+        let held = ring.slots.range(start..).take_while(|s| s.entry.seq <= upto).take(count);
+        held.map(|s| (s.entry.clone(), s.prev)).collect()
+    }
+
+    /// Takes what the log holds, as the reader would (unit tests run without one).
+    #[cfg(test)]
+    pub(super) fn drain_log(&self) -> Vec<Arc<Entry>> {
+        let mut guard = self.log_rx.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(rx) = guard.as_mut() else { return Vec::new() };
+        let mut taken = Vec::new();
+        while let Ok(e) = rx.rx.try_recv() {
+            taken.push(e);
+        }
+        rx.delivered(&taken);
+        taken
     }
 
     pub fn start_reader(&self, sink: Arc<dyn LogSink>) {
@@ -166,6 +198,7 @@ impl MemoryHistory {
                             return;
                         }
                         sink.deliver(&batch);
+                        rx.delivered(&batch);
                         batch.clear();
                     }
                     _ = sweep.tick() => {
@@ -246,12 +279,14 @@ impl Inner {
         }
     }
 
-    fn view(&self, room: &str, p: Seq) -> RoomView {
+    /// The room's first `count` held events after `p`, and its newest.
+    fn view(&self, room: &str, p: Seq, count: usize) -> RoomView {
         let Some(ring) = self.rooms.get(room) else { return RoomView::default() };
         let start = ring.slots.partition_point(|s| s.entry.seq <= p);
         RoomView {
             exists: !ring.slots.is_empty(),
-            after: ring.slots.range(start..).map(|s| (s.entry.clone(), s.prev)).collect(),
+            after: ring.slots.range(start..).take(count).map(|s| (s.entry.clone(), s.prev)).collect(),
+            last: ring.slots.back().map_or(Seq::ZERO, |s| s.entry.seq),
         }
     }
 }
@@ -279,13 +314,13 @@ mod tests {
         let h = MemoryHistory::new(config(3, usize::MAX));
         let seqs: Vec<Seq> = (0..5).map(|_| h.append(publish(&["vendor:v1"])).unwrap().seq).collect();
         assert!(seqs.windows(2).all(|w| w[0] < w[1]));
-        let snap = h.snapshot(&[("vendor:v1".into(), seqs[1])]).unwrap();
+        let snap = h.snapshot(&[("vendor:v1".into(), seqs[1])], 256).unwrap();
         let view = &snap.rooms[0];
         assert_eq!(classify(seqs[1], view, &snap), RoomStatus::Recovered);
         assert_eq!(view.after.iter().map(|(e, _)| e.seq).collect::<Vec<_>>(), seqs[2..].to_vec());
         assert!(snap.head > seqs[4], "the snapshot's tick comes after every event");
         // seqs[0] is gone and seqs[1] (its successor) too: from seqs[0] there is a gap.
-        let snap = h.snapshot(&[("vendor:v1".into(), seqs[0])]).unwrap();
+        let snap = h.snapshot(&[("vendor:v1".into(), seqs[0])], 256).unwrap();
         assert_eq!(classify(seqs[0], &snap.rooms[0], &snap), RoomStatus::Expired);
     }
 
@@ -297,7 +332,7 @@ mod tests {
             let p = a.position(room).unwrap();
             assert!(p.seq == a.seq && p.belongs_to(h.epoch(), room));
         }
-        let entry = h.log_rx.lock().unwrap().take().unwrap().try_recv().unwrap();
+        let entry = h.log_rx.lock().unwrap().take().unwrap().rx.try_recv().unwrap();
         let v: serde_json::Value = serde_json::from_str(entry.payload.get()).unwrap();
         assert_eq!(v["offsets"]["vendor:v1"], a.position("vendor:v1").unwrap().to_string());
     }
@@ -305,11 +340,14 @@ mod tests {
     #[test]
     fn past_the_byte_bound_the_room_written_longest_ago_is_dropped() {
         let h = MemoryHistory::new(config(100, 3 * (SLOT_OVERHEAD + 40)));
+        // The log shares the byte bound: drained as the reader would.
         let old = h.append(publish(&["user:old"])).unwrap().seq;
         for _ in 0..3 {
+            h.drain_log();
             h.append(publish(&["user:new"])).unwrap();
         }
-        let snap = h.snapshot(&[("user:old".into(), old)]).unwrap();
+        h.drain_log();
+        let snap = h.snapshot(&[("user:old".into(), old)], 256).unwrap();
         assert_eq!(classify(old, &snap.rooms[0], &snap), RoomStatus::Expired);
         assert!(h.lock().bytes <= 3 * (SLOT_OVERHEAD + 40));
     }
@@ -320,8 +358,8 @@ mod tests {
         let a = h.append(publish(&["user:u1"])).unwrap();
         assert!(a.position("user:u1").is_none());
         let mut rx = h.log_rx.lock().unwrap().take().unwrap();
-        let entry = rx.try_recv().unwrap();
+        let entry = rx.rx.try_recv().unwrap();
         assert_eq!(entry.payload.get(), r#"{"id":"x"}"#);
-        assert!(!h.snapshot(&[("user:u1".into(), a.seq)]).unwrap().rooms[0].exists);
+        assert!(!h.snapshot(&[("user:u1".into(), a.seq)], 256).unwrap().rooms[0].exists);
     }
 }

@@ -13,10 +13,18 @@
 //! - Every event a room holds records the `Seq` of the room's previous event, so a
 //!   recovery can prove there is no gap between a client's position and what is held
 //!   ([`classify`]); when it cannot, the room is `expired`, never silently short.
+//! - A recovery reads at most [`RECOVERY_PAGE`] events per read: the snapshot holds the
+//!   first page of each room, and [`pages::Replay`] reads the rest a page at a time, each
+//!   page only once the previous one was handed on, proving with the same predecessors
+//!   that nothing was trimmed between two pages. Neither Redis nor the server ever builds
+//!   a reply, or holds a replay, of more than a page per room.
 
+mod log;
 pub mod memory;
+pub mod pages;
 pub mod position;
 pub mod redis;
+mod redis_reader;
 mod redis_reply;
 
 use std::sync::Arc;
@@ -25,6 +33,11 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 
 pub use position::{Epoch, Position, Seq};
+
+/// Most events one read of a recovery returns: a snapshot's first pages together, or a
+/// later page of one room. 256 events of the 256 KiB a REST body may carry is at most
+/// 64 MiB in theory, and a few hundred KiB for ordinary events.
+pub const RECOVERY_PAGE: usize = 256;
 
 /// How the history is kept.
 #[derive(Debug, Clone)]
@@ -105,8 +118,12 @@ impl RoomStatus {
 pub struct RoomView {
     /// Whether the store has the room at all (it drops idle and evicted rooms).
     pub exists: bool,
-    /// Held events after the position, oldest first, each with its room predecessor.
+    /// The first held events after the position (a page at most), oldest first, each
+    /// with its room predecessor.
     pub after: Vec<(Arc<Entry>, Seq)>,
+    /// The room's newest event when the snapshot was taken: the replay reads pages up to
+    /// it. `Seq::ZERO` (or anything not past `after`) when `after` is all there is.
+    pub last: Seq,
 }
 
 /// How far apart the history's clock and a position's time may be before a quiet room
@@ -185,12 +202,28 @@ impl History {
         }
     }
 
-    /// Reads the rooms after the given sequences and takes a tick ([`Snapshot::head`]),
+    /// Reads the rooms after the given sequences (at most `page` events in all: the
+    /// first page of each room, [`first_page`]) and takes a tick ([`Snapshot::head`]),
     /// atomically.
-    pub async fn snapshot(&self, rooms: &[(String, Seq)]) -> Result<Snapshot, HistoryError> {
+    pub async fn snapshot(&self, rooms: &[(String, Seq)], page: usize) -> Result<Snapshot, HistoryError> {
         match self {
-            History::Memory(h) => h.snapshot(rooms),
-            History::Redis(h) => h.snapshot(rooms).await,
+            History::Memory(h) => h.snapshot(rooms, page),
+            History::Redis(h) => h.snapshot(rooms, page).await,
+        }
+    }
+
+    /// At most `count` of `room`'s held events after `after` and up to `upto`, oldest
+    /// first, each with its room predecessor; `epoch` is the snapshot's (for `offsets`).
+    pub async fn page(
+        &self,
+        epoch: Epoch,
+        room: &str,
+        (after, upto): (Seq, Seq),
+        count: usize,
+    ) -> Result<Vec<(Arc<Entry>, Seq)>, HistoryError> {
+        match self {
+            History::Memory(h) => Ok(h.page(room, (after, upto), count)),
+            History::Redis(h) => h.page(epoch, room, (after, upto), count).await,
         }
     }
 
@@ -229,6 +262,12 @@ pub trait LogSink: Send + Sync + 'static {
     fn gap(&self, why: &str);
 }
 
+/// How many events a snapshot of `rooms` rooms reads in each: `page` shared out, so the
+/// snapshot's reply is a page too (one for each room at least).
+pub fn first_page(page: usize, rooms: usize) -> usize {
+    (page / rooms.max(1)).max(1)
+}
+
 /// Builds the delivered payload: the envelope, with `offsets` when history is on.
 pub fn payload_with_offsets(
     envelope: &str,
@@ -262,7 +301,8 @@ mod tests {
     }
 
     fn held(after: &[(u64, u64)]) -> RoomView {
-        RoomView { exists: true, after: after.iter().map(|(seq, prev)| (entry(*seq), s(*prev))).collect() }
+        let after = after.iter().map(|(seq, prev)| (entry(*seq), s(*prev))).collect();
+        RoomView { exists: true, after, last: Seq::ZERO }
     }
 
     fn snap(head: u64, now_ms: u64) -> Snapshot {

@@ -19,27 +19,26 @@
 //!   stream. An append reads its predecessor there: reading the stream's own last entry
 //!   (`XREVRANGE … COUNT 1`) brings its payload along, and cost Redis 4.2 µs per call,
 //!   against 0.5 for this `GET` and 0.7 for the `SET` (`INFO commandstats`).
+//!
+//! Every read of a room has a `COUNT`: a snapshot's first pages share one page between
+//! them, and a recovery reads the rest with `XRANGE room (<last sent> <room's newest>
+//! COUNT <page>`, so no reply Redis builds for a recovery holds more than a page, however
+//! long the room's history or however often a client comes back.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use redis::{Script, Value};
 
 use crate::scale::conn::RedisConn;
 use crate::scale::redis::RedisSource;
 
-use super::redis_reply::{RawEntry, array, int, log_entries, room_entries, room_view, text};
+use super::redis_reply::{array, int, room_entries, room_view, text};
 use super::{Appended, Entry, Epoch, HistoryConfig, HistoryError, LogSink, Publish, Seq, Snapshot};
 
 /// Events the log keeps for readers that fall behind (a reader further behind than this
 /// sees a gap and tells its sockets); approximate, as Redis trims whole nodes.
 const LOG_MAXLEN: u64 = 50_000;
-/// How long one blocking read waits before looking again (and noticing a shutdown).
-const READ_BLOCK_MS: u64 = 1_000;
-/// Most log entries taken per read.
-const READ_COUNT: u64 = 512;
-const RECONNECT_DELAY: Duration = Duration::from_millis(250);
 /// On a cluster, how long an append waits for a replica to have it.
 const REPLICA_WAIT_MS: u64 = 200;
 /// After a shard's replicas did not answer in time, how long appends stop waiting.
@@ -73,22 +72,20 @@ end
 return {epoch, id}
 ";
 
-const INIT: &str = r"
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then epoch = ARGV[1]; redis.call('SET', KEYS[1], epoch) end
-return {epoch, redis.call('GET', KEYS[2]) or '0-0'}
-";
-
 const SNAPSHOT: &str = r"
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then epoch = ARGV[1]; redis.call('SET', KEYS[1], epoch) end
 local t = redis.call('TIME')
 local out = {epoch, '', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)}
+local count = tonumber(ARGV[3])
 for i = 4, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 0 then
     out[#out + 1] = {0}
   else
-    out[#out + 1] = {1, redis.call('XRANGE', KEYS[i], '(' .. ARGV[i - 1], '+')}
+    local page = redis.call('XRANGE', KEYS[i], '(' .. ARGV[i], '+', 'COUNT', count)
+    local last = ''
+    if #page == count then last = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)[1][1] end
+    out[#out + 1] = {1, page, last}
   end
 end
 local prev = redis.call('GET', KEYS[2]) or '0-0'
@@ -99,10 +96,10 @@ out[2] = tick
 return out
 ";
 
-struct Keys {
-    epoch: String,
-    head: String,
-    log: String,
+pub(super) struct Keys {
+    pub(super) epoch: String,
+    pub(super) head: String,
+    pub(super) log: String,
     room_prefix: String,
     last_prefix: String,
 }
@@ -217,10 +214,12 @@ impl RedisHistory {
         }
     }
 
-    /// Reads the rooms and appends a tick to the log, in one script.
-    pub async fn snapshot(&self, rooms: &[(String, Seq)]) -> Result<Snapshot, HistoryError> {
+    /// Reads the rooms (at most `page` events in all) and appends a tick to the log, in
+    /// one script.
+    pub async fn snapshot(&self, rooms: &[(String, Seq)], page: usize) -> Result<Snapshot, HistoryError> {
         let mut call = self.snapshot.key(&self.keys.epoch);
         call.key(&self.keys.head).key(&self.keys.log).arg(Epoch::random().to_string()).arg(LOG_MAXLEN);
+        call.arg(super::first_page(page, rooms.len()));
         for (room, p) in rooms {
             call.key(self.keys.room(room)).arg(p.to_string());
         }
@@ -245,6 +244,26 @@ impl RedisHistory {
         })
     }
 
+    /// At most `count` of the room's held events in `(after, upto]`, oldest first.
+    pub async fn page(
+        &self,
+        epoch: Epoch,
+        room: &str,
+        (after, upto): (Seq, Seq),
+        count: usize,
+    ) -> Result<Vec<(Arc<Entry>, Seq)>, HistoryError> {
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(self.keys.room(room))
+            .arg(format!("({after}"))
+            .arg(upto.to_string())
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(room_entries(reply, self.config.enabled.then_some(epoch)))
+    }
+
     /// The room's latest `max` held events, newest first (without `offsets`).
     pub async fn recent(&self, room: &str, max: usize) -> Result<Vec<Arc<Entry>>, HistoryError> {
         let reply: Value = redis::cmd("XREVRANGE")
@@ -260,112 +279,16 @@ impl RedisHistory {
     }
 
     pub fn start_reader(&self, sink: Arc<dyn LogSink>) {
-        let reader = Reader {
+        let reader = super::redis_reader::Reader {
             source: self.source.clone(),
             keys: self.keys.clone(),
             closed: self.closed.clone(),
             offsets: self.config.enabled,
-            init: Script::new(INIT),
         };
         tokio::spawn(reader.run(sink));
     }
 
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
-    }
-}
-
-/// Reads the log in order and hands it to the instance's sockets.
-struct Reader {
-    source: RedisSource,
-    keys: Arc<Keys>,
-    closed: Arc<AtomicBool>,
-    offsets: bool,
-    init: Script,
-}
-
-/// Where the reader is: the history it follows and the last log id it delivered.
-#[derive(Clone, Copy)]
-struct Cursor {
-    epoch: Epoch,
-    last: Seq,
-}
-
-impl Reader {
-    async fn run(self, sink: Arc<dyn LogSink>) {
-        let mut cursor: Option<Cursor> = None;
-        let mut outage = false;
-        while !self.closed.load(Ordering::Acquire) {
-            match self.follow(&sink, &mut cursor).await {
-                Ok(()) => return,
-                Err(e) => {
-                    if !outage {
-                        tracing::error!(error = %e, "history log unreadable: delivery paused until Redis answers");
-                    }
-                    outage = true;
-                    tokio::time::sleep(RECONNECT_DELAY).await;
-                }
-            }
-        }
-    }
-
-    /// Connects, checks the history is the one followed so far, and reads until closed
-    /// (`Ok`) or the connection fails (`Err`, and the caller reconnects).
-    async fn follow(&self, sink: &Arc<dyn LogSink>, cursor: &mut Option<Cursor>) -> Result<(), redis::RedisError> {
-        let mut conn = self.source.connect(Duration::from_millis(READ_BLOCK_MS + 3_000)).await?;
-        let (epoch, head): (String, String) = self
-            .init
-            .key(&self.keys.epoch)
-            .key(&self.keys.head)
-            .arg(Epoch::random().to_string())
-            .invoke_async(&mut conn)
-            .await?;
-        let (Some(epoch), Some(head)) = (Epoch::parse(&epoch), Seq::parse(&head)) else {
-            return Err(redis::RedisError::from((redis::ErrorKind::Parse, "malformed history epoch or head")));
-        };
-        match cursor {
-            None => *cursor = Some(Cursor { epoch, last: head }),
-            Some(c) if c.epoch != epoch => {
-                sink.gap("the history in Redis was lost (new epoch)");
-                // The new history's log from its start: its first entry names no predecessor.
-                *cursor = Some(Cursor { epoch, last: Seq::ZERO });
-            }
-            Some(_) => tracing::info!("history log readable again: delivery resumes where it stopped"),
-        }
-        let Some(mut at) = *cursor else { return Ok(()) };
-        while !self.closed.load(Ordering::Acquire) {
-            let entries = self.read(&mut conn, at.last).await?;
-            let mut batch = Vec::with_capacity(entries.len());
-            for raw in entries {
-                if raw.epoch != at.epoch || raw.prev != at.last {
-                    sink.deliver(&batch);
-                    batch.clear();
-                    sink.gap("the history log skipped events (trimmed, or Redis lost data)");
-                    at.epoch = raw.epoch;
-                }
-                at.last = raw.seq;
-                match raw.into_entry(self.offsets) {
-                    Some(entry) => batch.push(Arc::new(entry)),
-                    None => tracing::error!(seq = %at.last, "unreadable history log entry skipped"),
-                }
-            }
-            sink.deliver(&batch);
-            *cursor = Some(at);
-        }
-        Ok(())
-    }
-
-    async fn read(&self, conn: &mut RedisConn, after: Seq) -> Result<Vec<RawEntry>, redis::RedisError> {
-        let reply: Value = redis::cmd("XREAD")
-            .arg("COUNT")
-            .arg(READ_COUNT)
-            .arg("BLOCK")
-            .arg(READ_BLOCK_MS)
-            .arg("STREAMS")
-            .arg(&self.keys.log)
-            .arg(after.to_string())
-            .query_async(conn)
-            .await?;
-        Ok(log_entries(reply))
     }
 }

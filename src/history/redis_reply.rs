@@ -56,15 +56,20 @@ fn split_rooms(joined: &str) -> Vec<String> {
     joined.split('\n').filter(|r| !r.is_empty()).map(str::to_owned).collect()
 }
 
-/// One room of the snapshot reply: `{0}` (no such room) or `{1, after}`.
+/// One room of the snapshot reply: `{0}` (no such room) or `{1, first page, newest id}`
+/// (the newest id empty when the page holds the rest of the room).
 pub(super) fn room_view(v: Value, epoch: Epoch, offsets: bool) -> Option<RoomView> {
     let mut parts = array(v)?.into_iter();
     if int(parts.next()?)? == 0 {
         return Some(RoomView::default());
     }
     let epoch = offsets.then_some(epoch);
-    let after = array(parts.next()?)?.into_iter().filter_map(|e| room_entry(e, epoch)).collect();
-    Some(RoomView { exists: true, after })
+    let after: Vec<_> = array(parts.next()?)?.into_iter().filter_map(|e| room_entry(e, epoch)).collect();
+    let last = match text(parts.next()?)?.as_str() {
+        "" => after.last().map_or(Seq::ZERO, |(e, _)| e.seq),
+        id => Seq::parse(id)?,
+    };
+    Some(RoomView { exists: true, after, last })
 }
 
 /// The entries of a room's stream (`XRANGE`/`XREVRANGE`), each with its room predecessor.
@@ -155,5 +160,24 @@ mod tests {
             assert_eq!(got[0].except, None);
         }
         assert!(log_entries(Value::Nil).is_empty());
+    }
+
+    #[test]
+    fn a_room_view_carries_its_first_page_and_the_rooms_newest_id() {
+        let entry = |id: &str, prev: &str| {
+            let fields = [("v", prev), ("n", "x"), ("r", "vendor:v1"), ("p", "{}")];
+            Value::Array(vec![bulk(id), Value::Array(fields.iter().flat_map(|(k, v)| [bulk(k), bulk(v)]).collect())])
+        };
+        let page = || Value::Array(vec![entry("5-0", "4-0"), entry("6-0", "5-0")]);
+        let epoch = Epoch(1);
+        // A full page: more to read, up to the newest id.
+        let view = room_view(Value::Array(vec![Value::Int(1), page(), bulk("9-0")]), epoch, true).unwrap();
+        assert_eq!((view.after.len(), view.last), (2, Seq { ms: 9, n: 0 }));
+        // The page holds the rest: its own last entry is the newest.
+        let view = room_view(Value::Array(vec![Value::Int(1), page(), bulk("")]), epoch, true).unwrap();
+        assert_eq!(view.last, Seq { ms: 6, n: 0 });
+        let view = room_view(Value::Array(vec![Value::Int(0)]), epoch, true).unwrap();
+        assert!(!view.exists && view.after.is_empty());
+        assert!(room_view(Value::Array(vec![Value::Int(1), page(), bulk("nope")]), epoch, true).is_none());
     }
 }

@@ -1,0 +1,121 @@
+//! The reader of the Redis history's log: one per instance, on its own connection (its
+//! blocking reads must not hold up commands), handing the log to the instance's sockets
+//! in order and resuming after a lost connection from the last id it delivered.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use redis::{Script, Value};
+
+use crate::scale::conn::RedisConn;
+use crate::scale::redis::RedisSource;
+
+use super::redis::Keys;
+use super::redis_reply::{RawEntry, log_entries};
+use super::{Epoch, LogSink, Seq};
+
+/// How long one blocking read waits before looking again (and noticing a shutdown).
+const READ_BLOCK_MS: u64 = 1_000;
+/// Most log entries taken per read.
+const READ_COUNT: u64 = 512;
+const RECONNECT_DELAY: Duration = Duration::from_millis(250);
+
+const INIT: &str = r"
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then epoch = ARGV[1]; redis.call('SET', KEYS[1], epoch) end
+return {epoch, redis.call('GET', KEYS[2]) or '0-0'}
+";
+
+/// Reads the log in order and hands it to the instance's sockets.
+pub(super) struct Reader {
+    pub(super) source: RedisSource,
+    pub(super) keys: Arc<Keys>,
+    pub(super) closed: Arc<AtomicBool>,
+    pub(super) offsets: bool,
+}
+
+/// Where the reader is: the history it follows and the last log id it delivered.
+#[derive(Clone, Copy)]
+struct Cursor {
+    epoch: Epoch,
+    last: Seq,
+}
+
+impl Reader {
+    pub(super) async fn run(self, sink: Arc<dyn LogSink>) {
+        let mut cursor: Option<Cursor> = None;
+        let mut outage = false;
+        while !self.closed.load(Ordering::Acquire) {
+            match self.follow(&sink, &mut cursor).await {
+                Ok(()) => return,
+                Err(e) => {
+                    if !outage {
+                        tracing::error!(error = %e, "history log unreadable: delivery paused until Redis answers");
+                    }
+                    outage = true;
+                    tokio::time::sleep(RECONNECT_DELAY).await;
+                }
+            }
+        }
+    }
+
+    /// Connects, checks the history is the one followed so far, and reads until closed
+    /// (`Ok`) or the connection fails (`Err`, and the caller reconnects).
+    async fn follow(&self, sink: &Arc<dyn LogSink>, cursor: &mut Option<Cursor>) -> Result<(), redis::RedisError> {
+        let mut conn = self.source.connect(Duration::from_millis(READ_BLOCK_MS + 3_000)).await?;
+        let (epoch, head): (String, String) = Script::new(INIT)
+            .key(&self.keys.epoch)
+            .key(&self.keys.head)
+            .arg(Epoch::random().to_string())
+            .invoke_async(&mut conn)
+            .await?;
+        let (Some(epoch), Some(head)) = (Epoch::parse(&epoch), Seq::parse(&head)) else {
+            return Err(redis::RedisError::from((redis::ErrorKind::Parse, "malformed history epoch or head")));
+        };
+        match cursor {
+            None => *cursor = Some(Cursor { epoch, last: head }),
+            Some(c) if c.epoch != epoch => {
+                sink.gap("the history in Redis was lost (new epoch)");
+                // The new history's log from its start: its first entry names no predecessor.
+                *cursor = Some(Cursor { epoch, last: Seq::ZERO });
+            }
+            Some(_) => tracing::info!("history log readable again: delivery resumes where it stopped"),
+        }
+        let Some(mut at) = *cursor else { return Ok(()) };
+        while !self.closed.load(Ordering::Acquire) {
+            let entries = self.read(&mut conn, at.last).await?;
+            let mut batch = Vec::with_capacity(entries.len());
+            for raw in entries {
+                if raw.epoch != at.epoch || raw.prev != at.last {
+                    sink.deliver(&batch);
+                    batch.clear();
+                    sink.gap("the history log skipped events (trimmed, or Redis lost data)");
+                    at.epoch = raw.epoch;
+                }
+                at.last = raw.seq;
+                match raw.into_entry(self.offsets) {
+                    Some(entry) => batch.push(Arc::new(entry)),
+                    None => tracing::error!(seq = %at.last, "unreadable history log entry skipped"),
+                }
+            }
+            sink.deliver(&batch);
+            *cursor = Some(at);
+        }
+        Ok(())
+    }
+
+    async fn read(&self, conn: &mut RedisConn, after: Seq) -> Result<Vec<RawEntry>, redis::RedisError> {
+        let reply: Value = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(READ_COUNT)
+            .arg("BLOCK")
+            .arg(READ_BLOCK_MS)
+            .arg("STREAMS")
+            .arg(&self.keys.log)
+            .arg(after.to_string())
+            .query_async(conn)
+            .await?;
+        Ok(log_entries(reply))
+    }
+}
