@@ -16,10 +16,13 @@
 //!    CONNECT is acknowledged: from then on, every event of its rooms is kept in the
 //!    member's buffer instead of being sent. Nothing after `A` can pass it by. A socket
 //!    without `auth.offsets` goes live as soon as it is connected (step 4, nothing replayed).
-//! 3. The recovery reads a snapshot of its rooms from the history: every held event after
-//!    the client's position in each recovered room, and a tick `H` appended to the log
-//!    atomically with the read, so every event of those rooms before `H` is in the
-//!    snapshot and every later one comes through the log. It sends the events the client
+//! 3. The recovery reads a snapshot of its rooms: the first page of held events after the
+//!    client's position in each recovered room, the room's newest event `L` (at most `H`),
+//!    and a tick `H` appended to the log atomically with the read, so every event of those
+//!    rooms before `H` is held up to `L` or gone, and every later one comes through the
+//!    log. The rest of each room up to `L` is read a page at a time (`history::pages`),
+//!    each page checked against the room predecessors; if one does not follow on, the
+//!    socket is disconnected before going live. It sends the events the client
 //!    lacks (a [`Filter`] decides: per recovered room, after the client's position; in the
 //!    other rooms, after `A`), merged in `Seq` order, outside the lock and paced to the
 //!    socket's queue.
