@@ -129,17 +129,27 @@ pub async fn serve<A: Adapter>(
     Ok(())
 }
 
+/// What to say when a development server listens where other machines can reach it.
+fn exposure(config: &Config, addr: SocketAddr) -> Option<&'static str> {
+    if config.env != config::AppEnv::Development || addr.ip().is_loopback() {
+        return None;
+    }
+    Some(if config.jwt.is_dev_secret() {
+        "HOST is set in development mode: this server is reachable from other machines, and anyone who \
+         reaches it can mint any token (admin included) at /dev/token with the public development secret"
+    } else {
+        "HOST is set in development mode: this server is reachable from other machines, with development \
+         defaults (set APP_ENV=production)"
+    })
+}
+
 /// Logs what the server runs with, and shouts when development defaults are in use.
 fn announce(config: &Config, addr: SocketAddr) {
     use config::AppEnv;
     if config.env == AppEnv::Development {
         tracing::warn!("DEVELOPMENT MODE: not for production (set APP_ENV=production)");
-        if !addr.ip().is_loopback() {
-            tracing::warn!(
-                %addr,
-                "HOST is set in development mode: this server is reachable from other machines, and anyone \
-                 who reaches it can mint any token (admin included) at /dev/token with the public development secret"
-            );
+        if let Some(warning) = exposure(config, addr) {
+            tracing::warn!(%addr, "{warning}");
         }
         if config.jwt.is_dev_secret() {
             tracing::warn!(
@@ -157,4 +167,33 @@ fn announce(config: &Config, addr: SocketAddr) {
         }
     }
     tracing::info!(%addr, ws_path = %config.ws_path, env = ?config.env, cors = ?config.cors, "fixrx-realtime listening");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Config {
+        let map: std::collections::HashMap<&str, &str> = vars.iter().copied().collect();
+        Config::from_lookup(|k| map.get(k).map(|v| v.to_string())).expect("valid")
+    }
+
+    #[test]
+    fn a_development_server_reachable_from_other_machines_is_warned_about_and_only_that() {
+        let anywhere: SocketAddr = "0.0.0.0:3000".parse().expect("addr");
+        let loopback: SocketAddr = "127.0.0.1:3000".parse().expect("addr");
+        let v6: SocketAddr = "[::1]:3000".parse().expect("addr");
+        let dev = config(&[]);
+        assert!(exposure(&dev, anywhere).is_some_and(|w| w.contains("/dev/token")));
+        assert_eq!(exposure(&dev, loopback), None);
+        assert_eq!(exposure(&dev, v6), None);
+        let own_secret = config(&[("JWT_SECRET", "a-development-secret-of-our-own")]);
+        assert!(exposure(&own_secret, anywhere).is_some_and(|w| !w.contains("/dev/token")));
+        let prod = config(&[
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", "a-production-jwt-secret-0123456789abcdef"),
+            ("API_TOKEN", "a-production-api-token"),
+        ]);
+        assert_eq!(exposure(&prod, anywhere), None);
+    }
 }

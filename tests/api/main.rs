@@ -9,6 +9,7 @@ mod admin;
 mod asyncapi;
 mod attack_edge;
 mod attack_history;
+mod attack_hooks;
 mod attack_logs;
 mod attack_net;
 mod attack_user;
