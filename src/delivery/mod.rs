@@ -62,7 +62,7 @@ use crate::net::Transports;
 
 pub use filter::Filter;
 pub use outbox::Budget;
-use outbox::{Outbox, Outgoing};
+use outbox::{Carrier, Outbox, Outgoing};
 pub use recovery::{OffsetsRequest, RecoveryReport, recover};
 
 /// Most events a pending member buffers while its replay runs; past it the member is
@@ -84,6 +84,8 @@ struct Member<A: Adapter> {
     rooms: Vec<String>,
     state: State,
     outbox: Outbox,
+    /// The connection carrying the socket's session, whose writes free its outbox.
+    carrier: Option<Carrier>,
 }
 
 struct Registry<A: Adapter> {
@@ -157,15 +159,18 @@ impl<A: Adapter> Hub<A> {
 
     /// Adds a socket in `rooms`, pending: its events are kept from now on, and sent from
     /// [`Hub::go_live`]. Called before its CONNECT is acknowledged, so that nothing
-    /// accepted after the client learns it is connected can miss it.
+    /// accepted after the client learns it is connected can miss it, and after its
+    /// session's transport is known ([`Transports::opened`]), whose writes free its outbox.
     pub fn attach(&self, socket: &SocketRef<A>, rooms: Vec<String>) -> Ticket {
+        let carrier = self.transports.route(&socket.id.to_string()).map(Carrier::new);
         let mut reg = self.lock();
         let since = reg.position;
         let state = State::Pending { buffer: Vec::new() };
         for room in &rooms {
             reg.rooms.entry(room.clone()).or_default().push(socket.id);
         }
-        reg.members.insert(socket.id, Member { socket: socket.clone(), rooms, state, outbox: Outbox::default() });
+        let member = Member { socket: socket.clone(), rooms, state, outbox: Outbox::default(), carrier };
+        reg.members.insert(socket.id, member);
         Ticket { since, generation: reg.generation }
     }
 

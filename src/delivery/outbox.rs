@@ -8,20 +8,39 @@
 //! (`Socket::esocket`) and encodes every emit into a fresh buffer (the common parser's
 //! `serialize_packet`), so nothing we hand over can tell us when it leaves.
 //!
-//! What can be proved instead is when a packet has *certainly* left the queue:
-//! - the queue holds at most `SOCKET_BUFFER_PACKETS` packets, so at most the last that
-//!   many we handed over;
-//! - Engine.IO's heartbeat queues a ping behind every packet within `PING_INTERVAL_MS`
+//! What does tell is the connection: every accepted stream counts the bytes it wrote
+//! ([`ConnHandle::written`]), and [`Route`] says which connection carries the session
+//! now. An [`Outbox`] records the size of each packet handed over, oldest first, and
+//! forgets packets by three rules, each proving that they left the queue:
+//! - **written**: between two charges on the same carrier, `delta` bytes were written;
+//!   the packets at the front whose sizes add up to at most `delta` are out (a packet
+//!   partly written is kept, and its written part credited once the rest is out). The
+//!   written bytes include what we never charged (WebSocket and HTTP framing, Engine.IO
+//!   pings, acks other than chat's, a recovery's replay), so this over-credits by that
+//!   much; never by more than was written, and credit left over once the outbox is empty
+//!   is dropped, so it never pays for a packet not yet handed over. When the carrier
+//!   changes, its count starts again from the new connection: nothing is credited.
+//! - **packets**: the queue holds at most `SOCKET_BUFFER_PACKETS` packets, so at most
+//!   the last that many we handed over;
+//! - **heartbeat**: Engine.IO queues a ping behind every packet within `PING_INTERVAL_MS`
 //!   and closes the session unless the client answers it within `PING_TIMEOUT_MS`, after
-//!   reading everything queued before it: a packet handed over longer ago than both
-//!   has been written, or its socket is closing.
+//!   reading everything queued before it: a packet handed over longer ago than both has
+//!   been written, or its socket is closing.
 //!
-//! The bytes handed over that could still be queued are therefore an upper bound of
-//! what is queued, exact for a client that stopped reading. A socket whose bound passes
-//! the budget is treated as a slow reader; a fast reader is only caught when it is
-//! handed more than the budget within one heartbeat window.
+//! What is left is an upper bound of what is queued, up to the over-credit above. Over
+//! WebSocket a connection carries one session for its whole life, so the written rule is
+//! exact but for framing: a client that stopped reading stops the count (once the kernel's
+//! socket buffers are full) and is cut after at most the budget more, and a client that
+//! keeps reading is never cut, however much it is sent, unless more than the budget is
+//! handed over faster than it is written. Over long-polling it is approximate: a
+//! keep-alive connection (or a proxy's pooled one) may carry several sessions in turn,
+//! whose bytes then count for each other, and a `GET` on a new connection is a move,
+//! which credits nothing. The bound still holds there through the other two rules: the
+//! queue never holds more than `SOCKET_BUFFER_PACKETS` packets, and a session that does
+//! not poll misses its heartbeat and is closed.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socketioxide::adapter::Adapter;
@@ -29,6 +48,7 @@ use socketioxide::extract::SocketRef;
 
 use super::{Failure, Hub, Member, reason, send};
 use crate::history::Entry;
+use crate::net::{ConnHandle, Route};
 
 /// The limits every socket's outbox is held to.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +61,38 @@ pub struct Budget {
     pub horizon: Duration,
 }
 
+/// What the connection carrying a session had written, read at a charge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Written {
+    /// Which carrier: [`Route::moves`] when it was read.
+    pub(super) carrier: u32,
+    pub(super) bytes: u64,
+}
+
+/// A member's cached view of its session's [`Route`]: on the hot path, one atomic load
+/// to see that the session did not move, and one to read what its connection wrote.
+#[derive(Debug)]
+pub(super) struct Carrier {
+    route: Arc<Route>,
+    conn: Arc<ConnHandle>,
+    moves: u32,
+}
+
+impl Carrier {
+    pub(super) fn new(route: Arc<Route>) -> Carrier {
+        let (conn, moves) = route.carrier();
+        Carrier { route, conn, moves }
+    }
+
+    /// What the session's connection has written so far; after a move, the new one's.
+    pub(super) fn written(&mut self) -> Written {
+        if self.route.moves() != self.moves {
+            (self.conn, self.moves) = self.route.carrier();
+        }
+        Written { carrier: self.moves, bytes: self.conn.written() }
+    }
+}
+
 /// One socket's record of what it was handed that may still be queued.
 #[derive(Debug, Default)]
 pub(super) struct Outbox {
@@ -51,14 +103,20 @@ pub(super) struct Outbox {
     /// When the last packet was handed over, to forget everything after a long pause
     /// (and so never misread a wrapped `u32`).
     last: u64,
+    /// The carrier's count at the last charge.
+    seen: Option<Written>,
+    /// Bytes written and not yet matched to whole packets: part of the front packet.
+    credit: u64,
 }
 
 impl Outbox {
-    /// Counts `size` bytes about to be handed over at `now` (ms since the hub's epoch).
+    /// Counts `size` bytes about to be handed over at `now` (ms since the hub's epoch),
+    /// once what `written` proves out has been forgotten (`None`: no carrier known).
     /// `false`: with them, what may be queued passes the budget (the packet is not
     /// counted, and must not be sent). A packet alone in the outbox always passes, so an
     /// event larger than the budget still reaches a socket that keeps up.
-    pub(super) fn charge(&mut self, now: u64, size: usize, budget: &Budget) -> bool {
+    pub(super) fn charge(&mut self, now: u64, size: usize, written: Option<Written>, budget: &Budget) -> bool {
+        self.credit(written);
         let horizon = u64::try_from(budget.horizon.as_millis()).unwrap_or(u64::MAX);
         if now.saturating_sub(self.last) >= horizon {
             self.clear();
@@ -68,8 +126,9 @@ impl Outbox {
             if now.saturating_sub(at) < horizon && self.sent.len() < budget.packets {
                 break;
             }
-            self.sent.pop_front();
-            self.bytes -= n as usize;
+            self.pop(n);
+            // What was credited of it was part of this packet.
+            self.credit = 0;
         }
         if !self.sent.is_empty() && self.bytes + size > budget.bytes {
             return false;
@@ -83,9 +142,37 @@ impl Outbox {
         true
     }
 
+    /// Forgets the packets that the bytes written since the last charge prove out.
+    fn credit(&mut self, written: Option<Written>) {
+        let then = std::mem::replace(&mut self.seen, written);
+        match (then, written) {
+            (Some(then), Some(now)) if then.carrier == now.carrier => {
+                self.credit = self.credit.saturating_add(now.bytes.saturating_sub(then.bytes));
+            }
+            // A new carrier (or none): its count is a new baseline.
+            _ => self.credit = 0,
+        }
+        while let Some(&(_, n)) = self.sent.front()
+            && u64::from(n) <= self.credit
+        {
+            self.credit -= u64::from(n);
+            self.pop(n);
+        }
+        if self.sent.is_empty() {
+            // Framing and uncharged packets: never credit for packets not yet handed over.
+            self.credit = 0;
+        }
+    }
+
+    fn pop(&mut self, n: u32) {
+        self.sent.pop_front();
+        self.bytes -= n as usize;
+    }
+
     fn clear(&mut self) {
         self.sent = VecDeque::new();
         self.bytes = 0;
+        self.credit = 0;
     }
 
     /// Bytes that may still be queued.
@@ -109,7 +196,7 @@ impl<A: Adapter> Hub<A> {
         let now = now_ms(self.epoch);
         let mut reg = self.lock();
         let Some(member) = reg.members.get_mut(&socket.id) else { return true };
-        if member.outbox.charge(now, bytes, &self.budget) {
+        if member.charge(now, bytes, &self.budget) {
             return true;
         }
         reg.remove(socket.id);
@@ -120,9 +207,15 @@ impl<A: Adapter> Hub<A> {
 }
 
 impl<A: Adapter> Member<A> {
+    /// Counts `size` bytes about to be handed to the socket (see [`Outbox::charge`]).
+    fn charge(&mut self, now: u64, size: usize, budget: &Budget) -> bool {
+        let written = self.carrier.as_mut().map(Carrier::written);
+        self.outbox.charge(now, size, written, budget)
+    }
+
     /// Sends one event, unless its bytes would take the socket's queue past the budget.
     pub(super) fn send(&mut self, e: &Entry, budget: &Budget, now: u64) -> Result<(), Failure> {
-        if !self.outbox.charge(now, packet_size(e), budget) {
+        if !self.charge(now, packet_size(e), budget) {
             return Err(Failure::Bytes);
         }
         send(&self.socket, e)
@@ -150,22 +243,22 @@ mod tests {
     fn a_reader_that_stops_passes_the_budget() {
         let mut o = Outbox::default();
         for i in 0..3 {
-            assert!(o.charge(i, 300, &BUDGET), "packet {i}");
+            assert!(o.charge(i, 300, None, &BUDGET), "packet {i}");
         }
-        assert!(!o.charge(3, 300, &BUDGET), "1200 bytes may be queued");
+        assert!(!o.charge(3, 300, None, &BUDGET), "1200 bytes may be queued");
         assert_eq!(o.bytes(), 900, "the refused packet is not counted");
     }
 
     #[test]
     fn what_the_heartbeat_or_the_packet_bound_proves_written_no_longer_counts() {
         let mut o = Outbox::default();
-        assert!(o.charge(0, 600, &BUDGET));
-        assert!(!o.charge(5_000, 600, &BUDGET));
-        assert!(o.charge(10_001, 600, &BUDGET), "the first left within the heartbeat window");
+        assert!(o.charge(0, 600, None, &BUDGET));
+        assert!(!o.charge(5_000, 600, None, &BUDGET));
+        assert!(o.charge(10_001, 600, None, &BUDGET), "the first left within the heartbeat window");
         // Small packets: the queue holds at most 4, so older ones are out.
         let mut o = Outbox::default();
         for i in 0..100 {
-            assert!(o.charge(i, 200, &BUDGET), "packet {i}");
+            assert!(o.charge(i, 200, None, &BUDGET), "packet {i}");
         }
         assert_eq!(o.bytes(), 800);
     }
@@ -173,8 +266,73 @@ mod tests {
     #[test]
     fn one_packet_larger_than_the_budget_passes_alone() {
         let mut o = Outbox::default();
-        assert!(o.charge(0, 5_000, &BUDGET));
-        assert!(!o.charge(1, 1, &BUDGET));
-        assert!(o.charge(20_000, 5_000, &BUDGET), "after a pause, alone again");
+        assert!(o.charge(0, 5_000, None, &BUDGET));
+        assert!(!o.charge(1, 1, None, &BUDGET));
+        assert!(o.charge(20_000, 5_000, None, &BUDGET), "after a pause, alone again");
+    }
+
+    /// No packet bound and no heartbeat within the tests' few milliseconds: only writes free.
+    const WIDE: Budget = Budget { bytes: 1000, packets: usize::MAX, horizon: Duration::from_secs(10) };
+
+    fn on(carrier: u32, bytes: u64) -> Option<Written> {
+        Some(Written { carrier, bytes })
+    }
+
+    #[test]
+    fn bytes_written_on_the_carrier_free_the_budget() {
+        let mut o = Outbox::default();
+        for i in 0..3 {
+            assert!(o.charge(i, 300, on(0, 0), &WIDE), "packet {i}");
+        }
+        assert!(!o.charge(3, 300, on(0, 0), &WIDE), "nothing written: 1200 bytes may be queued");
+        // The first packet and part of the second left.
+        assert!(o.charge(4, 300, on(0, 450), &WIDE));
+        assert_eq!(o.bytes(), 900);
+        // The rest of the second: it is out once all of it is, its first part counted too.
+        assert!(o.charge(5, 100, on(0, 600), &WIDE));
+        assert_eq!(o.bytes(), 700);
+    }
+
+    #[test]
+    fn a_new_carrier_is_a_new_baseline_and_credits_nothing() {
+        let mut o = Outbox::default();
+        assert!(o.charge(0, 600, on(0, 0), &WIDE));
+        // The upgrade: the WebSocket's count has nothing to do with the polling connection's.
+        assert!(!o.charge(1, 600, on(1, 5_000), &WIDE), "a move credits nothing");
+        assert!(o.charge(2, 600, on(1, 5_600), &WIDE), "what the new carrier writes counts");
+        assert_eq!(o.bytes(), 600);
+        // A session whose carrier is not known: nothing credited, as before writes were counted.
+        assert!(!o.charge(3, 600, None, &WIDE));
+    }
+
+    #[test]
+    fn a_reader_that_keeps_up_is_never_refused_however_much_it_is_sent() {
+        let mut o = Outbox::default();
+        let mut written = 0;
+        // About 50 MB in 10 ms, far past the budget within one heartbeat window; by each
+        // charge the client has read all but the last two packets (and framing: +4 each).
+        let sizes = [300u64, 250, 120, 299, 7];
+        let mut handed = std::collections::VecDeque::new();
+        for i in 0..250_000u64 {
+            let size = sizes[(i % 5) as usize];
+            assert!(o.charge(i / 25_000, size as usize, on(0, written), &WIDE), "packet {i}");
+            handed.push_back(size + 4);
+            while handed.len() > 2 {
+                written += handed.pop_front().unwrap_or_default();
+            }
+        }
+        assert!(o.bytes() < 1000);
+    }
+
+    #[test]
+    fn credit_never_pays_for_packets_not_yet_handed_over() {
+        let mut o = Outbox::default();
+        assert!(o.charge(0, 100, on(0, 0), &WIDE));
+        // 50 kB of pings, replays and framing were written, then the client stopped reading.
+        for i in 1..4 {
+            assert!(o.charge(i, 300, on(0, 50_000), &WIDE), "packet {i}");
+        }
+        assert!(!o.charge(4, 300, on(0, 50_000), &WIDE), "only the 100 bytes charged were credited");
+        assert_eq!(o.bytes(), 900);
     }
 }

@@ -21,7 +21,7 @@ use std::future::Future;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -42,7 +42,7 @@ mod sessions;
 pub use limits::{ConnGuard, ConnLimits, ConnTable, LimitKey, PerAddress};
 pub use proxy::{ClientIp, ForwardedConns, TrustedProxies};
 
-pub use sessions::Transports;
+pub use sessions::{Route, Transports};
 
 /// How long a closed connection keeps reading what its peer still sends (see the module docs).
 pub const LINGER: Duration = Duration::from_secs(5);
@@ -116,10 +116,13 @@ impl Listener for LimitedListener {
 }
 
 /// Closes one accepted connection from outside the task that serves it: how a socket
-/// whose delivery cannot go on is made to reconnect (see [`Transports`]).
+/// whose delivery cannot go on is made to reconnect (see [`Transports`]); and tells how
+/// many bytes it has written, which is how delivery learns what has left a socket's queue.
 #[derive(Debug, Default)]
 pub struct ConnHandle {
     closed: AtomicBool,
+    /// Bytes the kernel accepted from us on this connection, framing and all.
+    written: AtomicU64,
     /// The task last waiting to read, woken to notice the close.
     reader: Mutex<Option<Waker>>,
     /// What the connection is doing, for the limits on connections that send nothing.
@@ -137,6 +140,16 @@ impl ConnHandle {
 
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// Bytes written on the connection so far (HTTP heads, WebSocket frames, every
+    /// session it carried). Only ever grows; a read may lag the writer a little.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    fn wrote(&self, n: usize) {
+        self.written.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     fn forget_reader(&self) {
@@ -252,6 +265,9 @@ impl AsyncWrite for CountedStream {
             Ok(stream) => Pin::new(stream).poll_write(cx, buf),
             Err(e) => return Poll::Ready(Err(e)),
         };
+        if let Poll::Ready(Ok(n)) = result {
+            self.handle.wrote(n);
+        }
         self.on_write(cx, result)
     }
 
@@ -285,6 +301,9 @@ impl AsyncWrite for CountedStream {
             Ok(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
             Err(e) => return Poll::Ready(Err(e)),
         };
+        if let Poll::Ready(Ok(n)) = result {
+            self.handle.wrote(n);
+        }
         self.on_write(cx, result)
     }
 
@@ -334,7 +353,7 @@ mod tests {
     use std::task::Wake;
 
     use axum::serve::Listener;
-    use tokio::io::ReadBuf;
+    use tokio::io::{AsyncWriteExt, ReadBuf};
 
     use super::*;
 
@@ -370,5 +389,25 @@ mod tests {
         drop(stream);
         assert_eq!(Arc::strong_count(&task), 1, "the waker outlived the connection");
         drop(handle);
+    }
+
+    #[tokio::test]
+    async fn what_a_connection_writes_is_counted_on_its_handle() {
+        let inner = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = inner.local_addr().expect("addr");
+        let limits = ConnLimits { total: None, per_ip: None };
+        let mut listener = LimitedListener::new(inner, limits, None, Arc::new(TrustedProxies::default()));
+        let mut client = TcpStream::connect(addr).await.expect("connect");
+        let (mut stream, _) = listener.accept().await;
+        let handle = stream.handle.clone();
+        assert_eq!(handle.written(), 0);
+
+        stream.write_all(b"hello").await.expect("write");
+        let slices = [io::IoSlice::new(b", "), io::IoSlice::new(b"world")];
+        assert_eq!(stream.write_vectored(&slices).await.expect("write_vectored"), 7);
+        assert_eq!(handle.written(), 12, "plain and vectored writes both count");
+        let mut received = vec![0u8; 12];
+        client.read_exact(&mut received).await.expect("read");
+        assert_eq!(&received, b"hello, world");
     }
 }

@@ -119,6 +119,82 @@ async fn sockets_that_stop_reading_are_cut_off_at_their_byte_budget_and_recover_
     assert!(matches!(back.fate(QUIET).await, Fate::Open(seen) if seen.is_empty()), "more than the one message");
 }
 
+/// Like [`large_chat`], numbered: its text ends ` #<n>` (the chat's limit is 4,000 characters).
+fn numbered_chat(n: usize) -> String {
+    let text = "\\u0001".repeat(3990);
+    format!("42[\"chat:send\",{{\"to\":{{\"type\":\"vendor\",\"id\":\"v1\"}},\"text\":\"{text} #{n}\"}}]")
+}
+
+#[tokio::test]
+async fn a_socket_that_keeps_reading_is_never_cut_however_much_it_is_sent() {
+    // At least 50 messages of 24 KB (1.2 MB, 18 times the budget), and on until the
+    // non-reader beside it is cut: that takes as much more as the kernel's socket buffers
+    // absorb (about 4 MB here; up to 1,000 messages, 24 MB, are sent), all within one
+    // heartbeat window.
+    const AT_LEAST: usize = 50;
+    const AT_MOST: usize = 1_000;
+    let server = Binary::start(&[
+        ("SOCKET_BUFFER_BYTES", "65536"),
+        ("SOCKET_RATE_LIMIT", "1000"),
+        ("SOCKET_RATE_BURST", "1000"),
+        ("HISTORY_SIZE", "5"),
+        ("HISTORY_MAX_BYTES", "1048576"),
+    ])
+    .await;
+    let mut reader = RawSocket::connect(server.addr, &vendor_token("reader", "v1")).await;
+    let mut non_reader = RawSocket::connect(server.addr, &vendor_token("non-reader", "v1")).await;
+    let mut sender = RawSocket::connect(server.addr, &user_token("sender")).await;
+
+    // The reader reads as any client does, and checks that each message comes, in order,
+    // until the last, small one.
+    let (count, mut received) = tokio::sync::watch::channel(0usize);
+    let reading = tokio::spawn(async move {
+        while let Some(frame) = reader.next_text().await {
+            if !frame.starts_with("42[\"chat:message\"") {
+                continue;
+            }
+            if frame.contains("\"text\":\"the end\"") {
+                break;
+            }
+            let n = *count.borrow();
+            let tail = frame.get(frame.len().saturating_sub(80)..).unwrap_or_default();
+            assert!(frame.contains(&format!(" #{n}\"")), "message {n} expected, got one ending {tail}");
+            count.send_replace(n + 1);
+        }
+        reader
+    });
+    // Sent as fast as the reader takes them: the next as soon as it has the last.
+    let mut sent = 0;
+    while sent < AT_MOST {
+        sender.send_text(&numbered_chat(sent)).await;
+        sent += 1;
+        let caught_up = tokio::time::timeout(WAIT, received.wait_for(|got| *got >= sent)).await;
+        if !caught_up.is_ok_and(|r| r.is_ok()) {
+            break;
+        }
+        if sent >= AT_LEAST
+            && sent % 10 == 0
+            && server.metric("fixrx_delivery_disconnects_total", &["reason=\"buffer_bytes\""]).await >= 1.0
+        {
+            break;
+        }
+    }
+    sender.send_text("42[\"chat:send\",{\"to\":{\"type\":\"vendor\",\"id\":\"v1\"},\"text\":\"the end\"}]").await;
+    let mut reader = tokio::time::timeout(WAIT, reading).await.expect("the reader ends").expect("the reader");
+    let got = *received.borrow();
+    let cut = metric_reaches(&server, "fixrx_delivery_disconnects_total", &["reason=\"buffer_bytes\""], 1.0).await;
+    eprintln!("a reader that keeps up: {got} of {sent} messages of 24 KB received; {cut} sockets cut for buffer_bytes");
+    assert_eq!(got, sent, "the reader was cut off (or fell behind) after {got} messages");
+    assert!(sent >= AT_LEAST);
+    assert_eq!(
+        non_reader.fate(CLOSE_WAIT).await,
+        Fate::Closed,
+        "the socket beside it that never read is still connected"
+    );
+    assert_eq!(cut, 1.0, "only the non-reader is cut");
+    assert!(reader.ping().await.is_some_and(|ack| ack.starts_with("431")), "the reader is still connected");
+}
+
 #[tokio::test]
 async fn one_user_gets_at_most_max_sockets_per_user_even_all_at_once() {
     let server = Binary::start(&[("MAX_SOCKETS_PER_USER", "100"), ("HANDSHAKE_BURST_PER_IP", "1000")]).await;
