@@ -78,10 +78,13 @@ fn jwt_at(line: &[u8], i: usize) -> Option<usize> {
     if payload_end == header_end + 1 {
         return None;
     }
-    if line.get(payload_end) != Some(&b'.') {
-        return Some(payload_end);
+    // Every further `.segment` too: a JWE has five parts, and a token written right after
+    // a JWT-shaped run would otherwise keep its signature (found by fuzzing).
+    let mut end = payload_end;
+    while line.get(end) == Some(&b'.') {
+        end = run_end(line, end + 1, is_b64url);
     }
-    Some(run_end(line, payload_end + 1, is_b64url))
+    Some(end)
 }
 
 /// Where a keyword's value starts and ends, if a keyword (`…token=`, `…token: "`,
@@ -182,6 +185,9 @@ mod tests {
             ),
             format!("x{JWT}y"),
             format!("cut short: {}", &JWT[..JWT.rfind('.').expect("dot")]),
+            // Right after a JWT-shaped run, with no separator (found by fuzzing).
+            format!("eyJa.eyJd{JWT}"),
+            format!("five parts: {JWT}.{JWT}"),
         ] {
             let out = clean(&line);
             assert!(!out.contains(signature) && !out.contains("eyJzdWIi"), "{out}");
