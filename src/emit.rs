@@ -113,19 +113,12 @@ impl Publisher {
 
     /// Appends one catalog event with its envelope; returns once it is in the history.
     pub async fn emit(&self, event: &ServerEvent, meta: &EventMeta) -> Result<Emitted, EmitError> {
-        let event_type = event.event_type();
-        let rooms = event.rooms();
-        let names: Vec<String> = rooms.iter().map(Room::name).collect();
-        let payload =
-            serde_json::to_string(&Envelope { meta, event }).map_err(|e| EmitError::Serialize(e.to_string()))?;
-        let publish = Publish { event: event_type.as_str(), rooms: names, except: None, payload };
-        if let Err(e) = self.history.append(publish).await {
-            tracing::error!(event = %event_type, id = %meta.id, rooms = ?rooms, error = %e, "event not accepted");
-            return Err(e.into());
+        match self.append_event(event, meta, None).await? {
+            EmittedOnce::Fresh(emitted) => Ok(emitted),
+            EmittedOnce::Replayed(_) => {
+                Err(EmitError::Unavailable("an emit without a key was answered as a replay".into()))
+            }
         }
-        self.metrics.events_emitted.get_or_create(&EventLabels { r#type: event_type.as_str() }).inc();
-        tracing::debug!(event = %event_type, id = %meta.id, rooms = ?rooms, "event emitted");
-        Ok(Emitted { id: meta.id.clone(), event_type, rooms })
     }
 
     /// Like [`Publisher::emit`], with `meta.id` as an idempotency key that the history
@@ -138,28 +131,42 @@ impl Publisher {
         meta: &EventMeta,
         ttl: std::time::Duration,
     ) -> Result<EmittedOnce, EmitError> {
+        self.append_event(event, meta, Some(ttl)).await
+    }
+
+    async fn append_event(
+        &self,
+        event: &ServerEvent,
+        meta: &EventMeta,
+        key_ttl: Option<std::time::Duration>,
+    ) -> Result<EmittedOnce, EmitError> {
         let event_type = event.event_type();
-        let rooms = event.rooms();
-        let names: Vec<String> = rooms.iter().map(Room::name).collect();
+        let emitted = Emitted { id: meta.id.clone(), event_type, rooms: event.rooms() };
         let payload =
             serde_json::to_string(&Envelope { meta, event }).map_err(|e| EmitError::Serialize(e.to_string()))?;
-        let emitted = Emitted { id: meta.id.clone(), event_type, rooms };
-        let answer = serde_json::to_string(&emitted).map_err(|e| EmitError::Serialize(e.to_string()))?;
-        let once = OnceKey { key: meta.id.to_string(), answer, ttl };
+        let names = emitted.rooms.iter().map(Room::name).collect();
         let publish = Publish { event: event_type.as_str(), rooms: names, except: None, payload };
-        match self.history.append_once(publish, &once).await {
+        let appended = match key_ttl {
+            None => self.history.append(publish).await.map(AppendedOnce::Appended),
+            Some(ttl) => {
+                let answer = serde_json::to_string(&emitted).map_err(|e| EmitError::Serialize(e.to_string()))?;
+                self.history.append_once(publish, &OnceKey { key: meta.id.to_string(), answer, ttl }).await
+            }
+        };
+        let (id, rooms) = (&meta.id, &emitted.rooms);
+        match appended {
             Ok(AppendedOnce::Appended(_)) => {
                 self.metrics.events_emitted.get_or_create(&EventLabels { r#type: event_type.as_str() }).inc();
-                tracing::debug!(event = %event_type, id = %meta.id, rooms = ?emitted.rooms, "event emitted");
+                tracing::debug!(event = %event_type, %id, ?rooms, "event emitted");
                 Ok(EmittedOnce::Fresh(emitted))
             }
             Ok(AppendedOnce::Replayed(answer)) => {
+                tracing::debug!(event = %event_type, %id, "idempotency key recorded already: not emitted again");
                 let answer = serde_json::from_str(&answer).map_err(|e| EmitError::Serialize(e.to_string()))?;
-                tracing::debug!(event = %event_type, id = %meta.id, "idempotency key seen: not emitted again");
                 Ok(EmittedOnce::Replayed(answer))
             }
             Err(e) => {
-                tracing::error!(event = %event_type, id = %meta.id, rooms = ?emitted.rooms, error = %e, "event not accepted");
+                tracing::error!(event = %event_type, %id, ?rooms, error = %e, "event not accepted");
                 Err(e.into())
             }
         }
