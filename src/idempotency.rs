@@ -1,7 +1,9 @@
 //! Idempotency keys: an event id seen again within the TTL is not emitted twice,
 //! and the retry gets the first answer. In memory for one instance; in Redis (with
 //! the same TTL) when instances share rooms, so a retry that lands on another
-//! instance is not emitted twice either.
+//! instance is not emitted twice either. In Redis the key is recorded by the append
+//! itself, in one script with the event: a stalled, timed-out or cancelled request
+//! leaves nothing behind that could block its retry, and never lets it emit twice.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;

@@ -161,3 +161,22 @@ async fn a_retry_after_an_append_that_timed_out_but_ran_later_delivers_the_event
     })
     .await;
 }
+
+#[tokio::test]
+async fn concurrent_requests_with_one_key_on_two_instances_emit_once_and_answer_alike() {
+    let seed = 0x1de3_0004_u64;
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let nodes = [spawn_node(&[("REDIS_URL", &url)]).await, spawn_node(&[("REDIS_URL", &url)]).await];
+    let mut user = connect_user(&nodes[0], "u1").await;
+    let key = format!("race-{seed}-{}", rng.u32(..));
+    let body = event_body("booking:cancelled", "u1", "v1");
+    let picks: Vec<usize> = (0..10).map(|_| rng.usize(0..2)).collect();
+    let answers = futures_util::future::join_all(picks.iter().map(|&i| post_keyed(&nodes[i], &key, &body))).await;
+    let fresh = answers.iter().filter(|(_, _, replayed)| !replayed).count();
+    assert!(answers.iter().all(|(s, a, _)| (*s, a) == (202, &answers[0].1)), "seed {seed}: {answers:?}");
+    assert_eq!(fresh, 1, "seed {seed}: one request appends, the others replay its answer");
+    assert_eq!(user.expect_event("booking:cancelled").await["id"], key.as_str());
+    user.expect_nothing().await;
+}
