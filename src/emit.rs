@@ -17,7 +17,7 @@ use socketioxide::socket::Sid;
 
 use crate::chat::ChatMessage;
 use crate::events::{Actor, Booking, Envelope, EventMeta, EventType, Id, Payment, Room, ServerEvent, Service};
-use crate::history::{Appended, History, HistoryError, Publish};
+use crate::history::{Appended, AppendedOnce, History, HistoryError, OnceKey, Publish};
 use crate::hooks::chat::{ChatHook, Verdict};
 use crate::metrics::{EventLabels, Metrics};
 
@@ -43,6 +43,14 @@ fn ser_type<S: serde::Serializer>(t: &EventType, s: S) -> Result<S::Ok, S::Error
 
 fn ser_rooms<S: serde::Serializer>(rooms: &[Room], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(rooms.iter().map(Room::name))
+}
+
+/// What an emit under an idempotency key did ([`Publisher::emit_once`]).
+#[derive(Debug, Clone)]
+pub enum EmittedOnce {
+    Fresh(Emitted),
+    /// The key was recorded already: the first answer, as stored; nothing was emitted.
+    Replayed(serde_json::Value),
 }
 
 /// Why an event could not be emitted.
@@ -105,19 +113,63 @@ impl Publisher {
 
     /// Appends one catalog event with its envelope; returns once it is in the history.
     pub async fn emit(&self, event: &ServerEvent, meta: &EventMeta) -> Result<Emitted, EmitError> {
+        match self.append_event(event, meta, None).await? {
+            EmittedOnce::Fresh(emitted) => Ok(emitted),
+            EmittedOnce::Replayed(_) => {
+                Err(EmitError::Unavailable("an emit without a key was answered as a replay".into()))
+            }
+        }
+    }
+
+    /// Like [`Publisher::emit`], with `meta.id` as an idempotency key that the history
+    /// records atomically with the event, for `ttl` ([`crate::history::OnceKey`]): when
+    /// the key is recorded already, nothing is emitted and the first answer is returned.
+    /// Needs the Redis history; a timed-out call is settled by calling again.
+    pub async fn emit_once(
+        &self,
+        event: &ServerEvent,
+        meta: &EventMeta,
+        ttl: std::time::Duration,
+    ) -> Result<EmittedOnce, EmitError> {
+        self.append_event(event, meta, Some(ttl)).await
+    }
+
+    async fn append_event(
+        &self,
+        event: &ServerEvent,
+        meta: &EventMeta,
+        key_ttl: Option<std::time::Duration>,
+    ) -> Result<EmittedOnce, EmitError> {
         let event_type = event.event_type();
-        let rooms = event.rooms();
-        let names: Vec<String> = rooms.iter().map(Room::name).collect();
+        let emitted = Emitted { id: meta.id.clone(), event_type, rooms: event.rooms() };
         let payload =
             serde_json::to_string(&Envelope { meta, event }).map_err(|e| EmitError::Serialize(e.to_string()))?;
+        let names = emitted.rooms.iter().map(Room::name).collect();
         let publish = Publish { event: event_type.as_str(), rooms: names, except: None, payload };
-        if let Err(e) = self.history.append(publish).await {
-            tracing::error!(event = %event_type, id = %meta.id, rooms = ?rooms, error = %e, "event not accepted");
-            return Err(e.into());
+        let appended = match key_ttl {
+            None => self.history.append(publish).await.map(AppendedOnce::Appended),
+            Some(ttl) => {
+                let answer = serde_json::to_string(&emitted).map_err(|e| EmitError::Serialize(e.to_string()))?;
+                self.history.append_once(publish, &OnceKey { key: meta.id.to_string(), answer, ttl }).await
+            }
+        };
+        let (id, rooms) = (&meta.id, &emitted.rooms);
+        match appended {
+            Ok(AppendedOnce::Appended(_)) => {
+                self.metrics.events_emitted.get_or_create(&EventLabels { r#type: event_type.as_str() }).inc();
+                tracing::debug!(event = %event_type, %id, ?rooms, "event emitted");
+                Ok(EmittedOnce::Fresh(emitted))
+            }
+            Ok(AppendedOnce::Replayed(answer)) => {
+                tracing::debug!(event = %event_type, %id, "idempotency key recorded already: not emitted again");
+                let answer = serde_json::from_str(&answer).map_err(|e| EmitError::Serialize(e.to_string()))?;
+                Ok(EmittedOnce::Replayed(answer))
+            }
+            Err(e) => {
+                tracing::error!(event = %event_type, %id, ?rooms, error = %e, "event not accepted");
+                Err(e.into())
+            }
         }
-        self.metrics.events_emitted.get_or_create(&EventLabels { r#type: event_type.as_str() }).inc();
-        tracing::debug!(event = %event_type, id = %meta.id, rooms = ?rooms, "event emitted");
-        Ok(Emitted { id: meta.id.clone(), event_type, rooms })
     }
 
     /// `chat:message` to the recipient's room and the sender's, except the sending socket
@@ -253,6 +305,19 @@ impl<A: Adapter> Emitter<A> {
             return Err(EmitError::Closed);
         }
         self.publisher.emit(event, meta).await
+    }
+
+    /// [`Publisher::emit_once`], unless the server is closing.
+    pub async fn emit_once(
+        &self,
+        event: &ServerEvent,
+        meta: &EventMeta,
+        ttl: std::time::Duration,
+    ) -> Result<EmittedOnce, EmitError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(EmitError::Closed);
+        }
+        self.publisher.emit_once(event, meta, ttl).await
     }
 
     /// `chat:message` to the recipient's room and every socket of the sender (a

@@ -1,7 +1,9 @@
 //! Idempotency keys: an event id seen again within the TTL is not emitted twice,
 //! and the retry gets the first answer. In memory for one instance; in Redis (with
 //! the same TTL) when instances share rooms, so a retry that lands on another
-//! instance is not emitted twice either.
+//! instance is not emitted twice either. In Redis the key is recorded by the append
+//! itself, in one script with the event: a stalled, timed-out or cancelled request
+//! leaves nothing behind that could block its retry, and never lets it emit twice.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -123,120 +125,53 @@ pub enum IdempotencyStore {
 #[error("idempotency store unavailable: {0}")]
 pub struct StoreError(pub String);
 
+/// How an operation run under a key is kept to once per key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// The store runs it at most once (in memory, on this instance): just run it.
+    Held,
+    /// The operation records the key itself, atomically with its effect, for `ttl`, and
+    /// answers the recorded answer ([`Outcome::Replayed`]) when the key is there already
+    /// (the Redis history does: [`crate::history::OnceKey`]).
+    Record { ttl: Duration },
+}
+
 impl IdempotencyStore {
     /// Runs `op` unless `key` already succeeded within the TTL, on any instance.
+    ///
+    /// In memory, `op` gets [`Guard::Held`] and runs at most once per key on this instance
+    /// (concurrent requests wait for the first; a failed run leaves the key free). An
+    /// in-memory append cannot time out half-way, so a failure means nothing was emitted.
+    ///
+    /// With Redis, `op` gets [`Guard::Record`] and must record the key with its effect in
+    /// one atomic step: there is no claim to expire, no pending marker a stall could leave
+    /// behind, and nothing to delete; a timed-out or cancelled first request either
+    /// recorded the key with its event or did neither, and its retry finds out which.
     pub async fn run_once<E, F, Fut>(&self, key: &str, op: F) -> Result<(Value, Outcome), E>
     where
-        E: From<StoreError>,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Value, E>>,
+        F: FnOnce(Guard) -> Fut,
+        Fut: Future<Output = Result<(Value, Outcome), E>>,
     {
         match self {
-            IdempotencyStore::Memory(store) => store.run_once(key, op).await,
-            IdempotencyStore::Redis(store) => store.run_once(key, op).await,
+            IdempotencyStore::Memory(store) => {
+                store.run_once(key, move || async move { op(Guard::Held).await.map(|(answer, _)| answer) }).await
+            }
+            IdempotencyStore::Redis(store) => op(Guard::Record { ttl: store.ttl }).await,
         }
     }
 }
 
-/// Keys in Redis: `SET NX` claims a key with a pending marker, the answer replaces it,
-/// a failure deletes it. A retry that finds the marker waits for the answer.
-/// On a cluster, how long storing a key's answer waits for a replica to have it, and
-/// how long after a replica failed to answer in time the store stops waiting.
-const REPLICA_WAIT_MS: u64 = 200;
-const REPLICA_RETRY: Duration = Duration::from_secs(10);
-
+/// Keys shared through Redis, kept by the history's append script: the key's answer is
+/// written in the same script as the event, under the history's hash tag (one slot on a
+/// cluster), and a retry's append that finds it returns it instead of appending. On a
+/// cluster the history's replica wait covers the key with the event.
 pub struct RedisStore {
-    conn: crate::scale::conn::RedisConn,
     ttl: Duration,
-    prefix: String,
-    /// Until when replicas are not waited for (one did not answer in time).
-    skip_wait_until: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
-
-/// Marks a key whose first request is still running.
-const PENDING: &str = "\u{0}pending";
-/// How long a retry waits for a concurrent first request before giving up.
-const PENDING_WAIT: Duration = Duration::from_secs(5);
 
 impl RedisStore {
-    pub fn new(conn: crate::scale::conn::RedisConn, ttl: Duration) -> RedisStore {
-        RedisStore { conn, ttl, prefix: "fixrx:idem:".to_owned(), skip_wait_until: std::sync::Mutex::new(None) }
-    }
-
-    /// On a cluster, waits (briefly) until a replica has `key`: a failover must not
-    /// forget a key whose event the history kept, or a retry would emit it twice.
-    async fn replicated(&self, key: &str) {
-        let now = tokio::time::Instant::now();
-        let until = *self.skip_wait_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if until.is_some_and(|t| now < t) {
-            return;
-        }
-        if !matches!(self.conn.replicas_with_writes(key, REPLICA_WAIT_MS).await, Ok(None) | Ok(Some(1..))) {
-            *self.skip_wait_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now + REPLICA_RETRY);
-            tracing::warn!("no replica acknowledged an idempotency key in {REPLICA_WAIT_MS} ms: not waiting for 10 s");
-        }
-    }
-
-    async fn run_once<E, F, Fut>(&self, key: &str, op: F) -> Result<(Value, Outcome), E>
-    where
-        E: From<StoreError>,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Value, E>>,
-    {
-        let redis_key = format!("{}{key}", self.prefix);
-        let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut conn = self.conn.clone();
-        let store_err = |e: redis::RedisError| E::from(StoreError(e.to_string()));
-        let deadline = tokio::time::Instant::now() + PENDING_WAIT;
-        loop {
-            let claimed: Option<String> = redis::cmd("SET")
-                .arg(&redis_key)
-                .arg(PENDING)
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl_ms)
-                .query_async(&mut conn)
-                .await
-                .map_err(store_err)?;
-            if claimed.is_some() {
-                return match op().await {
-                    Ok(answer) => {
-                        let _: () = redis::cmd("SET")
-                            .arg(&redis_key)
-                            .arg(answer.to_string())
-                            .arg("PX")
-                            .arg(ttl_ms)
-                            .query_async(&mut conn)
-                            .await
-                            .map_err(store_err)?;
-                        // On a cluster, the key's replica too before the answer: a failover
-                        // must not forget a key whose event it kept (a retry would emit twice).
-                        self.replicated(&redis_key).await;
-                        Ok((answer, Outcome::Fresh))
-                    }
-                    Err(e) => {
-                        // Free the key so the caller's retry runs again.
-                        let _: Result<(), _> = redis::cmd("DEL").arg(&redis_key).query_async(&mut conn).await;
-                        Err(e)
-                    }
-                };
-            }
-            let seen: Option<String> =
-                redis::cmd("GET").arg(&redis_key).query_async(&mut conn).await.map_err(store_err)?;
-            match seen.as_deref() {
-                // Expired between our SET and GET: claim it again.
-                None => continue,
-                Some(PENDING) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Some(PENDING) => {
-                    return Err(E::from(StoreError("the first request with this key is still running".into())));
-                }
-                Some(answer) => {
-                    let answer = serde_json::from_str(answer).map_err(|e| E::from(StoreError(e.to_string())))?;
-                    return Ok((answer, Outcome::Replayed));
-                }
-            }
-        }
+    /// `_conn` is not used: the history's connection records the keys with the events.
+    pub fn new(_conn: crate::scale::conn::RedisConn, ttl: Duration) -> RedisStore {
+        RedisStore { ttl }
     }
 }

@@ -78,6 +78,27 @@ pub struct Publish {
     pub payload: String,
 }
 
+/// An idempotency key an append records atomically with its event (Redis only): if the
+/// key is recorded already, nothing is appended and its answer is returned; otherwise
+/// the event is appended and `answer` is recorded under the key for `ttl`, in one step.
+/// So "stored" is a fact in the store, never a guess: a request that timed out or was
+/// cancelled either appended and recorded both, or neither, and its retry finds out.
+#[derive(Debug, Clone)]
+pub struct OnceKey {
+    pub key: String,
+    /// The answer a retry with the same key gets (JSON).
+    pub answer: String,
+    pub ttl: Duration,
+}
+
+/// What an append under an [`OnceKey`] did.
+#[derive(Debug, Clone)]
+pub enum AppendedOnce {
+    Appended(Appended),
+    /// The key was recorded already: the first answer, as stored; nothing was appended.
+    Replayed(String),
+}
+
 /// Where an appended event went.
 #[derive(Debug, Clone, Copy)]
 pub struct Appended {
@@ -199,6 +220,18 @@ impl History {
         match self {
             History::Memory(h) => h.append(publish),
             History::Redis(h) => h.append(publish).await,
+        }
+    }
+
+    /// Appends one event unless its idempotency key is recorded, and records the key with
+    /// it, atomically ([`OnceKey`]). Only the Redis history keeps keys: in memory the
+    /// caller's in-process key store runs an append at most once, so this is refused.
+    pub async fn append_once(&self, publish: Publish, once: &OnceKey) -> Result<AppendedOnce, HistoryError> {
+        match self {
+            History::Memory(_) => Err(HistoryError::Unavailable(
+                "the in-memory history keeps no idempotency keys (the in-memory key store does)".into(),
+            )),
+            History::Redis(h) => h.append_once(publish, once).await,
         }
     }
 

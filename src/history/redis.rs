@@ -34,7 +34,9 @@ use crate::scale::conn::RedisConn;
 use crate::scale::redis::RedisSource;
 
 use super::redis_reply::{array, int, room_entries, room_view, text};
-use super::{Appended, Entry, Epoch, HistoryConfig, HistoryError, LogSink, Publish, Seq, Snapshot};
+use super::{
+    Appended, AppendedOnce, Entry, Epoch, HistoryConfig, HistoryError, LogSink, OnceKey, Publish, Seq, Snapshot,
+};
 
 /// Events the log keeps for readers that fall behind (a reader further behind than this
 /// sees a gap and tells its sockets); approximate, as Redis trims whole nodes.
@@ -50,16 +52,27 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Appends one event to the log (and, with history on, to its rooms). With an
+/// idempotency key (`ARGV[10]` = `1`, the key last in `KEYS`, its answer and TTL in
+/// `ARGV[11]`, `ARGV[12]`): a recorded key returns `{answer}` and appends nothing;
+/// otherwise the key is recorded right after the log entry that delivers the event.
+/// Returns `{epoch, id}` when it appended.
 const APPEND: &str = r"
+local keyed = ARGV[10] == '1'
+if keyed then
+  local seen = redis.call('GET', KEYS[#KEYS])
+  if seen then return {seen} end
+end
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then epoch = ARGV[1]; redis.call('SET', KEYS[1], epoch) end
 local prev = redis.call('GET', KEYS[2]) or '0-0'
 local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*',
   'v', prev, 'e', epoch, 'n', ARGV[6], 'r', ARGV[7], 'x', ARGV[8], 'p', ARGV[9])
+if keyed then redis.call('SET', KEYS[#KEYS], ARGV[11], 'PX', ARGV[12]) end
 redis.call('SET', KEYS[2], id)
 if ARGV[2] == '1' then
   local cutoff = tonumber(string.match(id, '^(%d+)')) - tonumber(ARGV[4])
-  local rooms = (#KEYS - 3) / 2
+  local rooms = (#KEYS - 3 - (keyed and 1 or 0)) / 2
   for i = 4, 3 + rooms do
     local last = KEYS[i + rooms]
     local rp = redis.call('GET', last) or '0-0'
@@ -102,6 +115,7 @@ pub(super) struct Keys {
     pub(super) log: String,
     room_prefix: String,
     last_prefix: String,
+    idem_prefix: String,
 }
 
 impl Keys {
@@ -113,6 +127,7 @@ impl Keys {
             log: format!("{tag}log"),
             room_prefix: format!("{tag}room:"),
             last_prefix: format!("{tag}last:"),
+            idem_prefix: format!("{tag}idem:"),
         }
     }
 
@@ -122,6 +137,12 @@ impl Keys {
 
     fn last(&self, room: &str) -> String {
         format!("{}{room}", self.last_prefix)
+    }
+
+    /// An idempotency key's answer: under the history's hash tag, so that the append
+    /// script that records it with the event touches one slot on a cluster.
+    fn idem(&self, key: &str) -> String {
+        format!("{}{key}", self.idem_prefix)
     }
 }
 
@@ -162,6 +183,20 @@ impl RedisHistory {
     }
 
     pub async fn append(&self, publish: Publish) -> Result<Appended, HistoryError> {
+        match self.append_keyed(publish, None).await? {
+            AppendedOnce::Appended(appended) => Ok(appended),
+            AppendedOnce::Replayed(_) => Err(unavailable("an append without a key was answered as a replay")),
+        }
+    }
+
+    /// Appends unless `once`'s key is recorded, recording it with the event, in one script
+    /// (see [`super::OnceKey`]). A timed-out call may still run later: its retry then
+    /// finds the key and appends nothing.
+    pub async fn append_once(&self, publish: Publish, once: &OnceKey) -> Result<AppendedOnce, HistoryError> {
+        self.append_keyed(publish, Some(once)).await
+    }
+
+    async fn append_keyed(&self, publish: Publish, once: Option<&OnceKey>) -> Result<AppendedOnce, HistoryError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(HistoryError::Closed);
         }
@@ -186,11 +221,30 @@ impl RedisHistory {
             .arg(publish.rooms.join("\n"))
             .arg(publish.except.as_deref().unwrap_or(""))
             .arg(&publish.payload);
-        let (epoch, id): (String, String) = call.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
+        match once {
+            Some(once) => {
+                let key_ttl_ms = u64::try_from(once.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+                call.key(self.keys.idem(&once.key)).arg("1").arg(&once.answer).arg(key_ttl_ms);
+            }
+            None => {
+                call.arg("0");
+            }
+        }
+        let reply: Vec<String> = call.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
+        // On a cluster the replica wait covers the key too: same slot, same connection.
         self.replicated().await;
+        let (epoch, id) = match <[String; 2]>::try_from(reply) {
+            Ok([epoch, id]) => (epoch, id),
+            Err(reply) => {
+                return match <[String; 1]>::try_from(reply) {
+                    Ok([answer]) if once.is_some() => Ok(AppendedOnce::Replayed(answer)),
+                    _ => Err(unavailable("unexpected append reply from Redis")),
+                };
+            }
+        };
         let epoch = Epoch::parse(&epoch).ok_or_else(|| unavailable("the history's epoch in Redis is malformed"))?;
         let seq = Seq::parse(&id).ok_or_else(|| unavailable("Redis returned a malformed stream id"))?;
-        Ok(Appended { seq, epoch: self.config.enabled.then_some(epoch) })
+        Ok(AppendedOnce::Appended(Appended { seq, epoch: self.config.enabled.then_some(epoch) }))
     }
 
     /// On a cluster, waits (briefly) until a replica has the append: Redis replicates

@@ -12,11 +12,11 @@ use super::error::{AuthErrors, BodyErrors, ErrorBody};
 use super::json::JsonBody;
 use super::schema::{BatchBody, EventBody};
 use super::{ApiClient, ApiError, AppState};
-use crate::emit::Emitted;
+use crate::emit::{Emitted, EmittedOnce};
 use crate::events::envelope::new_event_id;
 use crate::events::parse::ParsedMeta;
 use crate::events::{EventMeta, Id, ServerEvent, parse_event};
-use crate::idempotency::Outcome;
+use crate::idempotency::{Guard, Outcome};
 
 /// Most events in one batch.
 pub const MAX_BATCH: usize = 500;
@@ -132,12 +132,19 @@ async fn emit_one<A: Adapter>(
         occurred_at: parsed.occurred_at.unwrap_or_else(OffsetDateTime::now_utc),
         actor: parsed.actor,
     };
-    let emit = || async {
-        let emitted: Emitted = state.emitter.emit(event, &meta).await?;
-        serde_json::to_value(emitted).map_err(|e| ApiError::Internal(e.to_string()))
+    let meta = &meta;
+    let answer = |emitted: Emitted| serde_json::to_value(emitted).map_err(|e| ApiError::Internal(e.to_string()));
+    let emit = |guard: Guard| async move {
+        match guard {
+            Guard::Held => Ok((answer(state.emitter.emit(event, meta).await?)?, Outcome::Fresh)),
+            Guard::Record { ttl } => match state.emitter.emit_once(event, meta, ttl).await? {
+                EmittedOnce::Fresh(emitted) => Ok((answer(emitted)?, Outcome::Fresh)),
+                EmittedOnce::Replayed(first) => Ok((first, Outcome::Replayed)),
+            },
+        }
     };
     match key {
-        None => Ok((emit().await?, Outcome::Fresh)),
+        None => emit(Guard::Held).await,
         Some(key) => state.idempotency.run_once(key.as_str(), emit).await,
     }
 }

@@ -23,6 +23,7 @@ mod handshake;
 mod hooks;
 mod hostile;
 mod idempotency;
+mod idempotency_faults;
 mod limits;
 mod memory;
 mod openapi;
