@@ -170,8 +170,8 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// `_conn` is not used: the history's connection records the keys with the events.
-    pub fn new(_conn: crate::scale::conn::RedisConn, ttl: Duration) -> RedisStore {
+    /// Needs no connection of its own: the history's records the keys with the events.
+    pub fn new(ttl: Duration) -> RedisStore {
         RedisStore { ttl }
     }
 }

@@ -63,7 +63,7 @@ pub async fn build(config: &Config) -> Result<Built, ScaleError> {
         redis::check_eviction_policy(driver.commands()).await;
     }
     let bus = Bus {
-        idempotency: IdempotencyStore::Redis(RedisStore::new(driver.commands(), config.api.idempotency_ttl)),
+        idempotency: IdempotencyStore::Redis(RedisStore::new(config.api.idempotency_ttl)),
         history: History::Redis(history),
         redis: Some(driver.health.clone()),
         redis_conn: Some(driver.commands()),
