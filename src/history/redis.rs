@@ -257,8 +257,9 @@ impl RedisHistory {
         }
         let reply = match self.invoke_append(&batch).await? {
             AppendReply::Late { redis_ms, local_ms } => {
-                // Answered in time, yet late by Redis's clock: the clocks differ. Learn by
-                // how much, and try once more.
+                // Answered in time, yet late by Redis's clock: it waited (a stall shorter
+                // than the connection's timeout), or the clocks differ. Nothing was
+                // appended: learn the clocks' difference, and try once more.
                 self.clock_offset_ms.store(redis_ms - local_ms, Ordering::Relaxed);
                 match self.invoke_append(&batch).await? {
                     AppendReply::Done(reply) => reply,
@@ -326,8 +327,11 @@ impl RedisHistory {
         }
         let reply: Vec<String> = call.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
         if reply.first().is_some_and(|t| t == "late") {
-            let redis_ms = reply.get(1).and_then(|n| n.parse().ok()).unwrap_or(local_ms);
-            return Ok(AppendReply::Late { redis_ms, local_ms });
+            // Redis's clock when it answered, against ours now: their difference is the
+            // clocks' (a reply that was late for a stall, not a clock, gives about 0).
+            let now = i64::try_from(unix_ms()).unwrap_or(i64::MAX);
+            let redis_ms = reply.get(1).and_then(|n| n.parse().ok()).unwrap_or(now);
+            return Ok(AppendReply::Late { redis_ms, local_ms: now });
         }
         Ok(AppendReply::Done(reply))
     }

@@ -74,10 +74,11 @@ async fn received(user: &mut TestClient, quiet: Duration) -> Vec<String> {
     seen
 }
 
-/// Posts batches while `CLIENT PAUSE <ms> WRITE` hits 5, 20 or 80 ms after each request
-/// starts (issued on a connection of its own), checks each answer against what arrives,
+/// Posts batches while `CLIENT PAUSE <ms> WRITE` hits before, or 5 to 80 ms after, each
+/// request starts (issued on a connection of its own), checks each answer against what arrives,
 /// then retries the failed batches until `202` and checks every event arrived once.
 async fn batches_under_write_pauses_are_all_or_nothing(keyed: bool, seed: u64) {
+    let mut failures = 0;
     let mut rng = fastrand::Rng::with_seed(seed);
     let redis = RedisServer::start();
     let app = spawn_node(&[("REDIS_URL", &redis.url())]).await;
@@ -88,23 +89,39 @@ async fn batches_under_write_pauses_are_all_or_nothing(keyed: bool, seed: u64) {
 
     let mut failed = Vec::new();
     let mut delivered: Vec<String> = Vec::new();
-    for (round, at_ms) in [5u64, 20, 80, 5, 20, 80].into_iter().enumerate() {
+    // When each pause hits: before the request (`None`: it surely meets the batch's one
+    // append), or so many ms after the request starts.
+    let schedule = [None, Some(5), Some(20), Some(80), None, Some(40)];
+    for (round, at_ms) in schedule.into_iter().enumerate() {
         let tag = format!("s{seed}-b{round}");
         let body = batch(&tag, &user_id, keyed);
-        // Longer than the server's 2 s timeout on a Redis command, or shorter.
-        let pause_ms = if rng.bool() { rng.u64(2_300..3_000) } else { rng.u64(50..400) };
+        // Longer than the server's 2 s timeout on a Redis command (the first, surely
+        // failing); just under it (the append starts past its deadline but is answered
+        // in time); or short.
+        let pause_ms = match (round, at_ms) {
+            (0, _) => rng.u64(2_300..3_000),
+            (_, None) => rng.u64(1_600..1_900),
+            _ if rng.bool() => rng.u64(2_300..3_000),
+            _ => rng.u64(50..400),
+        };
         let port = redis.port;
-        let pauser = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(at_ms)).await;
-            tokio::task::spawn_blocking(move || pause(port, pause_ms)).await.unwrap();
-        });
+        let pauser = match at_ms {
+            None => {
+                tokio::task::spawn_blocking(move || pause(port, pause_ms)).await.unwrap();
+                tokio::spawn(async {})
+            }
+            Some(at_ms) => tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(at_ms)).await;
+                tokio::task::spawn_blocking(move || pause(port, pause_ms)).await.unwrap();
+            }),
+        };
         let started = Instant::now();
         let (status, answer) = post_batch(&app, &body).await;
         pauser.await.unwrap();
         let took = started.elapsed();
         let seen = received(&mut user, NO_LATE_COPY).await;
         eprintln!(
-            "seed {seed} batch {round}: pause {pause_ms} ms at {at_ms} ms: {status} in {took:?}, {} delivered",
+            "seed {seed} batch {round}: pause {pause_ms} ms at {at_ms:?} ms: {status} in {took:?}, {} delivered",
             seen.len()
         );
         match status {
@@ -118,6 +135,7 @@ async fn batches_under_write_pauses_are_all_or_nothing(keyed: bool, seed: u64) {
                     "seed {seed} batch {round}: answered 503 but {} events were delivered",
                     seen.len()
                 );
+                failures += 1;
                 failed.push((tag, body));
             }
             other => panic!("seed {seed} batch {round}: answered {other} {answer}"),
@@ -127,6 +145,7 @@ async fn batches_under_write_pauses_are_all_or_nothing(keyed: bool, seed: u64) {
         tokio::time::sleep(Duration::from_millis(pause_ms.saturating_sub(took.as_millis() as u64))).await;
     }
 
+    assert!(failures > 0, "seed {seed}: no pause made a batch fail: the test proved nothing");
     for (tag, body) in failed {
         let give_up = Instant::now() + Duration::from_secs(15);
         loop {
