@@ -63,23 +63,27 @@ fn unix_ms() -> u64 {
 /// `KEYS`: epoch, head, log, then for each event its rooms' streams, their `last:` keys
 /// in the same order, and its idempotency key when it has one. `ARGV[1..6]`: a fresh
 /// epoch, history on (`1`), room size, TTL (ms), log length, and a deadline in Redis's
-/// own clock (unix ms); then eight per event: name, rooms (`\n`-joined), except,
+/// own clock (unix ms, or empty for none); then eight per event: name, rooms (`\n`-joined), except,
 /// payload, room count, keyed (`1`), answer, key TTL (ms).
 ///
 /// An event whose key is recorded already is answered from it and not appended again;
-/// otherwise its key is recorded right after the log entry that delivers it. A script
-/// that starts after its deadline (it waited behind a `CLIENT PAUSE` or a slow command
-/// for longer than the caller waits for an answer) appends nothing and answers `late`:
-/// a caller that gave up and answered an error must never see its events delivered.
+/// otherwise its key is recorded right after the log entry that delivers it. A batch's
+/// script that starts after its deadline (it waited behind a `CLIENT PAUSE` or a slow
+/// command for longer than the caller waits for an answer) appends nothing and answers
+/// `late`: a batch answered with an error must never be delivered later, even in part,
+/// as a retry without ids would emit it twice. A single event has no deadline: a late
+/// run is settled by its key's retry (`Publisher::emit_once`).
 ///
 /// Returns `{epoch, tag, value, tag, value, ...}`: per event `a` and its log id, or `r`
 /// and the recorded answer; or `{'late', now}`. Its work is bounded by the batch:
 /// at most `MAX_BATCH` (500) events of at most a REST body (256 KiB) in all, each with
 /// about 4 commands per room, a few milliseconds of Redis's time.
 const APPEND: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if now > tonumber(ARGV[6]) then return {'late', tostring(now)} end
+if ARGV[6] ~= '' then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if now > tonumber(ARGV[6]) then return {'late', tostring(now)} end
+end
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then epoch = ARGV[1]; redis.call('SET', KEYS[1], epoch) end
 local on = ARGV[2] == '1'
@@ -230,7 +234,7 @@ impl RedisHistory {
     }
 
     pub async fn append(&self, publish: Publish) -> Result<Appended, HistoryError> {
-        match self.append_batch(vec![(publish, None)]).await?.pop() {
+        match self.append_events(vec![(publish, None)], false).await?.pop() {
             Some(AppendedOnce::Appended(appended)) => Ok(appended),
             _ => Err(unavailable("an append without a key was answered as a replay")),
         }
@@ -240,7 +244,7 @@ impl RedisHistory {
     /// (see [`super::OnceKey`]). A timed-out call may still run later: its retry then
     /// finds the key and appends nothing.
     pub async fn append_once(&self, publish: Publish, once: &OnceKey) -> Result<AppendedOnce, HistoryError> {
-        self.append_batch(vec![(publish, Some(once.clone()))])
+        self.append_events(vec![(publish, Some(once.clone()))], false)
             .await?
             .pop()
             .ok_or_else(|| unavailable("unexpected append reply from Redis"))
@@ -248,20 +252,30 @@ impl RedisHistory {
 
     /// Appends a batch in one script ([`APPEND`]): all of it or none of it, in order,
     /// each keyed event at most once per key. One answer per event, in order.
+    /// A batch has a deadline ([`SCRIPT_DEADLINE_MS`]): answered with an error, it is
+    /// never appended later.
     pub async fn append_batch(
         &self,
         batch: Vec<(Publish, Option<OnceKey>)>,
     ) -> Result<Vec<AppendedOnce>, HistoryError> {
+        self.append_events(batch, true).await
+    }
+
+    async fn append_events(
+        &self,
+        batch: Vec<(Publish, Option<OnceKey>)>,
+        deadline: bool,
+    ) -> Result<Vec<AppendedOnce>, HistoryError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(HistoryError::Closed);
         }
-        let reply = match self.invoke_append(&batch).await? {
+        let reply = match self.invoke_append(&batch, deadline).await? {
             AppendReply::Late { redis_ms, local_ms } => {
                 // Answered in time, yet late by Redis's clock: it waited (a stall shorter
                 // than the connection's timeout), or the clocks differ. Nothing was
                 // appended: learn the clocks' difference, and try once more.
                 self.clock_offset_ms.store(redis_ms - local_ms, Ordering::Relaxed);
-                match self.invoke_append(&batch).await? {
+                match self.invoke_append(&batch, deadline).await? {
                     AppendReply::Done(reply) => reply,
                     AppendReply::Late { .. } => return Err(unavailable("Redis's clock is running away")),
                 }
@@ -288,10 +302,17 @@ impl RedisHistory {
         Ok(answers)
     }
 
-    async fn invoke_append(&self, batch: &[(Publish, Option<OnceKey>)]) -> Result<AppendReply, HistoryError> {
+    async fn invoke_append(
+        &self,
+        batch: &[(Publish, Option<OnceKey>)],
+        deadline: bool,
+    ) -> Result<AppendReply, HistoryError> {
         let ttl_ms = u64::try_from(self.config.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let local_ms = i64::try_from(unix_ms()).unwrap_or(i64::MAX);
-        let deadline = local_ms + self.clock_offset_ms.load(Ordering::Relaxed) + SCRIPT_DEADLINE_MS;
+        let deadline = match deadline {
+            true => (local_ms + self.clock_offset_ms.load(Ordering::Relaxed) + SCRIPT_DEADLINE_MS).to_string(),
+            false => String::new(),
+        };
         let mut call = self.append.key(&self.keys.epoch);
         call.key(&self.keys.head).key(&self.keys.log);
         // A fresh epoch each time, used only if the store has none: a history recreated
