@@ -456,3 +456,29 @@ impl RedisHistory {
         self.closed.store(true, Ordering::Release);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Keys;
+
+    /// The hash tag a Redis Cluster reads: the text inside the first `{...}` (non-empty).
+    fn hash_tag(key: &str) -> &str {
+        let Some(open) = key.find('{') else { return key };
+        match key[open + 1..].find('}') {
+            Some(0) | None => key,
+            Some(len) => &key[open + 1..open + 1 + len],
+        }
+    }
+
+    #[test]
+    fn every_key_of_a_batch_shares_the_history_hash_tag_whatever_the_room_or_key() {
+        let keys = Keys::new();
+        let mut batch_keys = vec![keys.epoch.clone(), keys.head.clone(), keys.log.clone()];
+        for name in ["user:u1", "vendor:{v1}", "user:}{", "{}"] {
+            batch_keys.extend([keys.room(name), keys.last(name), keys.idem(name)]);
+        }
+        for key in &batch_keys {
+            assert_eq!(hash_tag(key), "history", "{key}");
+        }
+    }
+}

@@ -205,4 +205,13 @@ async fn batch_wall_time_on_redis() {
     }
     times.sort();
     eprintln!("500-event batch on Redis: median {:?} (min {:?}, max {:?})", times[10], times[0], times[19]);
+    // The single-event path, for comparison before and after.
+    let mut singles = Vec::new();
+    for _ in 0..200 {
+        let started = Instant::now();
+        assert_eq!(app.post_event(event_body("payment:completed", "u-timing", "v1")).await.0, 202);
+        singles.push(started.elapsed());
+    }
+    singles.sort();
+    eprintln!("single event on Redis: median {:?} of 200", singles[100]);
 }
