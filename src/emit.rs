@@ -81,6 +81,15 @@ impl From<HistoryError> for EmitError {
     }
 }
 
+/// One event of a batch ([`Publisher::emit_batch`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchEvent<'a> {
+    pub event: &'a ServerEvent,
+    pub meta: &'a EventMeta,
+    /// `meta.id` is an idempotency key.
+    pub keyed: bool,
+}
+
 /// A chat message on its way: its rooms and its positions there.
 #[derive(Debug, Clone)]
 pub struct ChatPublished {
@@ -134,40 +143,88 @@ impl Publisher {
         self.append_event(event, meta, Some(ttl)).await
     }
 
+    /// Emits a batch of catalog events, in order, all or nothing ([`History::append_batch`]):
+    /// `Err` means none of them was accepted. With `key_ttl`, each event whose `keyed` is
+    /// set is emitted at most once per `meta.id` ([`Publisher::emit_once`]).
+    pub async fn emit_batch(
+        &self,
+        batch: &[BatchEvent<'_>],
+        key_ttl: Option<std::time::Duration>,
+    ) -> Result<Vec<EmittedOnce>, EmitError> {
+        let mut publishes = Vec::with_capacity(batch.len());
+        let mut emitted = Vec::with_capacity(batch.len());
+        for item in batch {
+            let (publish, once, done) = self.prepare(item.event, item.meta, key_ttl.filter(|_| item.keyed))?;
+            publishes.push((publish, once));
+            emitted.push(done);
+        }
+        let appended = match self.history.append_batch(publishes).await {
+            Ok(appended) => appended,
+            Err(e) => {
+                tracing::error!(events = batch.len(), error = %e, "batch not accepted: none of its events");
+                return Err(e.into());
+            }
+        };
+        emitted.into_iter().zip(appended).map(|(emitted, appended)| self.settle(emitted, appended)).collect()
+    }
+
     async fn append_event(
         &self,
         event: &ServerEvent,
         meta: &EventMeta,
         key_ttl: Option<std::time::Duration>,
     ) -> Result<EmittedOnce, EmitError> {
+        let (publish, once, emitted) = self.prepare(event, meta, key_ttl)?;
+        let appended = match once {
+            None => self.history.append(publish).await.map(AppendedOnce::Appended),
+            Some(once) => self.history.append_once(publish, &once).await,
+        };
+        match appended {
+            Ok(appended) => self.settle(emitted, appended),
+            Err(e) => {
+                let (id, rooms) = (&meta.id, &emitted.rooms);
+                tracing::error!(event = %emitted.event_type, %id, ?rooms, error = %e, "event not accepted");
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The event's envelope and answer, and its key when `key_ttl` is given.
+    fn prepare(
+        &self,
+        event: &ServerEvent,
+        meta: &EventMeta,
+        key_ttl: Option<std::time::Duration>,
+    ) -> Result<(Publish, Option<OnceKey>, Emitted), EmitError> {
         let event_type = event.event_type();
         let emitted = Emitted { id: meta.id.clone(), event_type, rooms: event.rooms() };
         let payload =
             serde_json::to_string(&Envelope { meta, event }).map_err(|e| EmitError::Serialize(e.to_string()))?;
         let names = emitted.rooms.iter().map(Room::name).collect();
         let publish = Publish { event: event_type.as_str(), rooms: names, except: None, payload };
-        let appended = match key_ttl {
-            None => self.history.append(publish).await.map(AppendedOnce::Appended),
+        let once = match key_ttl {
+            None => None,
             Some(ttl) => {
                 let answer = serde_json::to_string(&emitted).map_err(|e| EmitError::Serialize(e.to_string()))?;
-                self.history.append_once(publish, &OnceKey { key: meta.id.to_string(), answer, ttl }).await
+                Some(OnceKey { key: meta.id.to_string(), answer, ttl })
             }
         };
-        let (id, rooms) = (&meta.id, &emitted.rooms);
+        Ok((publish, once, emitted))
+    }
+
+    /// Counts an appended event, or reads back a replayed answer.
+    fn settle(&self, emitted: Emitted, appended: AppendedOnce) -> Result<EmittedOnce, EmitError> {
+        let (event_type, id, rooms) = (emitted.event_type, &emitted.id, &emitted.rooms);
         match appended {
-            Ok(AppendedOnce::Appended(_)) => {
+            AppendedOnce::Appended(_) => {
                 self.metrics.events_emitted.get_or_create(&EventLabels { r#type: event_type.as_str() }).inc();
                 tracing::debug!(event = %event_type, %id, ?rooms, "event emitted");
                 Ok(EmittedOnce::Fresh(emitted))
             }
-            Ok(AppendedOnce::Replayed(answer)) => {
+            AppendedOnce::Replayed(answer) => {
                 tracing::debug!(event = %event_type, %id, "idempotency key recorded already: not emitted again");
                 let answer = serde_json::from_str(&answer).map_err(|e| EmitError::Serialize(e.to_string()))?;
                 Ok(EmittedOnce::Replayed(answer))
-            }
-            Err(e) => {
-                tracing::error!(event = %event_type, %id, ?rooms, error = %e, "event not accepted");
-                Err(e.into())
             }
         }
     }
@@ -318,6 +375,18 @@ impl<A: Adapter> Emitter<A> {
             return Err(EmitError::Closed);
         }
         self.publisher.emit_once(event, meta, ttl).await
+    }
+
+    /// [`Publisher::emit_batch`], unless the server is closing.
+    pub async fn emit_batch(
+        &self,
+        batch: &[BatchEvent<'_>],
+        key_ttl: Option<std::time::Duration>,
+    ) -> Result<Vec<EmittedOnce>, EmitError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(EmitError::Closed);
+        }
+        self.publisher.emit_batch(batch, key_ttl).await
     }
 
     /// `chat:message` to the recipient's room and every socket of the sender (a

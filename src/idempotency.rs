@@ -60,6 +60,16 @@ impl<T: Clone> MemoryStore<T> {
         Ok((value.clone(), if ran { Outcome::Fresh } else { Outcome::Replayed }))
     }
 
+    /// The answer recorded under `key`, if a run succeeded within the TTL.
+    pub fn recorded(&self, key: &str) -> Option<T> {
+        self.cell(key).get().cloned()
+    }
+
+    /// Records `value` under `key` unless an answer is there already.
+    pub fn record(&self, key: &str, value: T) {
+        let _ = self.cell(key).set(value);
+    }
+
     fn cell(&self, key: &str) -> Arc<OnceCell<T>> {
         let now = Instant::now();
         let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -157,6 +167,33 @@ impl IdempotencyStore {
                 store.run_once(key, move || async move { op(Guard::Held).await.map(|(answer, _)| answer) }).await
             }
             IdempotencyStore::Redis(store) => op(Guard::Record { ttl: store.ttl }).await,
+        }
+    }
+}
+
+impl IdempotencyStore {
+    /// How a batch's keyed events are kept to once per key: in memory, the handler
+    /// answers from [`IdempotencyStore::recorded`] and appends the rest, then records
+    /// them; with Redis, the history's batch script records the keys with the events.
+    pub fn batch_guard(&self) -> Guard {
+        match self {
+            IdempotencyStore::Memory(_) => Guard::Held,
+            IdempotencyStore::Redis(store) => Guard::Record { ttl: store.ttl },
+        }
+    }
+
+    /// In memory, the answer recorded under `key`; with Redis, `None` (the append finds it).
+    pub fn recorded(&self, key: &str) -> Option<Value> {
+        match self {
+            IdempotencyStore::Memory(store) => store.recorded(key),
+            IdempotencyStore::Redis(_) => None,
+        }
+    }
+
+    /// In memory, records `answer` under `key`; with Redis the append recorded it already.
+    pub fn record(&self, key: &str, answer: &Value) {
+        if let IdempotencyStore::Memory(store) = self {
+            store.record(key, answer.clone());
         }
     }
 }

@@ -76,6 +76,27 @@ impl LogTx {
         })
     }
 
+    /// Queues every entry of a batch for the reader, in order, or refuses them all at
+    /// once (full, or closed): places for the whole batch are reserved before any entry
+    /// is sent. A batch larger than the byte bound still goes into an empty log.
+    pub fn try_send_all(&self, entries: Vec<Arc<Entry>>) -> Result<(), HistoryError> {
+        let bytes: usize = entries.iter().map(|e| cost(e)).sum();
+        let queued = self.queued.load(Ordering::Acquire);
+        if queued > 0 && queued.saturating_add(bytes) > self.max_bytes {
+            return Err(full());
+        }
+        let permits = self.tx.try_reserve_many(entries.len()).map_err(|e| match e {
+            TrySendError::Full(()) => full(),
+            TrySendError::Closed(()) => HistoryError::Closed,
+        })?;
+        // Counted before the reader can see them, so its subtraction never comes first.
+        self.queued.fetch_add(bytes, Ordering::AcqRel);
+        for (permit, entry) in permits.zip(entries) {
+            permit.send(entry);
+        }
+        Ok(())
+    }
+
     #[cfg(test)]
     pub fn queued_bytes(&self) -> usize {
         self.queued.load(Ordering::Acquire)

@@ -105,31 +105,47 @@ impl MemoryHistory {
     }
 
     pub fn append(&self, publish: Publish) -> Result<Appended, HistoryError> {
+        let mut appended = self.append_batch(vec![publish])?;
+        appended.pop().ok_or_else(|| HistoryError::Unavailable("an empty append".into()))
+    }
+
+    /// Appends a batch under one lock: every event gets the next `Seq`, in order, and the
+    /// log takes all of them or none ([`LogTx::try_send_all`]); refused, no event of the
+    /// batch has a `Seq` or a slot in any room.
+    pub fn append_batch(&self, batch: Vec<Publish>) -> Result<Vec<Appended>, HistoryError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(HistoryError::Closed);
         }
         let mut inner = self.lock();
-        let seq = inner.head.next(now_ms());
         let epoch = self.config.enabled.then_some(self.epoch);
-        let payload = payload_with_offsets(&publish.payload, epoch, seq, &publish.rooms)
-            .map_err(|e| HistoryError::Unavailable(format!("envelope is not JSON: {e}")))?;
-        let entry = Arc::new(Entry {
-            seq,
-            event: publish.event.to_owned(),
-            rooms: publish.rooms,
-            except: publish.except,
-            payload,
-        });
+        let now = now_ms();
+        let mut head = inner.head;
+        let mut entries = Vec::with_capacity(batch.len());
+        for publish in batch {
+            let seq = head.next(now);
+            head = seq;
+            let payload = payload_with_offsets(&publish.payload, epoch, seq, &publish.rooms)
+                .map_err(|e| HistoryError::Unavailable(format!("envelope is not JSON: {e}")))?;
+            entries.push(Arc::new(Entry {
+                seq,
+                event: publish.event.to_owned(),
+                rooms: publish.rooms,
+                except: publish.except,
+                payload,
+            }));
+        }
         let Some(tx) = inner.log_tx.clone() else { return Err(HistoryError::Closed) };
         // Sent under the lock: the channel's order is the `Seq` order. Refused (full), the
-        // event has no `Seq` yet and no room holds it: nothing was accepted.
-        tx.try_send(entry.clone())?;
-        inner.head = seq;
+        // events have no `Seq` yet and no room holds them: nothing was accepted.
+        tx.try_send_all(entries.clone())?;
+        inner.head = head;
         if self.config.enabled {
-            inner.store(&entry, &self.config);
+            for entry in &entries {
+                inner.store(entry, &self.config);
+            }
         }
         drop(inner);
-        Ok(Appended { seq, epoch })
+        Ok(entries.iter().map(|e| Appended { seq: e.seq, epoch }).collect())
     }
 
     /// Reads the rooms (at most `page` events in all) and appends a tick (an entry with
@@ -350,6 +366,21 @@ mod tests {
         let snap = h.snapshot(&[("user:old".into(), old)], 256).unwrap();
         assert_eq!(classify(old, &snap.rooms[0], &snap), RoomStatus::Expired);
         assert!(h.lock().bytes <= 3 * (SLOT_OVERHEAD + 40));
+    }
+
+    #[test]
+    fn a_batch_the_log_cannot_hold_whole_is_refused_whole() {
+        let h = MemoryHistory::with_log(config(100, usize::MAX), 4);
+        h.append(publish(&["user:u1"])).unwrap();
+        // Three places left: a batch of four is refused, and leaves no trace.
+        let refused = h.append_batch(vec![publish(&["user:u1"]); 4]);
+        assert!(matches!(refused, Err(HistoryError::Unavailable(_))), "{refused:?}");
+        assert_eq!(h.recent("user:u1", 10).len(), 1, "no event of the refused batch is held");
+        assert_eq!(h.drain_log().len(), 1, "no event of the refused batch reaches the reader");
+        // Once the reader caught up, the same batch is taken whole, in order.
+        let seqs: Vec<Seq> = h.append_batch(vec![publish(&["user:u1"]); 4]).unwrap().iter().map(|a| a.seq).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(h.drain_log().iter().map(|e| e.seq).collect::<Vec<_>>(), seqs);
     }
 
     #[test]

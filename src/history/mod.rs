@@ -235,6 +235,28 @@ impl History {
         }
     }
 
+    /// Appends a batch, in order, all or nothing: one atomic step (one lock in memory, one
+    /// script in Redis), so an error means no event of it was accepted, then or later.
+    /// An event with an [`OnceKey`] (Redis only, as [`History::append_once`]) whose key is
+    /// recorded is answered from it and not appended again. One answer per event.
+    pub async fn append_batch(
+        &self,
+        batch: Vec<(Publish, Option<OnceKey>)>,
+    ) -> Result<Vec<AppendedOnce>, HistoryError> {
+        match self {
+            History::Memory(h) => {
+                if batch.iter().any(|(_, once)| once.is_some()) {
+                    return Err(HistoryError::Unavailable(
+                        "the in-memory history keeps no idempotency keys (the in-memory key store does)".into(),
+                    ));
+                }
+                let appended = h.append_batch(batch.into_iter().map(|(publish, _)| publish).collect())?;
+                Ok(appended.into_iter().map(AppendedOnce::Appended).collect())
+            }
+            History::Redis(h) => h.append_batch(batch).await,
+        }
+    }
+
     /// Reads the rooms after the given sequences (at most `page` events in all: the
     /// first page of each room, [`first_page`]) and takes a tick ([`Snapshot::head`]),
     /// atomically.

@@ -41,6 +41,10 @@ use super::{
 /// Events the log keeps for readers that fall behind (a reader further behind than this
 /// sees a gap and tells its sockets); approximate, as Redis trims whole nodes.
 const LOG_MAXLEN: u64 = 50_000;
+/// How long after it was sent an append script may still start: less than the 2 s the
+/// connection waits for an answer (`scale::redis`), so a script that starts at all
+/// answers before its caller gives up, and one the caller gave up on never appends.
+const SCRIPT_DEADLINE_MS: i64 = 1_500;
 /// On a cluster, how long an append waits for a replica to have it.
 const REPLICA_WAIT_MS: u64 = 200;
 /// After a shard's replicas did not answer in time, how long appends stop waiting.
@@ -52,37 +56,71 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Appends one event to the log (and, with history on, to its rooms). With an
-/// idempotency key (`ARGV[10]` = `1`, the key last in `KEYS`, its answer and TTL in
-/// `ARGV[11]`, `ARGV[12]`): a recorded key returns `{answer}` and appends nothing;
-/// otherwise the key is recorded right after the log entry that delivers the event.
-/// Returns `{epoch, id}` when it appended.
+/// Appends a batch of events to the log (and, with history on, to their rooms), in
+/// order, all in one script: Redis runs a script whole, so either every event of the
+/// batch is appended or none is. A single event is a batch of one.
+///
+/// `KEYS`: epoch, head, log, then for each event its rooms' streams, their `last:` keys
+/// in the same order, and its idempotency key when it has one. `ARGV[1..6]`: a fresh
+/// epoch, history on (`1`), room size, TTL (ms), log length, and a deadline in Redis's
+/// own clock (unix ms, or empty for none); then eight per event: name, rooms (`\n`-joined), except,
+/// payload, room count, keyed (`1`), answer, key TTL (ms).
+///
+/// An event whose key is recorded already is answered from it and not appended again;
+/// otherwise its key is recorded right after the log entry that delivers it. A batch's
+/// script that starts after its deadline (it waited behind a `CLIENT PAUSE` or a slow
+/// command for longer than the caller waits for an answer) appends nothing and answers
+/// `late`: a batch answered with an error must never be delivered later, even in part,
+/// as a retry without ids would emit it twice. A single event has no deadline: a late
+/// run is settled by its key's retry (`Publisher::emit_once`).
+///
+/// Returns `{epoch, tag, value, tag, value, ...}`: per event `a` and its log id, or `r`
+/// and the recorded answer; or `{'late', now}`. Its work is bounded by the batch:
+/// at most `MAX_BATCH` (500) events of at most a REST body (256 KiB) in all, each with
+/// about 4 commands per room, a few milliseconds of Redis's time.
 const APPEND: &str = r"
-local keyed = ARGV[10] == '1'
-if keyed then
-  local seen = redis.call('GET', KEYS[#KEYS])
-  if seen then return {seen} end
+if ARGV[6] ~= '' then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if now > tonumber(ARGV[6]) then return {'late', tostring(now)} end
 end
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then epoch = ARGV[1]; redis.call('SET', KEYS[1], epoch) end
+local on = ARGV[2] == '1'
 local prev = redis.call('GET', KEYS[2]) or '0-0'
-local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*',
-  'v', prev, 'e', epoch, 'n', ARGV[6], 'r', ARGV[7], 'x', ARGV[8], 'p', ARGV[9])
-if keyed then redis.call('SET', KEYS[#KEYS], ARGV[11], 'PX', ARGV[12]) end
-redis.call('SET', KEYS[2], id)
-if ARGV[2] == '1' then
-  local cutoff = tonumber(string.match(id, '^(%d+)')) - tonumber(ARGV[4])
-  local rooms = (#KEYS - 3 - (keyed and 1 or 0)) / 2
-  for i = 4, 3 + rooms do
-    local last = KEYS[i + rooms]
-    local rp = redis.call('GET', last) or '0-0'
-    redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[3], id, 'v', rp, 'n', ARGV[6], 'r', ARGV[7], 'p', ARGV[9])
-    if cutoff > 0 then redis.call('XTRIM', KEYS[i], 'MINID', '~', cutoff) end
-    redis.call('PEXPIRE', KEYS[i], ARGV[4])
-    redis.call('SET', last, id, 'PX', ARGV[4])
+local appended = false
+local out = {epoch}
+local k = 4
+for a = 7, #ARGV, 8 do
+  local rooms = tonumber(ARGV[a + 4])
+  local keyed = ARGV[a + 5] == '1'
+  local idem = KEYS[k + 2 * rooms]
+  local seen = keyed and redis.call('GET', idem)
+  if seen then
+    out[#out + 1] = 'r'; out[#out + 1] = seen
+  else
+    local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*',
+      'v', prev, 'e', epoch, 'n', ARGV[a], 'r', ARGV[a + 1], 'x', ARGV[a + 2], 'p', ARGV[a + 3])
+    if keyed then redis.call('SET', idem, ARGV[a + 6], 'PX', ARGV[a + 7]) end
+    prev = id
+    appended = true
+    if on then
+      local cutoff = tonumber(string.match(id, '^(%d+)')) - tonumber(ARGV[4])
+      for i = k, k + rooms - 1 do
+        local last = KEYS[i + rooms]
+        local rp = redis.call('GET', last) or '0-0'
+        redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[3], id, 'v', rp, 'n', ARGV[a], 'r', ARGV[a + 1], 'p', ARGV[a + 3])
+        if cutoff > 0 then redis.call('XTRIM', KEYS[i], 'MINID', '~', cutoff) end
+        redis.call('PEXPIRE', KEYS[i], ARGV[4])
+        redis.call('SET', last, id, 'PX', ARGV[4])
+      end
+    end
+    out[#out + 1] = 'a'; out[#out + 1] = id
   end
+  k = k + 2 * rooms + (keyed and 1 or 0)
 end
-return {epoch, id}
+if appended then redis.call('SET', KEYS[2], prev) end
+return out
 ";
 
 const SNAPSHOT: &str = r"
@@ -150,12 +188,24 @@ pub struct RedisHistory {
     config: HistoryConfig,
     /// Until when (unix ms) appends do not wait for a replica (see `replicated`).
     skip_wait_until: std::sync::atomic::AtomicU64,
+    /// Redis's clock minus ours (ms), learned from a `late` answer: deadlines are in
+    /// Redis's clock.
+    clock_offset_ms: std::sync::atomic::AtomicI64,
     conn: RedisConn,
     source: RedisSource,
     keys: Arc<Keys>,
     closed: Arc<AtomicBool>,
     append: Script,
     snapshot: Script,
+}
+
+enum AppendReply {
+    Done(Vec<String>),
+    /// The script started past its deadline and appended nothing.
+    Late {
+        redis_ms: i64,
+        local_ms: i64,
+    },
 }
 
 fn unavailable(e: impl std::fmt::Display) -> HistoryError {
@@ -168,6 +218,7 @@ impl RedisHistory {
     pub fn new(config: HistoryConfig, conn: RedisConn, source: RedisSource) -> Result<RedisHistory, redis::RedisError> {
         Ok(RedisHistory {
             skip_wait_until: std::sync::atomic::AtomicU64::new(0),
+            clock_offset_ms: std::sync::atomic::AtomicI64::new(0),
             config,
             conn,
             source,
@@ -183,9 +234,9 @@ impl RedisHistory {
     }
 
     pub async fn append(&self, publish: Publish) -> Result<Appended, HistoryError> {
-        match self.append_keyed(publish, None).await? {
-            AppendedOnce::Appended(appended) => Ok(appended),
-            AppendedOnce::Replayed(_) => Err(unavailable("an append without a key was answered as a replay")),
+        match self.append_events(vec![(publish, None)], false).await?.pop() {
+            Some(AppendedOnce::Appended(appended)) => Ok(appended),
+            _ => Err(unavailable("an append without a key was answered as a replay")),
         }
     }
 
@@ -193,23 +244,77 @@ impl RedisHistory {
     /// (see [`super::OnceKey`]). A timed-out call may still run later: its retry then
     /// finds the key and appends nothing.
     pub async fn append_once(&self, publish: Publish, once: &OnceKey) -> Result<AppendedOnce, HistoryError> {
-        self.append_keyed(publish, Some(once)).await
+        self.append_events(vec![(publish, Some(once.clone()))], false)
+            .await?
+            .pop()
+            .ok_or_else(|| unavailable("unexpected append reply from Redis"))
     }
 
-    async fn append_keyed(&self, publish: Publish, once: Option<&OnceKey>) -> Result<AppendedOnce, HistoryError> {
+    /// Appends a batch in one script ([`APPEND`]): all of it or none of it, in order,
+    /// each keyed event at most once per key. One answer per event, in order.
+    /// A batch has a deadline ([`SCRIPT_DEADLINE_MS`]): answered with an error, it is
+    /// never appended later.
+    pub async fn append_batch(
+        &self,
+        batch: Vec<(Publish, Option<OnceKey>)>,
+    ) -> Result<Vec<AppendedOnce>, HistoryError> {
+        self.append_events(batch, true).await
+    }
+
+    async fn append_events(
+        &self,
+        batch: Vec<(Publish, Option<OnceKey>)>,
+        deadline: bool,
+    ) -> Result<Vec<AppendedOnce>, HistoryError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(HistoryError::Closed);
         }
+        let reply = match self.invoke_append(&batch, deadline).await? {
+            AppendReply::Late { redis_ms, local_ms } => {
+                // Answered in time, yet late by Redis's clock: it waited (a stall shorter
+                // than the connection's timeout), or the clocks differ. Nothing was
+                // appended: learn the clocks' difference, and try once more.
+                self.clock_offset_ms.store(redis_ms - local_ms, Ordering::Relaxed);
+                match self.invoke_append(&batch, deadline).await? {
+                    AppendReply::Done(reply) => reply,
+                    AppendReply::Late { .. } => return Err(unavailable("Redis's clock is running away")),
+                }
+            }
+            AppendReply::Done(reply) => reply,
+        };
+        // On a cluster the replica wait covers the keys too: same slot, same connection.
+        self.replicated().await;
+        let malformed = || unavailable("unexpected append reply from Redis");
+        let mut parts = reply.into_iter();
+        let epoch = parts.next().and_then(|e| Epoch::parse(&e)).ok_or_else(malformed)?;
+        let mut answers = Vec::with_capacity(batch.len());
+        for (_, once) in &batch {
+            let (tag, value) = parts.next().zip(parts.next()).ok_or_else(malformed)?;
+            answers.push(match tag.as_str() {
+                "a" => {
+                    let seq = Seq::parse(&value).ok_or_else(|| unavailable("Redis returned a malformed stream id"))?;
+                    AppendedOnce::Appended(Appended { seq, epoch: self.config.enabled.then_some(epoch) })
+                }
+                "r" if once.is_some() => AppendedOnce::Replayed(value),
+                _ => return Err(malformed()),
+            });
+        }
+        Ok(answers)
+    }
+
+    async fn invoke_append(
+        &self,
+        batch: &[(Publish, Option<OnceKey>)],
+        deadline: bool,
+    ) -> Result<AppendReply, HistoryError> {
         let ttl_ms = u64::try_from(self.config.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let local_ms = i64::try_from(unix_ms()).unwrap_or(i64::MAX);
+        let deadline = match deadline {
+            true => (local_ms + self.clock_offset_ms.load(Ordering::Relaxed) + SCRIPT_DEADLINE_MS).to_string(),
+            false => String::new(),
+        };
         let mut call = self.append.key(&self.keys.epoch);
         call.key(&self.keys.head).key(&self.keys.log);
-        // The rooms' streams, then their newest ids, in the same order.
-        for room in &publish.rooms {
-            call.key(self.keys.room(room));
-        }
-        for room in &publish.rooms {
-            call.key(self.keys.last(room));
-        }
         // A fresh epoch each time, used only if the store has none: a history recreated
         // (Redis restarted empty) must never get back an epoch it had before.
         call.arg(Epoch::random().to_string())
@@ -217,34 +322,39 @@ impl RedisHistory {
             .arg(self.config.size)
             .arg(ttl_ms)
             .arg(LOG_MAXLEN)
-            .arg(publish.event)
-            .arg(publish.rooms.join("\n"))
-            .arg(publish.except.as_deref().unwrap_or(""))
-            .arg(&publish.payload);
-        match once {
-            Some(once) => {
-                let key_ttl_ms = u64::try_from(once.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-                call.key(self.keys.idem(&once.key)).arg("1").arg(&once.answer).arg(key_ttl_ms);
+            .arg(deadline);
+        for (publish, once) in batch {
+            // The rooms' streams, then their newest ids, in the same order.
+            for room in &publish.rooms {
+                call.key(self.keys.room(room));
             }
-            None => {
-                call.arg("0");
+            for room in &publish.rooms {
+                call.key(self.keys.last(room));
+            }
+            call.arg(publish.event)
+                .arg(publish.rooms.join("\n"))
+                .arg(publish.except.as_deref().unwrap_or(""))
+                .arg(&publish.payload)
+                .arg(publish.rooms.len());
+            match once {
+                Some(once) => {
+                    let key_ttl_ms = u64::try_from(once.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+                    call.key(self.keys.idem(&once.key)).arg("1").arg(&once.answer).arg(key_ttl_ms);
+                }
+                None => {
+                    call.arg("0").arg("").arg(0);
+                }
             }
         }
         let reply: Vec<String> = call.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
-        // On a cluster the replica wait covers the key too: same slot, same connection.
-        self.replicated().await;
-        let (epoch, id) = match <[String; 2]>::try_from(reply) {
-            Ok([epoch, id]) => (epoch, id),
-            Err(reply) => {
-                return match <[String; 1]>::try_from(reply) {
-                    Ok([answer]) if once.is_some() => Ok(AppendedOnce::Replayed(answer)),
-                    _ => Err(unavailable("unexpected append reply from Redis")),
-                };
-            }
-        };
-        let epoch = Epoch::parse(&epoch).ok_or_else(|| unavailable("the history's epoch in Redis is malformed"))?;
-        let seq = Seq::parse(&id).ok_or_else(|| unavailable("Redis returned a malformed stream id"))?;
-        Ok(AppendedOnce::Appended(Appended { seq, epoch: self.config.enabled.then_some(epoch) }))
+        if reply.first().is_some_and(|t| t == "late") {
+            // Redis's clock when it answered, against ours now: their difference is the
+            // clocks' (a reply that was late for a stall, not a clock, gives about 0).
+            let now = i64::try_from(unix_ms()).unwrap_or(i64::MAX);
+            let redis_ms = reply.get(1).and_then(|n| n.parse().ok()).unwrap_or(now);
+            return Ok(AppendReply::Late { redis_ms, local_ms: now });
+        }
+        Ok(AppendReply::Done(reply))
     }
 
     /// On a cluster, waits (briefly) until a replica has the append: Redis replicates
@@ -344,5 +454,31 @@ impl RedisHistory {
 
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Keys;
+
+    /// The hash tag a Redis Cluster reads: the text inside the first `{...}` (non-empty).
+    fn hash_tag(key: &str) -> &str {
+        let Some(open) = key.find('{') else { return key };
+        match key[open + 1..].find('}') {
+            Some(0) | None => key,
+            Some(len) => &key[open + 1..open + 1 + len],
+        }
+    }
+
+    #[test]
+    fn every_key_of_a_batch_shares_the_history_hash_tag_whatever_the_room_or_key() {
+        let keys = Keys::new();
+        let mut batch_keys = vec![keys.epoch.clone(), keys.head.clone(), keys.log.clone()];
+        for name in ["user:u1", "vendor:{v1}", "user:}{", "{}"] {
+            batch_keys.extend([keys.room(name), keys.last(name), keys.idem(name)]);
+        }
+        for key in &batch_keys {
+            assert_eq!(hash_tag(key), "history", "{key}");
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! `POST /api/v1/events` and `POST /api/v1/events/batch`.
 
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -12,7 +14,7 @@ use super::error::{AuthErrors, BodyErrors, ErrorBody};
 use super::json::JsonBody;
 use super::schema::{BatchBody, EventBody};
 use super::{ApiClient, ApiError, AppState};
-use crate::emit::{Emitted, EmittedOnce};
+use crate::emit::{BatchEvent, Emitted, EmittedOnce};
 use crate::events::envelope::new_event_id;
 use crate::events::parse::ParsedMeta;
 use crate::events::{EventMeta, Id, ServerEvent, parse_event};
@@ -111,12 +113,68 @@ pub async fn post_batch<A: Adapter>(
     for (i, item) in list.iter().enumerate() {
         parsed.push(parse_event(item).map_err(|e| e.within(&format!("events[{i}]")))?);
     }
-    let mut answers = Vec::with_capacity(parsed.len());
-    for (event, meta) in parsed {
-        let key = meta.id.clone();
-        answers.push(emit_one(&state, &event, meta, key).await?.0);
-    }
+    let answers = emit_batch(&state, parsed).await?;
     Ok((StatusCode::ACCEPTED, Json(BatchAnswer { events: answers })).into_response())
+}
+
+/// Emits a validated batch in one atomic append ([`crate::emit::Publisher::emit_batch`]):
+/// all or nothing, in order. A keyed event whose key is recorded (or that repeats a key
+/// earlier in the batch) is answered from the first answer and not emitted again, so a
+/// retried batch emits exactly what is missing.
+async fn emit_batch<A: Adapter>(
+    state: &AppState<A>,
+    parsed: Vec<(ServerEvent, ParsedMeta)>,
+) -> Result<Vec<Value>, ApiError> {
+    let guard = state.idempotency.batch_guard();
+    let mut answers: Vec<Option<Value>> = vec![None; parsed.len()];
+    // Per event: its own place in the append, or the earlier event of the batch it repeats.
+    let mut first_of: HashMap<Id, usize> = HashMap::new();
+    let mut repeats = Vec::new();
+    let mut todo = Vec::with_capacity(parsed.len());
+    let mut metas = Vec::with_capacity(parsed.len());
+    for (i, (event, p)) in parsed.iter().enumerate() {
+        if let Some(id) = &p.id {
+            if let Some(&first) = first_of.get(id) {
+                repeats.push((i, first));
+                continue;
+            }
+            first_of.insert(id.clone(), i);
+            answers[i] = state.idempotency.recorded(id.as_str());
+            if answers[i].is_some() {
+                continue;
+            }
+        }
+        let meta = EventMeta {
+            id: p.id.clone().unwrap_or_else(new_event_id),
+            occurred_at: p.occurred_at.unwrap_or_else(OffsetDateTime::now_utc),
+            actor: p.actor.clone(),
+        };
+        metas.push(meta);
+        todo.push((i, event, p.id.is_some()));
+    }
+    let batch: Vec<BatchEvent<'_>> =
+        todo.iter().zip(&metas).map(|((_, event, keyed), meta)| BatchEvent { event, meta, keyed: *keyed }).collect();
+    let key_ttl = match guard {
+        Guard::Held => None,
+        Guard::Record { ttl } => Some(ttl),
+    };
+    let emitted = if batch.is_empty() { Vec::new() } else { state.emitter.emit_batch(&batch, key_ttl).await? };
+    for ((i, _, keyed), emitted) in todo.iter().zip(emitted) {
+        let answer = match emitted {
+            EmittedOnce::Fresh(emitted) => {
+                serde_json::to_value(emitted).map_err(|e| ApiError::Internal(e.to_string()))?
+            }
+            EmittedOnce::Replayed(first) => first,
+        };
+        if let (true, Guard::Held, Some(id)) = (*keyed, guard, &parsed[*i].1.id) {
+            state.idempotency.record(id.as_str(), &answer);
+        }
+        answers[*i] = Some(answer);
+    }
+    for (i, first) in repeats {
+        answers[i] = answers[first].clone();
+    }
+    answers.into_iter().map(|a| a.ok_or_else(|| ApiError::Internal("a batch event without an answer".into()))).collect()
 }
 
 /// Emits one parsed event; with a key, at most once per key within the TTL. Returns

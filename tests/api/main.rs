@@ -13,6 +13,7 @@ mod attack_hooks;
 mod attack_logs;
 mod attack_net;
 mod attack_user;
+mod batch_faults;
 mod chat;
 mod cluster;
 mod delivery;
