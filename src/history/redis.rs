@@ -78,74 +78,9 @@ fn unix_ms() -> u64 {
 /// and the recorded answer; or `{'late', now}`. Its work is bounded by the batch:
 /// at most `MAX_BATCH` (500) events of at most a REST body (256 KiB) in all, each with
 /// about 4 commands per room, a few milliseconds of Redis's time.
-const APPEND: &str = r"
-if ARGV[6] ~= '' then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  if now > tonumber(ARGV[6]) then return {'late', tostring(now)} end
-end
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then epoch = ARGV[1]; redis.call('SET', KEYS[1], epoch) end
-local on = ARGV[2] == '1'
-local prev = redis.call('GET', KEYS[2]) or '0-0'
-local appended = false
-local out = {epoch}
-local k = 4
-for a = 7, #ARGV, 8 do
-  local rooms = tonumber(ARGV[a + 4])
-  local keyed = ARGV[a + 5] == '1'
-  local idem = KEYS[k + 2 * rooms]
-  local seen = keyed and redis.call('GET', idem)
-  if seen then
-    out[#out + 1] = 'r'; out[#out + 1] = seen
-  else
-    local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*',
-      'v', prev, 'e', epoch, 'n', ARGV[a], 'r', ARGV[a + 1], 'x', ARGV[a + 2], 'p', ARGV[a + 3])
-    if keyed then redis.call('SET', idem, ARGV[a + 6], 'PX', ARGV[a + 7]) end
-    prev = id
-    appended = true
-    if on then
-      local cutoff = tonumber(string.match(id, '^(%d+)')) - tonumber(ARGV[4])
-      for i = k, k + rooms - 1 do
-        local last = KEYS[i + rooms]
-        local rp = redis.call('GET', last) or '0-0'
-        redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[3], id, 'v', rp, 'n', ARGV[a], 'r', ARGV[a + 1], 'p', ARGV[a + 3])
-        if cutoff > 0 then redis.call('XTRIM', KEYS[i], 'MINID', '~', cutoff) end
-        redis.call('PEXPIRE', KEYS[i], ARGV[4])
-        redis.call('SET', last, id, 'PX', ARGV[4])
-      end
-    end
-    out[#out + 1] = 'a'; out[#out + 1] = id
-  end
-  k = k + 2 * rooms + (keyed and 1 or 0)
-end
-if appended then redis.call('SET', KEYS[2], prev) end
-return out
-";
+const APPEND: &str = include_str!("append.lua");
 
-const SNAPSHOT: &str = r"
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then epoch = ARGV[1]; redis.call('SET', KEYS[1], epoch) end
-local t = redis.call('TIME')
-local out = {epoch, '', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)}
-local count = tonumber(ARGV[3])
-for i = 4, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 0 then
-    out[#out + 1] = {0}
-  else
-    local page = redis.call('XRANGE', KEYS[i], '(' .. ARGV[i], '+', 'COUNT', count)
-    local last = ''
-    if #page == count then last = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)[1][1] end
-    out[#out + 1] = {1, page, last}
-  end
-end
-local prev = redis.call('GET', KEYS[2]) or '0-0'
-local tick = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*',
-  'v', prev, 'e', epoch, 'n', '', 'r', '', 'x', '', 'p', '{}')
-redis.call('SET', KEYS[2], tick)
-out[2] = tick
-return out
-";
+const SNAPSHOT: &str = include_str!("snapshot.lua");
 
 pub(super) struct Keys {
     pub(super) epoch: String,

@@ -1,0 +1,44 @@
+-- The history's append, run whole by Redis: see `APPEND` in redis.rs for its keys,
+-- arguments and reply.
+if ARGV[6] ~= '' then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if now > tonumber(ARGV[6]) then return {'late', tostring(now)} end
+end
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then epoch = ARGV[1]; redis.call('SET', KEYS[1], epoch) end
+local on = ARGV[2] == '1'
+local prev = redis.call('GET', KEYS[2]) or '0-0'
+local appended = false
+local out = {epoch}
+local k = 4
+for a = 7, #ARGV, 8 do
+  local rooms = tonumber(ARGV[a + 4])
+  local keyed = ARGV[a + 5] == '1'
+  local idem = KEYS[k + 2 * rooms]
+  local seen = keyed and redis.call('GET', idem)
+  if seen then
+    out[#out + 1] = 'r'; out[#out + 1] = seen
+  else
+    local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*',
+      'v', prev, 'e', epoch, 'n', ARGV[a], 'r', ARGV[a + 1], 'x', ARGV[a + 2], 'p', ARGV[a + 3])
+    if keyed then redis.call('SET', idem, ARGV[a + 6], 'PX', ARGV[a + 7]) end
+    prev = id
+    appended = true
+    if on then
+      local cutoff = tonumber(string.match(id, '^(%d+)')) - tonumber(ARGV[4])
+      for i = k, k + rooms - 1 do
+        local last = KEYS[i + rooms]
+        local rp = redis.call('GET', last) or '0-0'
+        redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[3], id, 'v', rp, 'n', ARGV[a], 'r', ARGV[a + 1], 'p', ARGV[a + 3])
+        if cutoff > 0 then redis.call('XTRIM', KEYS[i], 'MINID', '~', cutoff) end
+        redis.call('PEXPIRE', KEYS[i], ARGV[4])
+        redis.call('SET', last, id, 'PX', ARGV[4])
+      end
+    end
+    out[#out + 1] = 'a'; out[#out + 1] = id
+  end
+  k = k + 2 * rooms + (keyed and 1 or 0)
+end
+if appended then redis.call('SET', KEYS[2], prev) end
+return out
