@@ -4,10 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-
 use crate::helpers::*;
 use crate::raw::*;
 
@@ -27,26 +23,6 @@ async fn poll_handshake(app: &TestApp, suffix: &str, headers: &[(&str, &str)]) -
     let status = res.status().as_u16();
     let body = res.text().await.unwrap_or_default();
     if status == 200 && body.starts_with("0{\"sid\"") { Ok(()) } else { Err(status) }
-}
-
-/// A Socket.IO socket over WebSocket with `suffix` after the query, forwarded for `xff`;
-/// the refusal's status otherwise.
-async fn socket_for(app: &TestApp, suffix: &str, xff: &str, user: &str) -> Result<RawSocket, u16> {
-    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket{suffix}", app.addr);
-    let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert("x-forwarded-for", HeaderValue::from_str(xff).unwrap());
-    let (ws, _) = match tokio_tungstenite::connect_async(request).await {
-        Ok(ok) => ok,
-        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => return Err(res.status().as_u16()),
-        Err(e) => panic!("{e}"),
-    };
-    let mut raw = RawSocket { ws };
-    let open = raw.ws.next().await.expect("open").expect("open");
-    assert!(open.to_text().unwrap_or_default().starts_with('0'));
-    raw.send_text(&format!("40{{\"token\":\"{}\"}}", user_token(user))).await;
-    let answer = raw.next_text().await.expect("CONNECT answer");
-    assert!(answer.starts_with("40{\"sid\""), "{answer}");
-    Ok(raw)
 }
 
 #[tokio::test]
@@ -99,12 +75,13 @@ async fn every_spelling_of_a_new_session_spends_the_same_handshake_budget() {
 async fn a_websocket_spelled_to_dodge_the_guard_still_counts_against_the_per_address_cap() {
     let app = spawn_app_with(&[("MAX_CONNECTIONS_PER_IP", "2"), ("TRUSTED_PROXIES", "127.0.0.1")]).await;
     let a = "203.0.113.40";
-    let mut a1 = socket_for(&app, "&s%69d=x", a, "edge-a1").await.expect("first socket");
-    let _a2 = socket_for(&app, "&sid", a, "edge-a2").await.expect("second socket");
+    let mut a1 = RawSocket::forwarded(&app, "&s%69d=x", a, "edge-a1").await.expect("first socket");
+    let _a2 = RawSocket::forwarded(&app, "&sid", a, "edge-a2").await.expect("second socket");
     for suffix in ["&s%69d=x", "&sid", "&%73id=AAAAAAAAAAAAAAAA", ""] {
-        assert_eq!(socket_for(&app, suffix, a, "edge-a3").await.err(), Some(429), "{suffix:?}");
+        assert_eq!(RawSocket::forwarded(&app, suffix, a, "edge-a3").await.err(), Some(429), "{suffix:?}");
     }
-    let _b = socket_for(&app, "&sid", "203.0.113.41", "edge-b1").await.expect("another address has its own cap");
+    let _b =
+        RawSocket::forwarded(&app, "&sid", "203.0.113.41", "edge-b1").await.expect("another address has its own cap");
     // The refusals cost the sockets already open nothing.
     assert!(matches!(a1.fate(QUIET).await, Fate::Open(_)), "a refusal closed a socket already open");
 }
@@ -135,16 +112,20 @@ async fn ipv6_clients_of_one_prefix_share_a_handshake_budget() {
 #[tokio::test]
 async fn ipv6_clients_of_one_prefix_share_the_connection_cap() {
     let app = spawn_app_with(&[("MAX_CONNECTIONS_PER_IP", "2"), BUDGET[2], ("IPV6_PREFIX_LEN", "64")]).await;
-    let a1 = socket_for(&app, "", "2001:db8::1", "v6-a1").await.expect("first socket of the /64");
-    let _a2 = socket_for(&app, "", "2001:db8::2", "v6-a2").await.expect("second socket of the /64");
-    assert_eq!(socket_for(&app, "", "2001:db8::3", "v6-a3").await.err(), Some(429), "a third socket of the /64");
-    let mut b = socket_for(&app, "", "2001:db9::1", "v6-b1").await.expect("another /64 has its own cap");
+    let a1 = RawSocket::forwarded(&app, "", "2001:db8::1", "v6-a1").await.expect("first socket of the /64");
+    let _a2 = RawSocket::forwarded(&app, "", "2001:db8::2", "v6-a2").await.expect("second socket of the /64");
+    assert_eq!(
+        RawSocket::forwarded(&app, "", "2001:db8::3", "v6-a3").await.err(),
+        Some(429),
+        "a third socket of the /64"
+    );
+    let mut b = RawSocket::forwarded(&app, "", "2001:db9::1", "v6-b1").await.expect("another /64 has its own cap");
     assert!(matches!(b.fate(QUIET).await, Fate::Open(_)), "the other /64's socket was closed");
     // A socket that leaves frees its place for the whole prefix.
     drop(a1);
     let deadline = Instant::now() + WAIT;
     loop {
-        if let Ok(socket) = socket_for(&app, "", "2001:db8::4", "v6-a4").await {
+        if let Ok(socket) = RawSocket::forwarded(&app, "", "2001:db8::4", "v6-a4").await {
             drop(socket);
             break;
         }

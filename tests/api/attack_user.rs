@@ -41,19 +41,21 @@ async fn metric_reaches(server: &Binary, name: &str, labels: &[&str], at_least: 
     }
 }
 
+/// A 64 KiB byte budget, rates out of the way, and a small history.
+const SMALL_BUDGET: [(&str, &str); 5] = [
+    ("SOCKET_BUFFER_BYTES", "65536"),
+    ("SOCKET_RATE_LIMIT", "1000"),
+    ("SOCKET_RATE_BURST", "1000"),
+    ("HISTORY_SIZE", "5"),
+    ("HISTORY_MAX_BYTES", "1048576"),
+];
+
 #[tokio::test]
 async fn sockets_that_stop_reading_are_cut_off_at_their_byte_budget_and_recover_on_reconnect() {
     const NON_READERS: usize = 4;
     const SENDERS: usize = 10;
     const PER_SENDER: usize = 100;
-    let server = Binary::start(&[
-        ("SOCKET_BUFFER_BYTES", "65536"),
-        ("SOCKET_RATE_LIMIT", "1000"),
-        ("SOCKET_RATE_BURST", "1000"),
-        ("HISTORY_SIZE", "5"),
-        ("HISTORY_MAX_BYTES", "1048576"),
-    ])
-    .await;
+    let server = Binary::start(&SMALL_BUDGET).await;
     let mut neighbour = bystander(&server.app).await;
     // A vendor's staff whose sockets never read again, and users writing to the vendor.
     let mut slow = Vec::new();
@@ -133,14 +135,7 @@ async fn a_socket_that_keeps_reading_is_never_cut_however_much_it_is_sent() {
     // heartbeat window.
     const AT_LEAST: usize = 50;
     const AT_MOST: usize = 1_000;
-    let server = Binary::start(&[
-        ("SOCKET_BUFFER_BYTES", "65536"),
-        ("SOCKET_RATE_LIMIT", "1000"),
-        ("SOCKET_RATE_BURST", "1000"),
-        ("HISTORY_SIZE", "5"),
-        ("HISTORY_MAX_BYTES", "1048576"),
-    ])
-    .await;
+    let server = Binary::start(&SMALL_BUDGET).await;
     let mut reader = RawSocket::connect(server.addr, &vendor_token("reader", "v1")).await;
     let mut non_reader = RawSocket::connect(server.addr, &vendor_token("non-reader", "v1")).await;
     let mut sender = RawSocket::connect(server.addr, &user_token("sender")).await;

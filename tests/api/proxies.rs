@@ -3,10 +3,6 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-
 use crate::helpers::*;
 use crate::raw::RawSocket;
 
@@ -17,24 +13,6 @@ async fn handshake(app: &TestApp, xff: Option<&str>) -> u16 {
         req = req.header("x-forwarded-for", xff);
     }
     req.send().await.expect("handshake").status().as_u16()
-}
-
-/// A Socket.IO socket over WebSocket, forwarded for `xff`; the refusal's status otherwise.
-async fn socket_for(app: &TestApp, xff: &str, user: &str) -> Result<RawSocket, u16> {
-    let mut request = format!("ws://{}/socket.io/?EIO=4&transport=websocket", app.addr).into_client_request().unwrap();
-    request.headers_mut().insert("x-forwarded-for", HeaderValue::from_str(xff).unwrap());
-    let (ws, _) = match tokio_tungstenite::connect_async(request).await {
-        Ok(ok) => ok,
-        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => return Err(res.status().as_u16()),
-        Err(e) => panic!("{e}"),
-    };
-    let mut raw = RawSocket { ws };
-    let open = raw.ws.next().await.expect("open").expect("open");
-    assert!(open.to_text().unwrap_or_default().starts_with('0'));
-    raw.send_text(&format!("40{{\"token\":\"{}\"}}", user_token(user))).await;
-    let answer = raw.next_text().await.expect("CONNECT answer");
-    assert!(answer.starts_with("40{\"sid\""), "{answer}");
-    Ok(raw)
 }
 
 const BUDGET: [(&str, &str); 2] = [("HANDSHAKES_PER_IP_PER_SEC", "1"), ("HANDSHAKE_BURST_PER_IP", "2")];
@@ -96,16 +74,16 @@ async fn malformed_forwarding_headers_never_hurt_and_count_as_the_peer() {
 async fn sockets_per_forwarded_address_are_limited_and_the_proxy_itself_is_not() {
     // Two sockets per address; the proxy (127.0.0.1) opens six TCP connections.
     let app = spawn_app_with(&[("MAX_CONNECTIONS_PER_IP", "2"), ("TRUSTED_PROXIES", "127.0.0.1")]).await;
-    let a1 = socket_for(&app, "203.0.113.30", "px-a1").await.expect("first socket of a");
-    let _a2 = socket_for(&app, "203.0.113.30", "px-a2").await.expect("second socket of a");
-    assert_eq!(socket_for(&app, "203.0.113.30", "px-a3").await.err(), Some(429), "a third socket of a");
-    let _b1 = socket_for(&app, "203.0.113.31", "px-b1").await.expect("b has its own limit");
-    let _b2 = socket_for(&app, "203.0.113.31", "px-b2").await.expect("b has its own limit");
+    let a1 = RawSocket::forwarded(&app, "", "203.0.113.30", "px-a1").await.expect("first socket of a");
+    let _a2 = RawSocket::forwarded(&app, "", "203.0.113.30", "px-a2").await.expect("second socket of a");
+    assert_eq!(RawSocket::forwarded(&app, "", "203.0.113.30", "px-a3").await.err(), Some(429), "a third socket of a");
+    let _b1 = RawSocket::forwarded(&app, "", "203.0.113.31", "px-b1").await.expect("b has its own limit");
+    let _b2 = RawSocket::forwarded(&app, "", "203.0.113.31", "px-b2").await.expect("b has its own limit");
     // A socket that leaves frees its place.
     drop(a1);
     let mut freed = false;
     for _ in 0..50 {
-        if let Ok(socket) = socket_for(&app, "203.0.113.30", "px-a4").await {
+        if let Ok(socket) = RawSocket::forwarded(&app, "", "203.0.113.30", "px-a4").await {
             drop(socket);
             freed = true;
             break;

@@ -164,6 +164,28 @@ impl RawSocket {
         raw
     }
 
+    /// A socket over WebSocket from behind a trusted proxy that forwards it for `xff`,
+    /// with `suffix` after the query; the refusal's status otherwise.
+    pub async fn forwarded(app: &TestApp, suffix: &str, xff: &str, user: &str) -> Result<RawSocket, u16> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::http::HeaderValue;
+        let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket{suffix}", app.addr);
+        let mut request = url.into_client_request().expect("a WebSocket request");
+        request.headers_mut().insert("x-forwarded-for", HeaderValue::from_str(xff).expect("an address"));
+        let (ws, _) = match tokio_tungstenite::connect_async(request).await {
+            Ok(ok) => ok,
+            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => return Err(res.status().as_u16()),
+            Err(e) => panic!("{e}"),
+        };
+        let mut raw = RawSocket { ws };
+        let open = raw.ws.next().await.expect("open").expect("open");
+        assert!(open.to_text().unwrap_or_default().starts_with('0'));
+        raw.send_text(&format!("40{{\"token\":\"{}\"}}", user_token(user))).await;
+        let answer = raw.next_text().await.expect("CONNECT answer");
+        assert!(answer.starts_with("40{\"sid\""), "{answer}");
+        Ok(raw)
+    }
+
     pub async fn send_text(&mut self, text: &str) {
         let _ = self.ws.send(Message::text(text)).await;
     }
