@@ -83,7 +83,11 @@ pub fn build<A: Adapter + DefinedAdapter>(
     adapter_state: A::State,
     bus: Bus,
 ) -> Result<(App<A>, A::InitRes), BuildError> {
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
+    if let Some(redis) = &bus.redis {
+        metrics.register_history_replicas(redis.history_replicas_gauge());
+    }
+    let metrics = Arc::new(metrics);
     let verifier = JwtVerifier::new(&config.jwt)?;
     let history = Arc::new(bus.history);
     let hooks = Arc::new(Hooks::start(&config.hooks, bus.redis_conn, &metrics)?);
@@ -212,7 +216,7 @@ fn console<A: Adapter>(
         Some(driver) => peers::Peers::Redis(peers::RedisPeers::start(driver, instance.id.clone(), local.clone())),
         None => peers::Peers::Alone,
     };
-    let mode = match (&config.redis_url, config.redis_cluster_urls.is_empty()) {
+    let mode = match (&config.redis.url, config.redis.cluster_urls.is_empty()) {
         (Some(_), _) => "redis",
         (None, false) => "redis-cluster",
         (None, true) => "memory",

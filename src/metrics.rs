@@ -211,6 +211,16 @@ impl Metrics {
         }
     }
 
+    /// `fixrx_redis_history_replicas`: the replicas the Redis Cluster shard holding the
+    /// history has connected, as last seen by an append (`-1`: one Redis, or not yet known).
+    pub fn register_history_replicas(&mut self, gauge: Gauge) {
+        self.registry.register(
+            "redis_history_replicas",
+            "Connected replicas of the Redis Cluster shard holding the history, as last seen by an append (-1: not a cluster, or not yet known)",
+            gauge,
+        );
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();

@@ -16,6 +16,7 @@ mod jwt;
 mod log;
 mod net;
 mod origins;
+mod redis;
 mod secrets;
 
 pub use crate::history::HistoryConfig;
@@ -25,6 +26,7 @@ pub use jwt::{DEV_JWT_SECRET, JwtConfig, JwtKey, PublicKeyKind};
 pub use log::{LogConfig, LogFormat};
 pub use net::NetLimits;
 pub use origins::AllowedOrigins;
+pub use redis::{RedisConfig, ReplicaPolicy};
 pub use secrets::{MIN_API_TOKEN_CHARS, MIN_JWT_SECRET_BYTES};
 
 /// The REST bearer token used when development mode runs without `API_TOKEN`.
@@ -40,9 +42,7 @@ pub struct Config {
     pub ws_path: String,
     pub jwt: JwtConfig,
     pub api: ApiConfig,
-    pub redis_url: Option<SecretString>,
-    /// `REDIS_CLUSTER_URLS`: seed nodes of a Redis Cluster (instead of `REDIS_URL`).
-    pub redis_cluster_urls: Vec<SecretString>,
+    pub redis: RedisConfig,
     pub log: LogConfig,
     pub socket: SocketConfig,
     pub limits: NetLimits,
@@ -202,22 +202,7 @@ impl Config {
         let rate_limit = parse_rate(&get, ("API_RATE_LIMIT", 10_000), "API_RATE_BURST", None)?;
         let idempotency_ttl = Duration::from_secs(parse_bounded(&get, "IDEMPOTENCY_TTL_SECS", 600, 30 * 86_400)?);
 
-        let redis_url = match get("REDIS_URL") {
-            None => None,
-            Some(url) => {
-                let scheme_ok =
-                    ["redis://", "rediss://", "redis+unix://", "unix://"].iter().any(|s| url.starts_with(s));
-                if !scheme_ok || url.len() <= "redis://".len() {
-                    return Err(err("REDIS_URL", "expected a URL such as redis://host:6379/0"));
-                }
-                Some(SecretString::from(url))
-            }
-        };
-
-        let redis_cluster_urls = parse_cluster_urls(get("REDIS_CLUSTER_URLS").as_deref())?;
-        if redis_url.is_some() && !redis_cluster_urls.is_empty() {
-            return Err(err("REDIS_CLUSTER_URLS", "set either REDIS_URL or REDIS_CLUSTER_URLS, not both"));
-        }
+        let redis = redis::parse_redis(&get)?;
 
         let log = log::parse_log(&get)?;
 
@@ -286,8 +271,7 @@ impl Config {
             ws_path,
             jwt,
             api: ApiConfig { tokens, body_limit, rate_limit, idempotency_ttl },
-            redis_url,
-            redis_cluster_urls,
+            redis,
             log,
             socket,
             limits,
@@ -307,11 +291,7 @@ pub const DEFAULT_BUFFER_PACKETS: usize = 1024;
 pub const DEFAULT_BUFFER_BYTES: usize = 1024 * 1024;
 
 fn parse_history(get: &impl Fn(&str) -> Option<String>) -> Result<HistoryConfig, ConfigError> {
-    let enabled = match get("HISTORY_ENABLED").map(|v| v.to_ascii_lowercase()).as_deref() {
-        None | Some("true") | Some("1") | Some("on") | Some("yes") => true,
-        Some("false") | Some("0") | Some("off") | Some("no") => false,
-        Some(other) => return Err(err("HISTORY_ENABLED", format!("expected `true` or `false`, got `{other}`"))),
-    };
+    let enabled = parse_bool(get, "HISTORY_ENABLED", true)?;
     let ttl = parse_bounded(get, "HISTORY_TTL_SECS", 300, 7 * 86_400)?;
     let size = parse_bounded(get, "HISTORY_SIZE", 1_000, 100_000)?;
     let max_bytes = parse_bounded(get, "HISTORY_MAX_BYTES", 64 * 1024 * 1024, 1 << 40)?;
@@ -332,23 +312,6 @@ fn parse_history(get: &impl Fn(&str) -> Option<String>) -> Result<HistoryConfig,
     })
 }
 
-/// `redis://host:port` (or `rediss://`) seed nodes, comma-separated.
-fn parse_cluster_urls(value: Option<&str>) -> Result<Vec<SecretString>, ConfigError> {
-    let Some(value) = value else { return Ok(Vec::new()) };
-    let mut seeds = Vec::new();
-    for url in value.split(',').map(str::trim).filter(|u| !u.is_empty()) {
-        let host = url.strip_prefix("redis://").or_else(|| url.strip_prefix("rediss://"));
-        if host.is_none_or(|h| h.is_empty() || h.starts_with('/')) {
-            return Err(err(
-                "REDIS_CLUSTER_URLS",
-                "expected seed nodes such as redis://10.0.0.1:6379,redis://10.0.0.2:6379",
-            ));
-        }
-        seeds.push(SecretString::from(url.to_owned()));
-    }
-    Ok(seeds)
-}
-
 /// A whole number of milliseconds (or seconds) up to `max`: huge values would overflow
 /// the clock arithmetic of timers (found by fuzzing `SHUTDOWN_TIMEOUT_SECS`).
 fn parse_bounded(
@@ -362,6 +325,16 @@ fn parse_bounded(
         return Err(err(var, format!("must be at most {max}")));
     }
     Ok(value)
+}
+
+/// `true`/`false` (also `1`/`0`, `on`/`off`, `yes`/`no`, any case).
+fn parse_bool(get: &impl Fn(&str) -> Option<String>, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match get(var).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "on" | "yes") => Ok(true),
+        Some("false" | "0" | "off" | "no") => Ok(false),
+        Some(other) => Err(err(var, format!("expected `true` or `false`, got `{other}`"))),
+    }
 }
 
 fn parse_num<T: std::str::FromStr>(

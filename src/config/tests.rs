@@ -72,13 +72,27 @@ fn origins_are_a_comma_separated_list_and_star_only_when_explicit() {
 #[test]
 fn a_redis_cluster_is_seed_urls_and_excludes_redis_url() {
     let c = config(&[("REDIS_CLUSTER_URLS", "redis://10.0.0.1:6379, rediss://10.0.0.2:6380,")]).unwrap();
-    assert_eq!(c.redis_cluster_urls.len(), 2);
+    assert_eq!(c.redis.cluster_urls.len(), 2);
     for bad in ["10.0.0.1:6379", "http://x:1", "redis://", "redis:///0"] {
         assert_eq!(config(&[("REDIS_CLUSTER_URLS", bad)]).unwrap_err().var, "REDIS_CLUSTER_URLS", "{bad}");
     }
     let both = [("REDIS_URL", "redis://a:1"), ("REDIS_CLUSTER_URLS", "redis://b:1")];
     assert_eq!(config(&both).unwrap_err().var, "REDIS_CLUSTER_URLS");
     assert_eq!(config(&[("TRUSTED_PROXIES", "10.0.0.0/8, nope")]).unwrap_err().var, "TRUSTED_PROXIES");
+}
+
+#[test]
+fn the_replica_policy_waits_half_a_second_and_lets_a_shard_without_replica_go_on() {
+    let c = config(&[]).unwrap();
+    assert_eq!(c.redis.replicas, crate::config::ReplicaPolicy::default());
+    assert_eq!(c.redis.replicas.wait, Duration::from_millis(500));
+    assert!(!c.redis.replicas.required);
+    let c = config(&[("REDIS_REPLICA_WAIT_MS", "50"), ("REDIS_REQUIRE_REPLICA", "TRUE")]).unwrap();
+    assert_eq!((c.redis.replicas.wait, c.redis.replicas.required), (Duration::from_millis(50), true));
+    for bad in ["0", "-1", "soon", "60001"] {
+        assert_eq!(config(&[("REDIS_REPLICA_WAIT_MS", bad)]).unwrap_err().var, "REDIS_REPLICA_WAIT_MS", "{bad}");
+    }
+    assert_eq!(config(&[("REDIS_REQUIRE_REPLICA", "maybe")]).unwrap_err().var, "REDIS_REQUIRE_REPLICA");
 }
 
 #[test]

@@ -1,5 +1,7 @@
 -- The history's append, run whole by Redis: see `APPEND` in redis.rs for its keys,
 -- arguments and reply.
+local done = redis.call('GET', KEYS[4])
+if done then return cjson.decode(done) end
 if ARGV[6] ~= '' then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -11,8 +13,8 @@ local on = ARGV[2] == '1'
 local prev = redis.call('GET', KEYS[2]) or '0-0'
 local appended = false
 local out = {epoch}
-local k = 4
-for a = 7, #ARGV, 8 do
+local k = 5
+for a = 8, #ARGV, 8 do
   local rooms = tonumber(ARGV[a + 4])
   local keyed = ARGV[a + 5] == '1'
   local idem = KEYS[k + 2 * rooms]
@@ -41,4 +43,5 @@ for a = 7, #ARGV, 8 do
   k = k + 2 * rooms + (keyed and 1 or 0)
 end
 if appended then redis.call('SET', KEYS[2], prev) end
+redis.call('SET', KEYS[4], cjson.encode(out), 'PX', ARGV[7])
 return out

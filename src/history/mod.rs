@@ -26,6 +26,7 @@ pub mod position;
 pub mod redis;
 mod redis_reader;
 mod redis_reply;
+mod replicas;
 
 use std::sync::Arc;
 use std::time::Duration;

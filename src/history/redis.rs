@@ -30,10 +30,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use redis::{Script, Value};
 
+use crate::config::ReplicaPolicy;
 use crate::scale::conn::RedisConn;
-use crate::scale::redis::RedisSource;
+use crate::scale::redis::{RedisHealth, RedisSource};
 
 use super::redis_reply::{array, int, room_entries, room_view, text};
+use super::replicas::ReplicaGate;
 use super::{
     Appended, AppendedOnce, Entry, Epoch, HistoryConfig, HistoryError, LogSink, OnceKey, Publish, Seq, Snapshot,
 };
@@ -45,10 +47,12 @@ const LOG_MAXLEN: u64 = 50_000;
 /// connection waits for an answer (`scale::redis`), so a script that starts at all
 /// answers before its caller gives up, and one the caller gave up on never appends.
 const SCRIPT_DEADLINE_MS: i64 = 1_500;
-/// On a cluster, how long an append waits for a replica to have it.
-const REPLICA_WAIT_MS: u64 = 200;
-/// After a shard's replicas did not answer in time, how long appends stop waiting.
-const REPLICA_RETRY_MS: u64 = 10_000;
+/// How long an append's answer is kept under its call's key, for a retry of the same
+/// call to be answered from it rather than append again (see [`APPEND`]). Redis-rs
+/// retries a command after a dropped connection within its 2 s response timeout; the
+/// margin covers a retry that waited in a paused Redis. Each record is about 150 bytes:
+/// at 1,000 appends a second, 4.5 MB.
+const CALL_RECORD_MS: u64 = 30_000;
 
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
@@ -60,11 +64,17 @@ fn unix_ms() -> u64 {
 /// order, all in one script: Redis runs a script whole, so either every event of the
 /// batch is appended or none is. A single event is a batch of one.
 ///
-/// `KEYS`: epoch, head, log, then for each event its rooms' streams, their `last:` keys
-/// in the same order, and its idempotency key when it has one. `ARGV[1..6]`: a fresh
-/// epoch, history on (`1`), room size, TTL (ms), log length, and a deadline in Redis's
-/// own clock (unix ms, or empty for none); then eight per event: name, rooms (`\n`-joined), except,
-/// payload, room count, keyed (`1`), answer, key TTL (ms).
+/// `KEYS`: epoch, head, log, this call's record, then for each event its rooms' streams,
+/// their `last:` keys in the same order, and its idempotency key when it has one.
+/// `ARGV[1..7]`: a fresh epoch, history on (`1`), room size, TTL (ms), log length, a
+/// deadline in Redis's own clock (unix ms, or empty for none), and how long the call's
+/// record is kept (ms); then eight per event: name, rooms (`\n`-joined), except, payload,
+/// room count, keyed (`1`), answer, key TTL (ms).
+///
+/// The call's record makes the script idempotent: each call has a random key, and its
+/// answer is recorded there. The Redis client resends a command on a new connection when
+/// the old one dropped (a `CLIENT KILL`, a failover), not knowing whether it ran; a
+/// resent call that ran already is answered from its record and appends nothing.
 ///
 /// An event whose key is recorded already is answered from it and not appended again;
 /// otherwise its key is recorded right after the log entry that delivers it. A batch's
@@ -89,6 +99,7 @@ pub(super) struct Keys {
     room_prefix: String,
     last_prefix: String,
     idem_prefix: String,
+    call_prefix: String,
 }
 
 impl Keys {
@@ -101,6 +112,7 @@ impl Keys {
             room_prefix: format!("{tag}room:"),
             last_prefix: format!("{tag}last:"),
             idem_prefix: format!("{tag}idem:"),
+            call_prefix: format!("{tag}call:"),
         }
     }
 
@@ -117,12 +129,16 @@ impl Keys {
     fn idem(&self, key: &str) -> String {
         format!("{}{key}", self.idem_prefix)
     }
+
+    /// One append call's record: a random name, so a resent call finds its own answer.
+    fn call(&self) -> String {
+        format!("{}{}", self.call_prefix, uuid::Uuid::new_v4().simple())
+    }
 }
 
 pub struct RedisHistory {
     config: HistoryConfig,
-    /// Until when (unix ms) appends do not wait for a replica (see `replicated`).
-    skip_wait_until: std::sync::atomic::AtomicU64,
+    replicas: ReplicaGate,
     /// Redis's clock minus ours (ms), learned from a `late` answer: deadlines are in
     /// Redis's clock.
     clock_offset_ms: std::sync::atomic::AtomicI64,
@@ -150,9 +166,15 @@ fn unavailable(e: impl std::fmt::Display) -> HistoryError {
 impl RedisHistory {
     /// `conn` carries appends and snapshots; the reader opens its own connection from
     /// `source` (its blocking reads must not hold up commands).
-    pub fn new(config: HistoryConfig, conn: RedisConn, source: RedisSource) -> Result<RedisHistory, redis::RedisError> {
+    /// `health` carries what the replica check sees to `/ready` and `/metrics`.
+    pub fn new(
+        config: HistoryConfig,
+        policy: ReplicaPolicy,
+        health: Arc<RedisHealth>,
+        (conn, source): (RedisConn, RedisSource),
+    ) -> Result<RedisHistory, redis::RedisError> {
         Ok(RedisHistory {
-            skip_wait_until: std::sync::atomic::AtomicU64::new(0),
+            replicas: ReplicaGate::new(policy, health),
             clock_offset_ms: std::sync::atomic::AtomicI64::new(0),
             config,
             conn,
@@ -204,13 +226,14 @@ impl RedisHistory {
         if self.closed.load(Ordering::Acquire) {
             return Err(HistoryError::Closed);
         }
-        let reply = match self.invoke_append(&batch, deadline).await? {
+        let call = self.keys.call();
+        let reply = match self.invoke_append(&batch, &call, deadline).await? {
             AppendReply::Late { redis_ms, local_ms } => {
                 // Answered in time, yet late by Redis's clock: it waited (a stall shorter
                 // than the connection's timeout), or the clocks differ. Nothing was
                 // appended: learn the clocks' difference, and try once more.
                 self.clock_offset_ms.store(redis_ms - local_ms, Ordering::Relaxed);
-                match self.invoke_append(&batch, deadline).await? {
+                match self.invoke_append(&batch, &call, deadline).await? {
                     AppendReply::Done(reply) => reply,
                     AppendReply::Late { .. } => return Err(unavailable("Redis's clock is running away")),
                 }
@@ -218,7 +241,7 @@ impl RedisHistory {
             AppendReply::Done(reply) => reply,
         };
         // On a cluster the replica wait covers the keys too: same slot, same connection.
-        self.replicated().await;
+        self.replicas.check(&self.conn, &self.keys.log).await?;
         let malformed = || unavailable("unexpected append reply from Redis");
         let mut parts = reply.into_iter();
         let epoch = parts.next().and_then(|e| Epoch::parse(&e)).ok_or_else(malformed)?;
@@ -240,6 +263,7 @@ impl RedisHistory {
     async fn invoke_append(
         &self,
         batch: &[(Publish, Option<OnceKey>)],
+        call_key: &str,
         deadline: bool,
     ) -> Result<AppendReply, HistoryError> {
         let ttl_ms = u64::try_from(self.config.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
@@ -249,7 +273,7 @@ impl RedisHistory {
             false => String::new(),
         };
         let mut call = self.append.key(&self.keys.epoch);
-        call.key(&self.keys.head).key(&self.keys.log);
+        call.key(&self.keys.head).key(&self.keys.log).key(call_key);
         // A fresh epoch each time, used only if the store has none: a history recreated
         // (Redis restarted empty) must never get back an epoch it had before.
         call.arg(Epoch::random().to_string())
@@ -257,7 +281,8 @@ impl RedisHistory {
             .arg(self.config.size)
             .arg(ttl_ms)
             .arg(LOG_MAXLEN)
-            .arg(deadline);
+            .arg(deadline)
+            .arg(CALL_RECORD_MS);
         for (publish, once) in batch {
             // The rooms' streams, then their newest ids, in the same order.
             for room in &publish.rooms {
@@ -290,27 +315,6 @@ impl RedisHistory {
             return Ok(AppendReply::Late { redis_ms, local_ms: now });
         }
         Ok(AppendReply::Done(reply))
-    }
-
-    /// On a cluster, waits (briefly) until a replica has the append: Redis replicates
-    /// asynchronously, and a primary that fails right after answering would take an
-    /// acknowledged event with it. A shard whose replicas lag is reported, and not asked
-    /// again for a while: one append must not wait on every event.
-    async fn replicated(&self) {
-        let now = unix_ms();
-        if now < self.skip_wait_until.load(Ordering::Relaxed) {
-            return;
-        }
-        match self.conn.replicas_with_writes(&self.keys.log, REPLICA_WAIT_MS).await {
-            Ok(None) | Ok(Some(1..)) => {}
-            Ok(Some(_)) | Err(_) => {
-                self.skip_wait_until.store(now + REPLICA_RETRY_MS, Ordering::Relaxed);
-                tracing::warn!(
-                    wait_ms = REPLICA_WAIT_MS,
-                    "no replica of the history's shard acknowledged an append: a failover now could lose recent events"
-                );
-            }
-        }
     }
 
     /// Reads the rooms (at most `page` events in all) and appends a tick to the log, in
@@ -412,6 +416,7 @@ mod tests {
         for name in ["user:u1", "vendor:{v1}", "user:}{", "{}"] {
             batch_keys.extend([keys.room(name), keys.last(name), keys.idem(name)]);
         }
+        batch_keys.push(keys.call());
         for key in &batch_keys {
             assert_eq!(hash_tag(key), "history", "{key}");
         }

@@ -89,6 +89,12 @@ impl Readiness {
         Ok(())
     }
 
+    /// Ready, yet at risk: the history's Redis shard has no connected replica.
+    pub fn warning(&self) -> Option<&'static str> {
+        let alone = self.redis.as_ref().and_then(|r| r.history_replicas()) == Some(0);
+        alone.then_some("redis_history_shard_without_replica")
+    }
+
     /// Whether Redis answers, as last seen; `None` without Redis.
     pub fn redis_up(&self) -> Option<bool> {
         self.redis.as_ref().map(|r| r.is_up())

@@ -13,13 +13,17 @@ use super::{ApiError, AppState};
 pub struct Status {
     /// `ok`, `ready`, `shutting_down` or `redis_unreachable`.
     pub status: &'static str,
+    /// `/ready` only, while ready yet at risk: `redis_history_shard_without_replica` (on a
+    /// Redis Cluster, a failover of the history's shard now would lose recent events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<&'static str>,
 }
 
 /// Alive: the process answers.
 #[utoipa::path(get, path = "/health", tag = "operations",
     responses((status = 200, description = "The process answers", body = Status)))]
 pub async fn health() -> Response {
-    Json(Status { status: "ok" }).into_response()
+    Json(Status { status: "ok", warning: None }).into_response()
 }
 
 /// Ready to serve: not shutting down and, with Redis, Redis reachable.
@@ -30,8 +34,10 @@ pub async fn health() -> Response {
     ))]
 pub async fn ready<A: Adapter>(State(state): State<AppState<A>>) -> Response {
     match state.readiness.check() {
-        Ok(()) => Json(Status { status: "ready" }).into_response(),
-        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, Json(Status { status: reason })).into_response(),
+        Ok(()) => Json(Status { status: "ready", warning: state.readiness.warning() }).into_response(),
+        Err(reason) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(Status { status: reason, warning: None })).into_response()
+        }
     }
 }
 

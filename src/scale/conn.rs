@@ -67,6 +67,24 @@ impl RedisConn {
         Ok(Some(redis::FromRedisValue::from_redis_value(reply)?))
     }
 
+    /// On a cluster: how many replicas are connected to the primary that owns `key`'s
+    /// slot (`connected_slaves` of `INFO replication`). `None` for a single Redis.
+    pub async fn connected_replicas(&self, key: &str) -> redis::RedisResult<Option<u64>> {
+        let RedisConn::Cluster(conn) = self else { return Ok(None) };
+        let route = Route::with_key(key, SlotAddr::Master);
+        let mut info = redis::cmd("INFO");
+        info.arg("replication");
+        let reply = conn
+            .clone()
+            .route_command(info, RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)))
+            .await?;
+        let text: String = redis::FromRedisValue::from_redis_value(reply)?;
+        let connected = text.lines().find_map(|l| l.trim().strip_prefix("connected_slaves:")?.parse().ok());
+        connected
+            .map(Some)
+            .ok_or_else(|| (redis::ErrorKind::UnexpectedReturnType, "no connected_slaves in INFO").into())
+    }
+
     /// `PUBLISH`, or `SPUBLISH` on a cluster.
     pub async fn publish(&self, chan: String, val: Vec<u8>) -> redis::RedisResult<()> {
         let name = if self.is_cluster() { "SPUBLISH" } else { "PUBLISH" };

@@ -47,7 +47,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub async fn build(config: &Config) -> Result<Built, ScaleError> {
     use secrecy::ExposeSecret;
-    let driver = match (&config.redis_url, config.redis_cluster_urls.as_slice()) {
+    let driver = match (&config.redis.url, config.redis.cluster_urls.as_slice()) {
         (Some(url), _) => ManagedDriver::connect(url.expose_secret(), CONNECT_TIMEOUT).await?,
         (None, []) => {
             let (app, ()) = app::build::<LocalAdapter>(config, (), Bus::memory(config))?;
@@ -58,7 +58,12 @@ pub async fn build(config: &Config) -> Result<Built, ScaleError> {
             ManagedDriver::connect_cluster(&seeds, CONNECT_TIMEOUT).await.map_err(ScaleError::Cluster)?
         }
     };
-    let history = RedisHistory::new(config.history.clone(), driver.commands(), driver.source())?;
+    let history = RedisHistory::new(
+        config.history.clone(),
+        config.redis.replicas,
+        driver.health.clone(),
+        (driver.commands(), driver.source()),
+    )?;
     if config.history.enabled {
         redis::check_eviction_policy(driver.commands()).await;
     }
@@ -73,7 +78,7 @@ pub async fn build(config: &Config) -> Result<Built, ScaleError> {
     let ctr = RedisAdapterCtr::new_with_driver(driver, adapter_config);
     let (app, init) = app::build::<RedisAdapter>(config, ctr, bus)?;
     init.await.map_err(|e| ScaleError::Subscribe(e.to_string()))?;
-    let through = if config.redis_url.is_some() { "Redis" } else { "a Redis Cluster (sharded pub/sub)" };
+    let through = if config.redis.url.is_some() { "Redis" } else { "a Redis Cluster (sharded pub/sub)" };
     tracing::info!(through, "scale-out: rooms and events span every instance");
     Ok(Built::Redis(app))
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use prometheus_client::metrics::gauge::Gauge;
 use redis::aio::ConnectionManagerConfig;
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::{AsyncConnectionConfig, FromRedisValue, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind};
@@ -30,15 +31,33 @@ type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
 #[error("redis: {0}")]
 pub struct RedisError(#[from] redis::RedisError);
 
-/// Whether Redis answers, as last seen by the health check.
+/// Whether Redis answers, as last seen by the health check; on a cluster, also how many
+/// replicas the history's shard has connected, as last seen by an append.
 #[derive(Debug)]
 pub struct RedisHealth {
     up: AtomicBool,
+    /// `-1` until known (and always on a single Redis).
+    history_replicas: Gauge,
 }
 
 impl RedisHealth {
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)
+    }
+
+    /// `Some(0)`: the history's shard has no connected replica (a failover now would lose
+    /// recent events).
+    pub fn history_replicas(&self) -> Option<u64> {
+        u64::try_from(self.history_replicas.get()).ok()
+    }
+
+    pub fn set_history_replicas(&self, n: u64) {
+        self.history_replicas.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// The gauge behind [`Self::history_replicas`], for `/metrics`.
+    pub fn history_replicas_gauge(&self) -> Gauge {
+        self.history_replicas.clone()
     }
 }
 
@@ -118,6 +137,13 @@ impl ManagedDriver {
     /// Connects to a Redis Cluster through any of its `seeds`. redis-rs's cluster
     /// connection follows the slot map, reconnects, and renews sharded subscriptions on
     /// the node that owns each channel after a failover.
+    ///
+    /// Its retries follow `MOVED`/`ASK` and wait out `TRYAGAIN`/`CLUSTERDOWN` (the command
+    /// did not run), and resend a command whose connection dropped (it may have run),
+    /// all within the 2 s response timeout: a timed-out command is never resent. What it
+    /// may resend is safe to run twice: the history's append is idempotent by its call's
+    /// record, presence scripts set absolute counts, and the adapter's messages are
+    /// requests or volatile relays.
     pub async fn connect_cluster(seeds: &[String], connect_timeout: Duration) -> Result<ManagedDriver, RedisError> {
         let handlers: Handlers = Arc::new(RwLock::new(HashMap::new()));
         let client = ClusterClient::builder(seeds.iter().map(String::as_str))
@@ -133,7 +159,9 @@ impl ManagedDriver {
     }
 
     fn start(conn: RedisConn, source: RedisSource, handlers: Handlers) -> ManagedDriver {
-        let health = Arc::new(RedisHealth { up: AtomicBool::new(true) });
+        let history_replicas = Gauge::default();
+        history_replicas.set(-1);
+        let health = Arc::new(RedisHealth { up: AtomicBool::new(true), history_replicas });
         tokio::spawn(watch_health(conn.clone(), health.clone()));
         ManagedDriver { conn, source, handlers, health }
     }
