@@ -226,6 +226,7 @@ impl RedisHistory {
         if self.closed.load(Ordering::Acquire) {
             return Err(HistoryError::Closed);
         }
+        self.replicas.admit(&self.conn, &self.keys.log).await?;
         let call = self.keys.call();
         let reply = match self.invoke_append(&batch, &call, deadline).await? {
             AppendReply::Late { redis_ms, local_ms } => {

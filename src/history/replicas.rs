@@ -8,9 +8,10 @@
 //!   key finds it and waits for a replica again, so it is delivered once either way;
 //! - no replica is connected at all (its replica is down for good): reported in the
 //!   log, in `fixrx_redis_history_replicas` and in `/ready`'s body, and the append goes
-//!   on, unless `REDIS_REQUIRE_REPLICA` makes it fail. `WAIT` would block for its whole
-//!   timeout on every append then, so the shard is checked again at most once a second
-//!   instead, and `WAIT` resumes when a replica is back.
+//!   on, unless `REDIS_REQUIRE_REPLICA` makes it fail (then before anything is stored,
+//!   once the shard is known alone). `WAIT` would block for its whole timeout on every
+//!   append then, so the replicas are counted again at most once a second instead, and
+//!   `WAIT` resumes when one is back.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,13 +44,21 @@ impl ReplicaGate {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX).max(1)
     }
 
+    /// Before an append: with a replica required, a shard seen without one refuses at
+    /// once, before anything is stored.
+    pub(super) async fn admit(&self, conn: &RedisConn, key: &str) -> Result<(), HistoryError> {
+        match self.policy.required && self.still_alone(conn, key).await? {
+            true => self.alone(),
+            false => Ok(()),
+        }
+    }
+
     /// `Ok` when the appends just made on `conn` (to `key`'s shard) may be acknowledged.
     pub(super) async fn check(&self, conn: &RedisConn, key: &str) -> Result<(), HistoryError> {
         if !conn.is_cluster() {
             return Ok(());
         }
-        let alone_since = self.alone_since.load(Ordering::Relaxed);
-        if alone_since != 0 && self.now_ms() - alone_since < RECHECK_MS {
+        if self.still_alone(conn, key).await? {
             return self.alone();
         }
         let wait_ms = u64::try_from(self.policy.wait.as_millis()).unwrap_or(u64::MAX);
@@ -57,16 +66,35 @@ impl ReplicaGate {
             self.seen(1, false);
             return Ok(());
         }
+        match self.count(conn, key).await? {
+            0 => self.alone(),
+            _ => Err(unacknowledged(wait_ms)),
+        }
+    }
+
+    /// Whether the shard was last seen without a connected replica and still has none:
+    /// taken as known for a second, then counted again (`WAIT` would block its whole
+    /// timeout on a shard without replica).
+    async fn still_alone(&self, conn: &RedisConn, key: &str) -> Result<bool, HistoryError> {
+        let alone_since = self.alone_since.load(Ordering::Relaxed);
+        if alone_since == 0 {
+            return Ok(false);
+        }
+        if self.now_ms() - alone_since < RECHECK_MS {
+            return Ok(true);
+        }
+        Ok(self.count(conn, key).await? == 0)
+    }
+
+    /// Counts the shard's connected replicas, and records it.
+    async fn count(&self, conn: &RedisConn, key: &str) -> Result<u64, HistoryError> {
         match conn.connected_replicas(key).await {
-            Ok(Some(0)) => {
-                self.seen(0, true);
-                self.alone()
-            }
             Ok(Some(n)) => {
                 self.seen(n, true);
-                Err(unacknowledged(wait_ms))
+                Ok(n)
             }
-            Ok(None) => Ok(()),
+            // One Redis: nothing to wait for.
+            Ok(None) => Ok(1),
             Err(e) => Err(HistoryError::Unavailable(format!(
                 "could not tell whether a replica of the history's Redis shard has the event: {e}"
             ))),

@@ -16,6 +16,7 @@ mod attack_user;
 mod batch_faults;
 mod chat;
 mod cluster;
+mod cluster_faults;
 mod delivery;
 mod dev_mode;
 mod emitters;

@@ -28,6 +28,11 @@ fn cluster_port() -> u16 {
 
 impl RedisCluster {
     pub fn start() -> RedisCluster {
+        RedisCluster::start_with(&[])
+    }
+
+    /// With `extra` arguments for every node (say `--enable-debug-command yes`).
+    pub fn start_with(extra: &[&str]) -> RedisCluster {
         let dir = std::env::temp_dir().join(format!("fixrx-cluster-{}-{}", std::process::id(), cluster_port()));
         std::fs::create_dir_all(&dir).expect("cluster dir");
         let mut cluster = RedisCluster { ports: Vec::new(), children: Vec::new(), dir };
@@ -40,6 +45,7 @@ impl RedisCluster {
                 // eligible to take over: the failover is what the tests are about.
                 .args(["--repl-diskless-sync-delay", "0", "--cluster-replica-validity-factor", "0"])
                 .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                .args(extra)
                 .arg("--dir")
                 .arg(&cluster.dir)
                 .stdout(Stdio::null())
@@ -130,6 +136,14 @@ impl RedisCluster {
             }
         }
         panic!("no primary serves slot {slot} of {key}");
+    }
+
+    /// The port of a replica of the primary on `primary`.
+    pub fn replica_of(&self, primary: u16) -> u16 {
+        let info = command(primary, "INFO replication");
+        let slave = info.lines().find(|l| l.starts_with("slave0:")).expect("the primary has a replica");
+        let port = slave.split(',').find_map(|f| f.strip_prefix("port=")).expect("its port");
+        port.trim().parse().expect("a port")
     }
 
     /// Kills one node (SIGKILL: a crash).
