@@ -138,7 +138,7 @@ impl Keys {
 
 pub struct RedisHistory {
     config: HistoryConfig,
-    replicas: ReplicaGate,
+    replicas: Arc<ReplicaGate>,
     /// Redis's clock minus ours (ms), learned from a `late` answer: deadlines are in
     /// Redis's clock.
     clock_offset_ms: std::sync::atomic::AtomicI64,
@@ -174,7 +174,7 @@ impl RedisHistory {
         (conn, source): (RedisConn, RedisSource),
     ) -> Result<RedisHistory, redis::RedisError> {
         Ok(RedisHistory {
-            replicas: ReplicaGate::new(policy, health),
+            replicas: Arc::new(ReplicaGate::new(policy, health)),
             clock_offset_ms: std::sync::atomic::AtomicI64::new(0),
             config,
             conn,
@@ -388,6 +388,7 @@ impl RedisHistory {
             keys: self.keys.clone(),
             closed: self.closed.clone(),
             offsets: self.config.enabled,
+            replicas: self.replicas.clone(),
         };
         tokio::spawn(reader.run(sink));
     }

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use redis::{Script, Value};
+use redis::Script;
 
 use crate::scale::conn::RedisConn;
 use crate::scale::redis::RedisSource;
 
 use super::redis::Keys;
 use super::redis_reply::{RawEntry, log_entries};
+use super::replicas::ReplicaGate;
 use super::{Epoch, LogSink, Seq};
 
 /// How long one blocking read waits before looking again (and noticing a shutdown).
@@ -33,6 +34,8 @@ pub(super) struct Reader {
     pub(super) keys: Arc<Keys>,
     pub(super) closed: Arc<AtomicBool>,
     pub(super) offsets: bool,
+    /// On a cluster: whether the history's shard has a replica to read from.
+    pub(super) replicas: Arc<ReplicaGate>,
 }
 
 /// Where the reader is: the history it follows and the last log id it delivered.
@@ -83,8 +86,20 @@ impl Reader {
             Some(_) => tracing::info!("history log readable again: delivery resumes where it stopped"),
         }
         let Some(mut at) = *cursor else { return Ok(()) };
+        let mut from = self.read_from(&conn).await?;
         while !self.closed.load(Ordering::Acquire) {
-            let entries = self.read(&mut conn, at.last).await?;
+            self.replicas.refresh(&conn, &self.keys.log).await;
+            if from.stale(self.replicas.alone()) {
+                from = self.read_from(&conn).await?;
+            }
+            let entries = match &from {
+                ReadFrom::Primary => self.read(&conn, at.last).await?,
+                ReadFrom::Replica(replica) => self.read(replica, at.last).await?,
+                ReadFrom::Nowhere => {
+                    tokio::time::sleep(RECONNECT_DELAY).await;
+                    continue;
+                }
+            };
             let mut batch = Vec::with_capacity(entries.len());
             for raw in entries {
                 if raw.epoch != at.epoch || raw.prev != at.last {
@@ -105,17 +120,46 @@ impl Reader {
         Ok(())
     }
 
-    async fn read(&self, conn: &mut RedisConn, after: Seq) -> Result<Vec<RawEntry>, redis::RedisError> {
-        let reply: Value = redis::cmd("XREAD")
-            .arg("COUNT")
-            .arg(READ_COUNT)
-            .arg("BLOCK")
-            .arg(READ_BLOCK_MS)
-            .arg("STREAMS")
-            .arg(&self.keys.log)
-            .arg(after.to_string())
-            .query_async(conn)
-            .await?;
-        Ok(log_entries(reply))
+    /// Where to read the log: on a cluster, a replica of its shard in sync with the
+    /// primary, unless the shard is alone (see `history::replicas`), so that only what a
+    /// replica has is delivered; nowhere for now while the shard has no replica in sync
+    /// yet may have one again. On one Redis, there.
+    async fn read_from(&self, conn: &RedisConn) -> Result<ReadFrom, redis::RedisError> {
+        let alone = self.replicas.alone();
+        if !conn.is_cluster() || alone {
+            return Ok(ReadFrom::Primary);
+        }
+        let Some((host, port)) = conn.online_replica(&self.keys.log).await? else { return Ok(ReadFrom::Nowhere) };
+        match self.source.connect_node((&host, port), Duration::from_millis(READ_BLOCK_MS + 3_000)).await? {
+            Some(replica) => Ok(ReadFrom::Replica(replica)),
+            None => Ok(ReadFrom::Primary),
+        }
+    }
+
+    /// The log's next entries after `after`, read on `conn` (a cluster's: on the primary).
+    async fn read(&self, conn: &RedisConn, after: Seq) -> Result<Vec<RawEntry>, redis::RedisError> {
+        let mut xread = redis::cmd("XREAD");
+        xread.arg("COUNT").arg(READ_COUNT).arg("BLOCK").arg(READ_BLOCK_MS);
+        xread.arg("STREAMS").arg(&self.keys.log).arg(after.to_string());
+        Ok(log_entries(conn.query_on_primary(xread, &self.keys.log).await?))
+    }
+}
+
+/// Where the reader reads the log (see [`Reader::read_from`]).
+enum ReadFrom {
+    Primary,
+    Replica(RedisConn),
+    Nowhere,
+}
+
+impl ReadFrom {
+    /// Whether to choose again: the shard became alone, or has a replica again, or
+    /// nothing could be read.
+    fn stale(&self, alone: bool) -> bool {
+        match self {
+            ReadFrom::Primary => !alone,
+            ReadFrom::Replica(_) => alone,
+            ReadFrom::Nowhere => true,
+        }
     }
 }

@@ -85,6 +85,47 @@ impl RedisConn {
             .ok_or_else(|| (redis::ErrorKind::UnexpectedReturnType, "no connected_slaves in INFO").into())
     }
 
+    /// On a cluster: the address of a replica in sync with the primary that owns `key`'s
+    /// slot (`slave<n>:ip=…,port=…,state=online` of its `INFO replication`), if any.
+    pub async fn online_replica(&self, key: &str) -> redis::RedisResult<Option<(String, u16)>> {
+        let mut info = redis::cmd("INFO");
+        info.arg("replication");
+        let text: String = redis::FromRedisValue::from_redis_value(self.query_on_primary(info, key).await?)?;
+        Ok(text.lines().filter(|l| l.starts_with("slave")).find_map(|line| {
+            let fields = line.split_once(':')?.1;
+            let field = |name: &str| fields.split(',').find_map(|f| f.strip_prefix(name));
+            (field("state=")? == "online").then_some(())?;
+            Some((field("ip=")?.to_owned(), field("port=")?.parse().ok()?))
+        }))
+    }
+
+    /// On a cluster: how many replicas the cluster knows for the primary that owns `key`'s
+    /// slot and does not flag as failing (`CLUSTER NODES` seen from that primary), whether
+    /// or not they are connected to it now. `None` for a single Redis.
+    pub async fn known_replicas(&self, key: &str) -> redis::RedisResult<Option<u64>> {
+        if !self.is_cluster() {
+            return Ok(None);
+        }
+        let nodes: String = redis::FromRedisValue::from_redis_value(
+            self.query_on_primary(redis::cmd("CLUSTER").arg("NODES").clone(), key).await?,
+        )?;
+        // `<id> <addr> <flags> <primary id> ...`, one line per node.
+        let lines: Vec<Vec<&str>> = nodes.lines().map(|l| l.split_whitespace().take(4).collect()).collect();
+        let lines: Vec<&[&str]> = lines.iter().filter(|f| f.len() == 4).map(Vec::as_slice).collect();
+        let Some(me) = lines.iter().find(|f| f[2].contains("myself")).map(|f| f[0]) else { return Ok(Some(0)) };
+        let healthy = |flags: &str| flags.contains("slave") && !flags.contains("fail");
+        let known = lines.iter().filter(|f| healthy(f[2]) && f[3] == me).count();
+        Ok(Some(u64::try_from(known).unwrap_or(u64::MAX)))
+    }
+
+    /// Runs `cmd` on the primary that owns `key`'s slot (on one Redis: there).
+    pub async fn query_on_primary(&self, cmd: Cmd, key: &str) -> redis::RedisResult<Value> {
+        let RedisConn::Cluster(conn) = self else { return cmd.query_async(&mut self.clone()).await };
+        let route =
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master)));
+        conn.clone().route_command(cmd, route).await
+    }
+
     /// `PUBLISH`, or `SPUBLISH` on a cluster.
     pub async fn publish(&self, chan: String, val: Vec<u8>) -> redis::RedisResult<()> {
         let name = if self.is_cluster() { "SPUBLISH" } else { "PUBLISH" };

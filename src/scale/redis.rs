@@ -76,7 +76,11 @@ pub struct ManagedDriver {
 #[derive(Clone)]
 pub enum RedisSource {
     Single(redis::Client),
-    Cluster(Box<ClusterClient>),
+    /// The cluster, and one seed's URL: its scheme and credentials reach any node.
+    Cluster {
+        client: Box<ClusterClient>,
+        seed: String,
+    },
 }
 
 impl RedisSource {
@@ -89,7 +93,7 @@ impl RedisSource {
                     .set_response_timeout(Some(response_timeout));
                 Ok(RedisConn::Plain(client.get_multiplexed_async_connection_with_config(&config).await?))
             }
-            RedisSource::Cluster(client) => {
+            RedisSource::Cluster { client, .. } => {
                 let config = ClusterConfig::new()
                     .set_connection_timeout(Duration::from_secs(2))
                     .set_response_timeout(response_timeout);
@@ -97,6 +101,32 @@ impl RedisSource {
             }
         }
     }
+
+    /// On a cluster, a connection to one of its nodes (`host:port`, as the cluster names
+    /// it) that may read a replica (`READONLY`); `None` on a single Redis.
+    pub async fn connect_node(
+        &self,
+        (host, port): (&str, u16),
+        response_timeout: Duration,
+    ) -> redis::RedisResult<Option<RedisConn>> {
+        let RedisSource::Cluster { seed, .. } = self else { return Ok(None) };
+        let mut url = url::Url::parse(seed).map_err(|_| invalid_seed())?;
+        url.set_host(Some(host)).map_err(|_| invalid_seed())?;
+        url.set_port(Some(port)).map_err(|()| invalid_seed())?;
+        let info = url.as_str().into_connection_info()?;
+        let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(settings))?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(response_timeout));
+        let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
+        redis::cmd("READONLY").query_async::<()>(&mut conn).await?;
+        Ok(Some(RedisConn::Plain(conn)))
+    }
+}
+
+fn invalid_seed() -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "unusable Redis Cluster seed URL"))
 }
 
 fn push_sender(
@@ -155,7 +185,9 @@ impl ManagedDriver {
             .build()?;
         let conn =
             tokio::time::timeout(connect_timeout, client.get_async_connection()).await.map_err(|_| timed_out())??;
-        Ok(ManagedDriver::start(RedisConn::Cluster(conn), RedisSource::Cluster(Box::new(client)), handlers))
+        let seed = seeds.first().cloned().unwrap_or_default();
+        let source = RedisSource::Cluster { client: Box::new(client), seed };
+        Ok(ManagedDriver::start(RedisConn::Cluster(conn), source, handlers))
     }
 
     fn start(conn: RedisConn, source: RedisSource, handlers: Handlers) -> ManagedDriver {

@@ -110,9 +110,10 @@ async fn a_primary_killed_mid_run_fails_over_and_no_accepted_event_is_lost() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(first_accept_after.is_some(), "no event accepted within 30 s of the kill");
-    // Every accepted event arrives, in order, once; nothing refused arrives.
+    // Every accepted event arrives, in order, once. A refused one (`503`: not confirmed,
+    // say stored while no replica had it) may still arrive, at most once.
     let mut got = Vec::new();
-    while got.len() < accepted.len() {
+    while !accepted.iter().all(|id| got.contains(id)) {
         let event = user.expect_event_within("booking:status_changed", Duration::from_secs(20)).await;
         if got.is_empty() {
             timeline.push(format!("{:>6} ms  first delivery after the kill", started.elapsed().as_millis()));
@@ -121,7 +122,12 @@ async fn a_primary_killed_mid_run_fails_over_and_no_accepted_event_is_lost() {
     }
     timeline.push(format!("{:>6} ms  all {} accepted events delivered", started.elapsed().as_millis(), accepted.len()));
     println!("failover timeline:\n{}", timeline.join("\n"));
-    assert_eq!(got, accepted);
+    let in_order: Vec<&String> = got.iter().filter(|id| accepted.contains(id)).collect();
+    assert_eq!(in_order, accepted.iter().collect::<Vec<_>>());
+    let mut unique = got.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), got.len(), "an event delivered twice: {got:?}");
     user.expect_nothing().await;
     // The cluster healed: every instance is ready again.
     cluster.wait_ok(Duration::from_secs(20));

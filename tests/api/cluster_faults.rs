@@ -280,3 +280,36 @@ async fn a_shard_without_replica_is_reported_and_goes_on_unless_a_replica_is_req
     }
     assert!(refused_but_stored.iter().all(|id| id == "strict-0"), "{refused_but_stored:?}");
 }
+
+#[tokio::test]
+async fn an_event_its_replica_never_got_is_not_delivered_and_after_failover_its_retry_arrives_once() {
+    let seed = 22_003;
+    let mut cluster = RedisCluster::start();
+    let nodes = cluster_nodes(&cluster, 2).await;
+    let user = format!("cc{seed}");
+    let mut events = follow(&nodes, user.clone());
+    assert_eq!(post(&nodes[1], "/api/v1/events", &keyed_event(&user, "warm-up")).await, 202);
+    assert_eq!(received(&mut events, Duration::from_secs(2)).await.0, ["warm-up"]);
+
+    // Cut the replica off: its primary drops the link, and the replica's new credentials
+    // fail, so it cannot come back (a partition, in effect).
+    let primary = cluster.primary_of("{history}");
+    let replica = cluster.replica_of(primary);
+    assert!(command(replica, "CONFIG SET masteruser nobody").contains("OK"));
+    assert!(command(replica, "CONFIG SET masterauth wrong").contains("OK"));
+    command(primary, "CLIENT KILL TYPE replica");
+    let status = post(&nodes[0], "/api/v1/events", &keyed_event(&user, "cut-off")).await;
+    assert_eq!(status, 503, "seed {seed}: acknowledged with no replica to have it");
+    // On the primary only: not delivered (a failover now would take it back).
+    let (early, _) = received(&mut events, Duration::from_millis(800)).await;
+    assert!(early.is_empty(), "seed {seed}: delivered what no replica had: {early:?}");
+
+    cluster.kill(primary);
+    let statuses = until_accepted(&nodes, "/api/v1/events", &keyed_event(&user, "cut-off"), 1).await;
+    assert_eq!(statuses.last(), Some(&202), "seed {seed}: {statuses:?}");
+    let (got, recoveries) = received(&mut events, NO_SECOND_COPY).await;
+    println!(
+        "cluster_faults: replica cut off, primary killed: attempts to 202 {statuses:?}, delivered {got:?}, recoveries {recoveries}"
+    );
+    exactly_once(&got, &["cut-off".to_owned()], seed);
+}
