@@ -47,10 +47,10 @@ const LOG_MAXLEN: u64 = 50_000;
 /// connection waits for an answer (`scale::redis`), so a script that starts at all
 /// answers before its caller gives up, and one the caller gave up on never appends.
 const SCRIPT_DEADLINE_MS: i64 = 1_500;
-/// How long an append's answer is kept under its call's key, for a retry of the same
-/// call to be answered from it rather than append again (see [`APPEND`]). Redis-rs
-/// retries a command after a dropped connection within its 2 s response timeout; the
-/// margin covers a retry that waited in a paused Redis. Each record is about 150 bytes:
+/// How long an append's answer is kept under its call's key, for a resent call to be
+/// answered from it rather than append again (see [`APPEND`]): the cluster client resends
+/// a command after a dropped connection, and so does `invoke_append` on one Redis, both
+/// within seconds; the margin covers a resent call that waited in a paused Redis. Each record is about 150 bytes:
 /// at 1,000 appends a second, 4.5 MB.
 const CALL_RECORD_MS: u64 = 30_000;
 
@@ -72,9 +72,10 @@ fn unix_ms() -> u64 {
 /// room count, keyed (`1`), answer, key TTL (ms).
 ///
 /// The call's record makes the script idempotent: each call has a random key, and its
-/// answer is recorded there. The Redis client resends a command on a new connection when
-/// the old one dropped (a `CLIENT KILL`, a failover), not knowing whether it ran; a
-/// resent call that ran already is answered from its record and appends nothing.
+/// answer is recorded there. A call whose connection dropped (a `CLIENT KILL`, a
+/// failover) may have run with its answer lost; it is resent on a new connection (by the
+/// cluster client, or by `invoke_append`), and a resent call that ran already is
+/// answered from its record and appends nothing.
 ///
 /// An event whose key is recorded already is answered from it and not appended again;
 /// otherwise its key is recorded right after the log entry that delivers it. A batch's
@@ -307,7 +308,15 @@ impl RedisHistory {
                 }
             }
         }
-        let reply: Vec<String> = call.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
+        let reply: Vec<String> = match call.invoke_async(&mut self.conn.clone()).await {
+            // The connection dropped: the call may have run, its answer lost. Once more,
+            // under the same call key: a call that ran is answered from its record, one
+            // that did not runs now (a batch still within its deadline).
+            Err(e) if e.is_connection_dropped() => {
+                call.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?
+            }
+            other => other.map_err(unavailable)?,
+        };
         if reply.first().is_some_and(|t| t == "late") {
             // Redis's clock when it answered, against ours now: their difference is the
             // clocks' (a reply that was late for a stall, not a clock, gives about 0).
