@@ -25,6 +25,7 @@ mod hooks;
 mod hostile;
 mod idempotency;
 mod idempotency_faults;
+mod kill_faults;
 mod limits;
 mod memory;
 mod openapi;

@@ -1,0 +1,398 @@
+//! Dropped Redis connections and a Redis restarted empty while events are in flight
+//! (CONTRACT §7, §12): every event answered `202` (at once, or on a retry with the same
+//! ids) reaches the socket once, in order, a batch whole or not at all; where Redis lost
+//! the history, the socket is told (disconnected, then `recovered: false`).
+//!
+//! The server holds two connections to Redis. Appends and the health check share one with
+//! the adapter's subscriptions, so Redis lists it as `pubsub` (flags `P`); the history
+//! reader's blocking `XREAD`s have their own, listed as `normal`. So `CLIENT KILL TYPE
+//! pubsub` drops appends in flight, and `TYPE normal` drops the reader.
+//!
+//! Seeded: which rounds are batches, and when each kill or restart hits; a failure prints
+//! its seed.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+
+use crate::helpers::*;
+use crate::redis_server::RedisServer;
+
+/// Events per batch: the largest batch the API takes.
+const BATCH: usize = 500;
+/// How soon after Redis answers again a retry with the same ids must be answered `202`.
+const ANSWERED_WITHIN: Duration = Duration::from_secs(5);
+/// How long the retry loop may run at most.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(15);
+/// How long the events a `202` promised may take (a dropped reader reconnects in 250 ms).
+const ARRIVES_WITHIN: Duration = Duration::from_secs(8);
+/// How long we watch, at the end, for a copy that must not come.
+const NO_SECOND_COPY: Duration = Duration::from_millis(1500);
+
+/// One request: a single keyed event (id and `Idempotency-Key` alike) or a keyed batch.
+#[derive(Clone)]
+struct Post {
+    path: &'static str,
+    key: Option<String>,
+    body: Value,
+    /// The payments' ids, in the order the socket must receive them.
+    names: Vec<String>,
+}
+
+impl Post {
+    fn new(tag: &str, user: &str, batch: bool) -> Post {
+        let n = if batch { BATCH } else { 1 };
+        let mut events: Vec<Value> = (0..n)
+            .map(|i| {
+                json!({ "id": format!("{tag}-k{i}"), "type": "payment:completed",
+                    "payment": { "id": format!("{tag}-{i}"), "userId": user, "vendorId": "v1", "amount": i } })
+            })
+            .collect();
+        let names = (0..n).map(|i| format!("{tag}-{i}")).collect();
+        match batch {
+            true => Post { path: "/api/v1/events/batch", key: None, body: json!({ "events": events }), names },
+            false => Post { path: "/api/v1/events", key: Some(format!("{tag}-k0")), body: events.remove(0), names },
+        }
+    }
+
+    /// `EXISTS` of the first and the last event's idempotency keys in the history.
+    fn keys_exist(&self) -> String {
+        let key =
+            |i: usize| format!("fixrx:{{history}}:idem:{}", self.body_event(i)["id"].as_str().unwrap_or_default());
+        format!("EXISTS {} {}", key(0), key(self.names.len() - 1))
+    }
+
+    fn body_event(&self, i: usize) -> &Value {
+        if self.is_batch() { &self.body["events"][i] } else { &self.body }
+    }
+
+    fn is_batch(&self) -> bool {
+        self.key.is_none()
+    }
+
+    async fn send(&self, http: &reqwest::Client, url: &str) -> (u16, Value) {
+        let mut req = http.post(url).bearer_auth(API_TOKEN).json(&self.body).timeout(Duration::from_secs(20));
+        if let Some(key) = &self.key {
+            req = req.header("idempotency-key", key);
+        }
+        read(req.send().await.expect("request")).await
+    }
+
+    /// Sends from a task of its own, so that a fault can hit while it is in flight.
+    fn spawn(&self, app: &TestApp) -> tokio::task::JoinHandle<(u16, Value)> {
+        let (post, http, url) = (self.clone(), app.http.clone(), app.url(self.path));
+        tokio::spawn(async move { post.send(&http, &url).await })
+    }
+
+    /// Retries with the same ids until `202`; how many `503`s it took.
+    async fn retry_until_accepted(&self, app: &TestApp, seed: u64) -> usize {
+        let (give_up, mut refused) = (Instant::now() + GIVE_UP_AFTER, 0);
+        loop {
+            let (status, answer) = self.send(&app.http, &app.url(self.path)).await;
+            match status {
+                202 => return refused,
+                503 => refused += 1,
+                other => panic!("seed {seed}: a retry answered {other} {answer}"),
+            }
+            assert!(Instant::now() < give_up, "seed {seed}: still refused after {GIVE_UP_AFTER:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// What a socket received: the payments' ids in order of arrival, and whether the server
+/// disconnected it. Stops once `want` arrived, at a disconnect, or after `wait`.
+async fn take(
+    user: &mut TestClient,
+    want: usize,
+    wait: Duration,
+    offsets: &mut Map<String, Value>,
+) -> (Vec<String>, bool) {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut seen = Vec::new();
+    while seen.len() < want {
+        match tokio::time::timeout_at(deadline, user.rx.recv()).await {
+            Ok(Some(Seen::Event(name, v))) if name == "payment:completed" => {
+                if let Some(o) = v["offsets"].as_object() {
+                    offsets.extend(o.clone());
+                }
+                seen.push(v["payment"]["id"].as_str().unwrap_or_default().to_owned());
+            }
+            // rust_socketio reports the dropped transport as an error, then maybe a close.
+            Ok(Some(Seen::Disconnected | Seen::ConnectError(_)) | None) => return (seen, true),
+            Ok(Some(other)) => panic!("unexpected {other:?}"),
+            Err(_) => break,
+        }
+    }
+    (seen, false)
+}
+
+/// Watches for `quiet` that nothing more comes.
+async fn nothing_for(user: &mut TestClient, quiet: Duration) {
+    let deadline = Instant::now() + quiet;
+    while Instant::now() < deadline {
+        user.expect_nothing().await;
+    }
+}
+
+/// One command on a connection of its own (the server's are the ones killed), off the
+/// runtime's threads: the first line of the reply.
+async fn redis_command(port: u16, line: &str) -> String {
+    let line = line.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("redis answers");
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        stream.write_all(format!("{line}\r\n").as_bytes()).expect("command sent");
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 256];
+        while !reply.windows(2).any(|w| w == b"\r\n") {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => reply.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&reply).lines().next().unwrap_or_default().to_owned()
+    })
+    .await
+    .unwrap()
+}
+
+/// What happened over a test, for its summary line.
+#[derive(Default)]
+struct Tally {
+    tries: usize,
+    faults_at_ms: Vec<u64>,
+    accepted_first: usize,
+    refused_first: usize,
+    retries_refused: usize,
+    /// First answered `503`, yet the append ran (its answer was lost with the connection):
+    /// the retry with the same ids appends nothing more. For a batch without ids, that
+    /// retry would deliver it twice.
+    refused_batches_appended: usize,
+    refused_singles_appended: usize,
+    /// Restarts: first answered `503`, yet delivered before Redis went away.
+    refused_but_delivered: usize,
+    delivered: usize,
+    /// Answered `202`, then lost with the history (Redis restarted empty); the socket was told.
+    lost_told: usize,
+    /// Delivered on the old socket and again, from the new history, on the reconnected one.
+    twice_across_histories: usize,
+}
+
+impl Tally {
+    fn print(&self, test: &str, seed: u64) {
+        eprintln!(
+            "{test}: seed {seed:#x}, {} tries, faults at {:?} ms, 202s {} (first answer), 503s {} (first) + {} \
+             (retries), 503 yet appended {} batches + {} singles, 503 yet delivered {}, delivered {}, lost with the history (told) {}, twice across \
+             histories {}, duplicates 0",
+            self.tries,
+            self.faults_at_ms,
+            self.accepted_first,
+            self.refused_first,
+            self.retries_refused,
+            self.refused_batches_appended,
+            self.refused_singles_appended,
+            self.refused_but_delivered,
+            self.delivered,
+            self.lost_told,
+            self.twice_across_histories,
+        );
+    }
+}
+
+/// Posts single keyed events and keyed 500-event batches, each hit by `CLIENT <kill>`
+/// 0 to 30 ms after it starts; retries each `503` with the same ids and checks what the
+/// socket receives. Redis keeps its data: every event must arrive exactly once, in order.
+async fn kills_while_events_are_in_flight(test: &str, kill: &str, seed: u64) {
+    const ROUNDS: usize = 10;
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let redis = RedisServer::start();
+    let app = spawn_node(&[("REDIS_URL", &redis.url())]).await;
+    let user_id = format!("u{seed}");
+    let mut user = connect_user(&app, &user_id).await;
+    // Redis has the append script, as on a server that ran for a while.
+    assert_eq!(app.post_event(event_body("payment:completed", "warm-up", "v0")).await.0, 202, "seed {seed}");
+    let kill = kill.replace("{port}", &redis.port.to_string());
+    let (mut tally, mut offsets, mut all) = (Tally::default(), Map::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let post = Post::new(&format!("s{seed}-r{round}"), &user_id, rng.bool());
+        let at_ms = rng.u64(0..=30);
+        let pending = post.spawn(&app);
+        tokio::time::sleep(Duration::from_millis(at_ms)).await;
+        let killed = redis_command(redis.port, &kill).await;
+        assert!(killed.starts_with(':'), "seed {seed} round {round}: {kill} answered {killed}");
+        let kill_done = Instant::now();
+        let (status, answer) = pending.await.unwrap();
+        tally.tries += 1;
+        tally.faults_at_ms.push(at_ms);
+        match status {
+            202 => tally.accepted_first += 1,
+            503 => {
+                tally.refused_first += 1;
+                // Settled by now (redis-rs does not resend on a new connection): whether the
+                // first call appended, from its ids' keys (a batch: all or none of them).
+                let first_ran = redis_command(redis.port, &post.keys_exist()).await;
+                assert!(
+                    first_ran == ":0" || first_ran == ":2",
+                    "seed {seed} round {round}: part of a batch ran? {first_ran}"
+                );
+                if first_ran == ":2" {
+                    match post.is_batch() {
+                        true => tally.refused_batches_appended += 1,
+                        false => tally.refused_singles_appended += 1,
+                    }
+                }
+                tally.retries_refused += post.retry_until_accepted(&app, seed).await;
+                let after = kill_done.elapsed();
+                assert!(
+                    after <= ANSWERED_WITHIN,
+                    "seed {seed} round {round}: a retry was answered 202 only {after:?} after the kill"
+                );
+            }
+            other => panic!("seed {seed} round {round}: answered {other} {answer}"),
+        }
+        let (seen, disconnected) = take(&mut user, post.names.len(), ARRIVES_WITHIN, &mut offsets).await;
+        assert!(!disconnected, "seed {seed} round {round}: Redis kept its data, yet the socket was dropped");
+        assert_eq!(
+            seen,
+            post.names,
+            "seed {seed} round {round} (first {status}, batch {}): once, in order",
+            post.is_batch()
+        );
+        user.expect_nothing().await;
+        tally.delivered += seen.len();
+        all.extend(seen);
+    }
+    nothing_for(&mut user, NO_SECOND_COPY).await;
+    let mut unique = all.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), all.len(), "seed {seed}: some event was delivered twice");
+    tally.print(test, seed);
+}
+
+#[tokio::test]
+async fn killing_the_readers_connection_mid_flight_delays_delivery_but_loses_and_repeats_nothing() {
+    let test = "kill_faults (CLIENT KILL TYPE normal: the reader)";
+    kills_while_events_are_in_flight(test, "CLIENT KILL TYPE normal", 0x4b11_0001).await;
+}
+
+#[tokio::test]
+async fn killing_the_command_connection_mid_append_is_resolved_by_retries_with_the_same_ids() {
+    let test = "kill_faults (CLIENT KILL TYPE pubsub: appends)";
+    kills_while_events_are_in_flight(test, "CLIENT KILL TYPE pubsub", 0x4b11_0002).await;
+}
+
+#[tokio::test]
+async fn killing_every_server_connection_mid_flight_delivers_each_accepted_event_once() {
+    // LADDR matches every client of this Redis; SKIPME (the default) spares ours.
+    let test = "kill_faults (CLIENT KILL LADDR: all)";
+    kills_while_events_are_in_flight(test, "CLIENT KILL LADDR 127.0.0.1:{port}", 0x4b11_0003).await;
+}
+
+/// Restarts Redis (its data is not saved: it comes back empty) off the runtime's threads.
+async fn restart(mut redis: RedisServer) -> RedisServer {
+    tokio::task::spawn_blocking(move || {
+        redis.restart();
+        redis
+    })
+    .await
+    .unwrap()
+}
+
+async fn wait_ready(app: &TestApp, seed: u64) {
+    let deadline = Instant::now() + GIVE_UP_AFTER;
+    while !matches!(app.http.get(app.url("/ready")).send().await, Ok(res) if res.status() == 200) {
+        assert!(Instant::now() < deadline, "seed {seed}: /ready never answered 200 after the restart");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Connects `user` with its latest positions, which name a history that is gone: the
+/// server must say so (`recovered: false`), replaying nothing.
+async fn reconnect_told(app: &TestApp, user: &str, offsets: &Map<String, Value>, seed: u64) -> TestClient {
+    let auth = json!({ "token": user_token(user), "offsets": offsets });
+    let mut client = connect(app, TokenAt::AuthObject(auth)).await.expect("reconnects");
+    let report = client.expect_event_within("recovery", ARRIVES_WITHIN).await;
+    assert_eq!(report["recovered"], false, "seed {seed}: a lost history recovered? {report}");
+    client
+}
+
+/// Posts keyed 500-event batches, each hit by a Redis restart (empty) 0 to 60 ms after it
+/// starts, and retries each `503` with the same ids. Per socket, a batch arrives whole or
+/// not at all; a `202` batch that the socket did not get was lost with the history, and
+/// the socket was told.
+async fn restarts_while_batches_are_in_flight(test: &str, seed: u64) {
+    const ROUNDS: usize = 4;
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut redis = RedisServer::start();
+    let app = spawn_node(&[("REDIS_URL", &redis.url())]).await;
+    let user_id = format!("u{seed}");
+    let mut user = connect_user(&app, &user_id).await;
+    let (mut tally, mut offsets) = (Tally::default(), Map::new());
+    // A position to come back with, as a real client holds one.
+    assert_eq!(app.post_event(event_body("payment:completed", &user_id, "v0")).await.0, 202, "seed {seed}");
+    assert_eq!(take(&mut user, 1, ARRIVES_WITHIN, &mut offsets).await.0.len(), 1, "seed {seed}");
+    for round in 0..ROUNDS {
+        let post = Post::new(&format!("s{seed}-r{round}"), &user_id, true);
+        let at_ms = rng.u64(0..=60);
+        let pending = post.spawn(&app);
+        tokio::time::sleep(Duration::from_millis(at_ms)).await;
+        redis = restart(redis).await;
+        let back = Instant::now();
+        let (status, answer) = pending.await.unwrap();
+        tally.tries += 1;
+        tally.faults_at_ms.push(at_ms);
+        let whole = |seen: &Vec<String>| seen.is_empty() || *seen == post.names;
+
+        // The reader finds a new history and drops the socket: it is told.
+        let (before, told) = take(&mut user, usize::MAX, ARRIVES_WITHIN, &mut offsets).await;
+        assert!(told, "seed {seed} round {round}: Redis came back empty, the socket was not told");
+        assert!(whole(&before), "seed {seed} round {round}: {} of {BATCH} events delivered", before.len());
+        wait_ready(&app, seed).await;
+        // Its positions, all of the lost history (a socket that missed the batch keeps the
+        // previous round's), name no event of the new one.
+        user = reconnect_told(&app, &user_id, &offsets, seed).await;
+
+        match status {
+            202 => tally.accepted_first += 1,
+            503 => {
+                tally.refused_first += 1;
+                tally.refused_but_delivered += usize::from(!before.is_empty());
+                // The ids died with the history: the retry appends the batch anew.
+                tally.retries_refused += post.retry_until_accepted(&app, seed).await;
+                let after = back.elapsed();
+                assert!(
+                    after <= ANSWERED_WITHIN + ARRIVES_WITHIN,
+                    "seed {seed} round {round}: 202 only {after:?} after Redis was back"
+                );
+            }
+            other => panic!("seed {seed} round {round}: answered {other} {answer}"),
+        }
+        // A batch appended in the new history before this socket joined is not replayed
+        // (its positions were of the old one); one appended since arrives whole.
+        let want = if status == 503 { BATCH } else { usize::MAX };
+        let wait = if status == 503 { ARRIVES_WITHIN } else { Duration::from_secs(1) };
+        let (after, told) = take(&mut user, want, wait, &mut offsets).await;
+        assert!(!told, "seed {seed} round {round}: the new socket was dropped");
+        assert!(whole(&after), "seed {seed} round {round}: {} of {BATCH} events delivered after", after.len());
+        if status == 503 {
+            assert_eq!(after, post.names, "seed {seed} round {round}: the retry's 202 delivers the batch");
+        }
+        match (before.is_empty(), after.is_empty()) {
+            (true, true) => tally.lost_told += 1,
+            (false, false) => tally.twice_across_histories += 1,
+            _ => {}
+        }
+        user.expect_nothing().await;
+        tally.delivered += before.len() + after.len();
+    }
+    nothing_for(&mut user, NO_SECOND_COPY).await;
+    tally.print(test, seed);
+}
+
+#[tokio::test]
+async fn a_batch_hit_by_redis_restarting_empty_arrives_whole_or_not_at_all_and_a_loss_is_told() {
+    restarts_while_batches_are_in_flight("kill_faults (Redis restarted empty)", 0x4b11_0004).await;
+}
