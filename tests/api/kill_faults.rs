@@ -319,12 +319,12 @@ async fn reconnect_told(app: &TestApp, user: &str, offsets: &Map<String, Value>,
     client
 }
 
-/// Posts keyed 500-event batches, each hit by a Redis restart (empty) 0 to 60 ms after it
+/// Posts keyed 500-event batches, each hit by a Redis restart (empty) 0 to 150 ms after it
 /// starts, and retries each `503` with the same ids. Per socket, a batch arrives whole or
 /// not at all; a `202` batch that the socket did not get was lost with the history, and
 /// the socket was told.
 async fn restarts_while_batches_are_in_flight(test: &str, seed: u64) {
-    const ROUNDS: usize = 4;
+    const ROUNDS: usize = 8;
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut redis = RedisServer::start();
     let app = spawn_node(&[("REDIS_URL", &redis.url())]).await;
@@ -336,7 +336,7 @@ async fn restarts_while_batches_are_in_flight(test: &str, seed: u64) {
     assert_eq!(take(&mut user, 1, ARRIVES_WITHIN, &mut offsets).await.0.len(), 1, "seed {seed}");
     for round in 0..ROUNDS {
         let post = Post::new(&format!("s{seed}-r{round}"), &user_id, true);
-        let at_ms = rng.u64(0..=60);
+        let at_ms = rng.u64(0..=150);
         let pending = post.spawn(&app);
         tokio::time::sleep(Duration::from_millis(at_ms)).await;
         redis = restart(redis).await;
@@ -395,4 +395,58 @@ async fn restarts_while_batches_are_in_flight(test: &str, seed: u64) {
 #[tokio::test]
 async fn a_batch_hit_by_redis_restarting_empty_arrives_whole_or_not_at_all_and_a_loss_is_told() {
     restarts_while_batches_are_in_flight("kill_faults (Redis restarted empty)", 0x4b11_0004).await;
+}
+
+/// Shows a loss the contract's first sentence (§7: "nothing accepted is lost") does not
+/// allow, though §7's "where that cannot be proven for a socket, the socket is told" is
+/// kept: a batch answered `202` while the instance's reader was reconnecting (it waits
+/// 250 ms after a dropped connection) is lost for good when Redis restarts empty before
+/// the reader read it. The socket is dropped and its positions are then `unknown`, so the
+/// app reloads; but the events never reach it. Nothing in the server can prevent this with
+/// a Redis that keeps nothing on disk: the accepted batch existed only in Redis's memory.
+/// It needs Redis persistence (`appendonly yes`, `appendfsync always`) or a replica the
+/// append waits for (`WAIT`, as on a cluster). Run with `--ignored`: it fails, printing
+/// the figures.
+#[tokio::test]
+#[ignore = "shows a loss: a 202 batch lost when Redis restarts empty before the reader read it (see the comment)"]
+async fn a_batch_accepted_while_the_reader_reconnects_is_lost_when_redis_restarts_empty() {
+    let seed = 0x4b11_0005_u64;
+    let mut redis = RedisServer::start();
+    let app = spawn_node(&[("REDIS_URL", &redis.url())]).await;
+    let user_id = format!("u{seed}");
+    let mut user = connect_user(&app, &user_id).await;
+    let mut offsets = Map::new();
+    assert_eq!(app.post_event(event_body("payment:completed", &user_id, "v0")).await.0, 202);
+    assert_eq!(take(&mut user, 1, ARRIVES_WITHIN, &mut offsets).await.0.len(), 1);
+
+    // The reader's connection drops; while it waits to reconnect, the batch is accepted.
+    // A try whose 202 came too late (the reader may have read it) is not counted.
+    let mut tries = 0;
+    let (post, accepted_in) = loop {
+        tries += 1;
+        assert!(tries <= 5, "no batch was accepted within 200 ms of the reader's drop in 5 tries");
+        let post = Post::new(&format!("s{seed}-t{tries}"), &user_id, true);
+        assert!(redis_command(redis.port, "CLIENT KILL TYPE normal").await.starts_with(":1"));
+        let killed = Instant::now();
+        let (status, answer) = post.send(&app.http, &app.url(post.path)).await;
+        assert_eq!(status, 202, "{answer}");
+        if killed.elapsed() < Duration::from_millis(200) {
+            break (post, killed.elapsed());
+        }
+        let (seen, _) = take(&mut user, BATCH, ARRIVES_WITHIN, &mut offsets).await;
+        assert_eq!(seen, post.names);
+    };
+    redis = restart(redis).await;
+    let (before, told) = take(&mut user, usize::MAX, ARRIVES_WITHIN, &mut offsets).await;
+    wait_ready(&app, seed).await;
+    let mut back = reconnect_told(&app, &user_id, &offsets, seed).await;
+    let (after, _) = take(&mut back, BATCH, Duration::from_secs(2), &mut offsets).await;
+    eprintln!(
+        "kill_faults (loss): batch accepted {accepted_in:?} after the reader's drop (try {tries}), Redis restarted \
+         empty: delivered {} before, {} after reconnecting; socket told: {told}",
+        before.len(),
+        after.len()
+    );
+    drop(redis);
+    assert_eq!([before, after].concat(), post.names, "a batch answered 202 never reached its socket");
 }
