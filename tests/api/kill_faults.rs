@@ -13,150 +13,12 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value, json};
+use serde_json::Map;
 
+use crate::fault_kit::*;
 use crate::helpers::*;
+use crate::redis_link::RedisLink;
 use crate::redis_server::RedisServer;
-
-/// Events per batch: the largest batch the API takes.
-const BATCH: usize = 500;
-/// How soon after Redis answers again a retry with the same ids must be answered `202`.
-const ANSWERED_WITHIN: Duration = Duration::from_secs(5);
-/// How long the retry loop may run at most.
-const GIVE_UP_AFTER: Duration = Duration::from_secs(15);
-/// How long the events a `202` promised may take (a dropped reader reconnects in 250 ms).
-const ARRIVES_WITHIN: Duration = Duration::from_secs(8);
-/// How long we watch, at the end, for a copy that must not come.
-const NO_SECOND_COPY: Duration = Duration::from_millis(1500);
-
-/// One request: a single keyed event (id and `Idempotency-Key` alike) or a keyed batch.
-#[derive(Clone)]
-struct Post {
-    path: &'static str,
-    key: Option<String>,
-    body: Value,
-    /// The payments' ids, in the order the socket must receive them.
-    names: Vec<String>,
-}
-
-impl Post {
-    fn new(tag: &str, user: &str, batch: bool) -> Post {
-        let n = if batch { BATCH } else { 1 };
-        let mut events: Vec<Value> = (0..n)
-            .map(|i| {
-                json!({ "id": format!("{tag}-k{i}"), "type": "payment:completed",
-                    "payment": { "id": format!("{tag}-{i}"), "userId": user, "vendorId": "v1", "amount": i } })
-            })
-            .collect();
-        let names = (0..n).map(|i| format!("{tag}-{i}")).collect();
-        match batch {
-            true => Post { path: "/api/v1/events/batch", key: None, body: json!({ "events": events }), names },
-            false => Post { path: "/api/v1/events", key: Some(format!("{tag}-k0")), body: events.remove(0), names },
-        }
-    }
-
-    /// `EXISTS` of the first and the last event's idempotency keys in the history.
-    fn keys_exist(&self) -> String {
-        let key =
-            |i: usize| format!("fixrx:{{history}}:idem:{}", self.body_event(i)["id"].as_str().unwrap_or_default());
-        format!("EXISTS {} {}", key(0), key(self.names.len() - 1))
-    }
-
-    fn body_event(&self, i: usize) -> &Value {
-        if self.is_batch() { &self.body["events"][i] } else { &self.body }
-    }
-
-    fn is_batch(&self) -> bool {
-        self.key.is_none()
-    }
-
-    async fn send(&self, http: &reqwest::Client, url: &str) -> (u16, Value) {
-        let mut req = http.post(url).bearer_auth(API_TOKEN).json(&self.body).timeout(Duration::from_secs(20));
-        if let Some(key) = &self.key {
-            req = req.header("idempotency-key", key);
-        }
-        read(req.send().await.expect("request")).await
-    }
-
-    /// Sends from a task of its own, so that a fault can hit while it is in flight.
-    fn spawn(&self, app: &TestApp) -> tokio::task::JoinHandle<(u16, Value)> {
-        let (post, http, url) = (self.clone(), app.http.clone(), app.url(self.path));
-        tokio::spawn(async move { post.send(&http, &url).await })
-    }
-
-    /// Retries with the same ids until `202`; how many `503`s it took.
-    async fn retry_until_accepted(&self, app: &TestApp, seed: u64) -> usize {
-        let (give_up, mut refused) = (Instant::now() + GIVE_UP_AFTER, 0);
-        loop {
-            let (status, answer) = self.send(&app.http, &app.url(self.path)).await;
-            match status {
-                202 => return refused,
-                503 => refused += 1,
-                other => panic!("seed {seed}: a retry answered {other} {answer}"),
-            }
-            assert!(Instant::now() < give_up, "seed {seed}: still refused after {GIVE_UP_AFTER:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-/// What a socket received: the payments' ids in order of arrival, and whether the server
-/// disconnected it. Stops once `want` arrived, at a disconnect, or after `wait`.
-async fn take(
-    user: &mut TestClient,
-    want: usize,
-    wait: Duration,
-    offsets: &mut Map<String, Value>,
-) -> (Vec<String>, bool) {
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut seen = Vec::new();
-    while seen.len() < want {
-        match tokio::time::timeout_at(deadline, user.rx.recv()).await {
-            Ok(Some(Seen::Event(name, v))) if name == "payment:completed" => {
-                if let Some(o) = v["offsets"].as_object() {
-                    offsets.extend(o.clone());
-                }
-                seen.push(v["payment"]["id"].as_str().unwrap_or_default().to_owned());
-            }
-            // rust_socketio reports the dropped transport as an error, then maybe a close.
-            Ok(Some(Seen::Disconnected | Seen::ConnectError(_)) | None) => return (seen, true),
-            Ok(Some(other)) => panic!("unexpected {other:?}"),
-            Err(_) => break,
-        }
-    }
-    (seen, false)
-}
-
-/// Watches for `quiet` that nothing more comes.
-async fn nothing_for(user: &mut TestClient, quiet: Duration) {
-    let deadline = Instant::now() + quiet;
-    while Instant::now() < deadline {
-        user.expect_nothing().await;
-    }
-}
-
-/// One command on a connection of its own (the server's are the ones killed), off the
-/// runtime's threads: the first line of the reply.
-async fn redis_command(port: u16, line: &str) -> String {
-    let line = line.to_owned();
-    tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("redis answers");
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-        stream.write_all(format!("{line}\r\n").as_bytes()).expect("command sent");
-        let mut reply = Vec::new();
-        let mut buf = [0u8; 256];
-        while !reply.windows(2).any(|w| w == b"\r\n") {
-            match stream.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => reply.extend_from_slice(&buf[..n]),
-            }
-        }
-        String::from_utf8_lossy(&reply).lines().next().unwrap_or_default().to_owned()
-    })
-    .await
-    .unwrap()
-}
 
 /// What happened over a test, for its summary line.
 #[derive(Default)]
@@ -201,7 +63,7 @@ impl Tally {
     }
 }
 
-/// Posts single keyed events and keyed 500-event batches, each hit by `CLIENT <kill>`
+/// Posts single keyed events and keyed 500-event batches in turn, each hit by `CLIENT <kill>`
 /// 0 to 30 ms after it starts; retries each `503` with the same ids and checks what the
 /// socket receives. Redis keeps its data: every event must arrive exactly once, in order.
 async fn kills_while_events_are_in_flight(test: &str, kill: &str, seed: u64) {
@@ -216,7 +78,7 @@ async fn kills_while_events_are_in_flight(test: &str, kill: &str, seed: u64) {
     let kill = kill.replace("{port}", &redis.port.to_string());
     let (mut tally, mut offsets, mut all) = (Tally::default(), Map::new(), Vec::new());
     for round in 0..ROUNDS {
-        let post = Post::new(&format!("s{seed}-r{round}"), &user_id, rng.bool());
+        let post = Post::new(&format!("s{seed}-r{round}"), &user_id, round % 2 == 1);
         let at_ms = rng.u64(0..=30);
         let pending = post.spawn(&app);
         tokio::time::sleep(Duration::from_millis(at_ms)).await;
@@ -289,34 +151,6 @@ async fn killing_every_server_connection_mid_flight_delivers_each_accepted_event
     // LADDR matches every client of this Redis; SKIPME (the default) spares ours.
     let test = "kill_faults (CLIENT KILL LADDR: all)";
     kills_while_events_are_in_flight(test, "CLIENT KILL LADDR 127.0.0.1:{port}", 0x4b11_0003).await;
-}
-
-/// Restarts Redis (its data is not saved: it comes back empty) off the runtime's threads.
-async fn restart(mut redis: RedisServer) -> RedisServer {
-    tokio::task::spawn_blocking(move || {
-        redis.restart();
-        redis
-    })
-    .await
-    .unwrap()
-}
-
-async fn wait_ready(app: &TestApp, seed: u64) {
-    let deadline = Instant::now() + GIVE_UP_AFTER;
-    while !matches!(app.http.get(app.url("/ready")).send().await, Ok(res) if res.status() == 200) {
-        assert!(Instant::now() < deadline, "seed {seed}: /ready never answered 200 after the restart");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Connects `user` with its latest positions, which name a history that is gone: the
-/// server must say so (`recovered: false`), replaying nothing.
-async fn reconnect_told(app: &TestApp, user: &str, offsets: &Map<String, Value>, seed: u64) -> TestClient {
-    let auth = json!({ "token": user_token(user), "offsets": offsets });
-    let mut client = connect(app, TokenAt::AuthObject(auth)).await.expect("reconnects");
-    let report = client.expect_event_within("recovery", ARRIVES_WITHIN).await;
-    assert_eq!(report["recovered"], false, "seed {seed}: a lost history recovered? {report}");
-    client
 }
 
 /// Posts keyed 500-event batches, each hit by a Redis restart (empty) 0 to 150 ms after it
@@ -449,4 +283,48 @@ async fn a_batch_accepted_while_the_reader_reconnects_is_lost_when_redis_restart
     );
     drop(redis);
     assert_eq!([before, after].concat(), post.names, "a batch answered 202 never reached its socket");
+}
+
+/// Shows a breach of CONTRACT §12 ("a batch is all or nothing under faults too: ... any
+/// error means none of it is delivered"): Redis runs a batch's script, and the connection
+/// drops before its reply arrives (a network that drops a connection; on one host, a
+/// `CLIENT KILL` read in the same event-loop turn as the script). redis-rs's
+/// `ConnectionManager` fails the command without resending it, so the call's record (made
+/// for a resent call) is never read: `RedisHistory::append_events` answers `503`, while the
+/// reader delivers the batch. A batch without ids, retried as the contract invites, then
+/// arrives twice. Run with `--ignored`: it fails, printing the figures.
+#[tokio::test]
+#[ignore = "shows a bug: a batch whose reply is lost with its connection answers 503 yet is delivered (see the comment)"]
+async fn a_batch_whose_reply_is_lost_with_its_connection_is_delivered_only_if_answered_202() {
+    let seed = 0x4b11_0006_u64;
+    let redis = RedisServer::start();
+    let link = RedisLink::start(redis.port).await;
+    let app = spawn_node(&[("REDIS_URL", &link.url())]).await;
+    let user_id = format!("u{seed}");
+    let mut user = connect_user(&app, &user_id).await;
+    assert_eq!(app.post_event(event_body("payment:completed", "warm-up", "v0")).await.0, 202);
+    let mut post = Post::new(&format!("s{seed}"), &user_id, true);
+    for event in post.body["events"].as_array_mut().unwrap() {
+        event.as_object_mut().unwrap().remove("id");
+    }
+    // The append's reply: the epoch, then a tag and a log id per event.
+    link.lose_reply_containing(format!("*{}\r\n", 1 + 2 * BATCH).as_bytes());
+    let (status, answer) = post.send(&app.http, &app.url(post.path)).await;
+    assert!(link.lost(), "the append's reply went through: the test proved nothing ({status})");
+    let (seen, _) = take(&mut user, BATCH, ARRIVES_WITHIN, &mut Map::new()).await;
+    let mut retried = None;
+    if status != 202 && !seen.is_empty() {
+        // What a client that retries an errored batch (as it should) gets.
+        post.retry_until_accepted(&app, seed).await;
+        retried = Some(take(&mut user, BATCH, ARRIVES_WITHIN, &mut Map::new()).await.0.len());
+    }
+    eprintln!(
+        "kill_faults (lost reply): batch answered {status} {}, {} of {BATCH} delivered; after a retry, {retried:?} more",
+        answer["error"]["code"],
+        seen.len()
+    );
+    match status {
+        202 => assert_eq!(seen, post.names, "answered 202: every event once, in order"),
+        _ => assert!(seen.is_empty(), "answered {status}, yet {} events were delivered", seen.len()),
+    }
 }
