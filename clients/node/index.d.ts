@@ -10,7 +10,7 @@ export interface ClientOptions {
   token: string;
   /** Per-attempt timeout in milliseconds. Default 5000. */
   timeoutMs?: number;
-  /** Retries after the first attempt. Default 3. */
+  /** Retries after the first attempt. Default 6. */
   retries?: number;
   /** First backoff between attempts (doubles each time, with jitter). Default 100. */
   minBackoffMs?: number;

@@ -11,7 +11,7 @@
 const crypto = require('node:crypto');
 
 const DEFAULT_TIMEOUT_MS = 5000;
-const DEFAULT_RETRIES = 3;
+const DEFAULT_RETRIES = 6;
 /** First backoff; doubles with each attempt, with jitter. */
 const DEFAULT_MIN_BACKOFF_MS = 100;
 /** Longest backoff between two attempts. */

@@ -23,11 +23,11 @@ test('createClient requires url and token, with clear messages', () => {
   assert.throws(() => rt.createClient({ url: 'http://x', token: 't', retries: 1.5 }), /`retries`/);
 });
 
-test('defaults: 5000 ms per attempt, 3 retries; a trailing slash is dropped; the token is not shown', () => {
+test('defaults: 5000 ms per attempt, 6 retries; a trailing slash is dropped; the token is not shown', () => {
   const c = rt.createClient({ url: 'http://realtime.internal:3000/', token: 'secret-token' });
   assert.equal(c.url, 'http://realtime.internal:3000');
   assert.equal(c.timeoutMs, 5000);
-  assert.equal(c.retries, 3);
+  assert.equal(c.retries, 6);
   assert.ok(Object.isFrozen(c));
   assert.doesNotMatch(util.inspect(c, { showHidden: true }), /secret-token/);
   assert.doesNotMatch(JSON.stringify(c), /secret-token/);
