@@ -35,6 +35,7 @@ mod raw;
 mod recovery;
 mod redis_cluster;
 mod redis_server;
+mod redis_tls;
 mod rest_errors;
 mod rooms;
 mod scale;
