@@ -80,3 +80,35 @@ pub fn blame(error: &str, tls: &RedisTls, url_var: &'static str) -> Option<Strin
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::pem::PemObject;
+
+    #[test]
+    fn the_ca_file_is_trusted_besides_the_system_roots_not_instead() {
+        let system = rustls_native_certs::load_native_certs().certs;
+        let usable = system.iter().filter(|c| RootCertStore::empty().add((*c).clone()).is_ok()).count();
+        // Any DER stands in for the CA here: the bundle is only encoded and parsed back.
+        let extra = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x07]);
+        let pem = roots_pem(std::slice::from_ref(&extra));
+        let back: Vec<CertificateDer> = CertificateDer::pem_slice_iter(&pem).collect::<Result<_, _>>().unwrap();
+        assert_eq!(back.len(), usable + 1);
+        assert_eq!(back.last(), Some(&extra));
+        assert!(back[..usable].iter().all(|c| system.contains(c)), "the system's roots come first");
+    }
+
+    #[test]
+    fn a_refused_handshake_names_the_variable_to_fix() {
+        let none = RedisTls::default();
+        let with_ca = RedisTls { extra_roots: vec![CertificateDer::from(vec![1])], identity: None };
+        let untrusted = "redis: invalid peer certificate: UnknownIssuer";
+        assert!(blame(untrusted, &none, "REDIS_URL").unwrap().starts_with("REDIS_URL: "));
+        assert!(blame(untrusted, &with_ca, "REDIS_URL").unwrap().starts_with("REDIS_TLS_CA_FILE: "));
+        let refused = "Failed to create initial connections - received fatal alert: CertificateRequired";
+        let line = blame(refused, &none, "REDIS_CLUSTER_URLS").unwrap();
+        assert!(line.starts_with("REDIS_CLUSTER_URLS: ") && line.contains("REDIS_TLS_CERT_FILE"), "{line}");
+        assert_eq!(blame("Connection refused (os error 111)", &with_ca, "REDIS_URL"), None);
+    }
+}
