@@ -17,6 +17,7 @@ mod log;
 mod net;
 mod origins;
 mod redis;
+mod redis_tls;
 mod secrets;
 
 pub use crate::history::HistoryConfig;
@@ -27,6 +28,7 @@ pub use log::{LogConfig, LogFormat};
 pub use net::NetLimits;
 pub use origins::AllowedOrigins;
 pub use redis::{RedisConfig, ReplicaPolicy};
+pub use redis_tls::{ClientIdentity, RedisTls};
 pub use secrets::{MIN_API_TOKEN_CHARS, MIN_JWT_SECRET_BYTES};
 
 /// The REST bearer token used when development mode runs without `API_TOKEN`.

@@ -1,10 +1,12 @@
 //! Where Redis is and how much an append trusts it: `REDIS_URL` or `REDIS_CLUSTER_URLS`,
-//! and on a cluster, how appends wait for the history shard's replica.
+//! and on a cluster, how appends wait for the history shard's replica. TLS settings for
+//! `rediss://` are in `redis_tls.rs`.
 
 use std::time::Duration;
 
 use secrecy::SecretString;
 
+use super::redis_tls::{RedisTls, parse_redis_tls};
 use super::{ConfigError, err, parse_bool, parse_bounded};
 
 /// The shared Redis, if any.
@@ -15,6 +17,8 @@ pub struct RedisConfig {
     /// `REDIS_CLUSTER_URLS`: seed nodes of a Redis Cluster (instead of `REDIS_URL`).
     pub cluster_urls: Vec<SecretString>,
     pub replicas: ReplicaPolicy,
+    /// `REDIS_TLS_*`: trust and identity on `rediss://` (empty otherwise).
+    pub tls: RedisTls,
 }
 
 /// On a Redis Cluster, what `202` waits for: Redis replicates asynchronously, and a
@@ -39,6 +43,13 @@ impl RedisConfig {
     pub fn is_configured(&self) -> bool {
         self.url.is_some() || !self.cluster_urls.is_empty()
     }
+
+    /// Whether the connections are `rediss://` (TLS).
+    pub fn uses_tls(&self) -> bool {
+        use secrecy::ExposeSecret;
+        let url = self.url.iter().chain(&self.cluster_urls).next();
+        url.is_some_and(|u| u.expose_secret().starts_with("rediss://"))
+    }
 }
 
 pub(super) fn parse_redis(get: &impl Fn(&str) -> Option<String>) -> Result<RedisConfig, ConfigError> {
@@ -62,7 +73,9 @@ pub(super) fn parse_redis(get: &impl Fn(&str) -> Option<String>) -> Result<Redis
     }
     let replicas =
         ReplicaPolicy { wait: Duration::from_millis(wait), required: parse_bool(get, "REDIS_REQUIRE_REPLICA", false)? };
-    Ok(RedisConfig { url, cluster_urls, replicas })
+    let mut config = RedisConfig { url, cluster_urls, replicas, tls: RedisTls::default() };
+    config.tls = parse_redis_tls(get, config.uses_tls())?;
+    Ok(config)
 }
 
 /// `redis://host:port` (or `rediss://`) seed nodes, comma-separated.

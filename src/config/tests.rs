@@ -220,3 +220,80 @@ fn network_timeouts_buffers_and_per_user_caps_have_defaults_and_bounds() {
         assert_eq!(e.var, var, "{var}={value} gave {e}");
     }
 }
+
+/// Test-only material made for this test (a self-signed CA with its key, and an unrelated
+/// key); it signs and trusts nothing anywhere else.
+const TEST_CA_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBjjCCATWgAwIBAgIUcQJSOHH/R8IAHVEQ8c2lgLG/7xIwCgYIKoZIzj0EAwIw
+HDEaMBgGA1UEAwwRZml4cngtY29uZmlnLXRlc3QwIBcNMjYxMjA3MDc1NjI0WhgP
+MjEyNjExMTMwNzU2MjRaMBwxGjAYBgNVBAMMEWZpeHJ4LWNvbmZpZy10ZXN0MFkw
+EwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEA+3po9Y2UU1eLW2ZuReGeLqVqd+bfEv8
+pk9Uo2/72/A8icBBPVfGXdtYOUOAE3vNJq0sXalmN07OPiQNAZmjsqNTMFEwHQYD
+VR0OBBYEFEPY3TaEuTjHC1V8Cg2hpmN1wVR4MB8GA1UdIwQYMBaAFEPY3TaEuTjH
+C1V8Cg2hpmN1wVR4MA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDRwAwRAIg
+U9RrcFubawxXm/mLn0sRqVCiLh7O+sAwEx1/cea4gUsCIDT2wQVbF4BTZS9EDms+
+gKA4bpb0K82bpFmGwUO6M78E
+-----END CERTIFICATE-----
+";
+const TEST_CA_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgoH2O36eIHnYUx56t
+VjQ2K59NJDDdYcS1sY7tgm0KDcyhRANCAAQD7emj1jZRTV4tbZm5F4Z4upWp35t8
+S/ymT1Sjb/vb8DyJwEE9V8Zd21g5Q4ATe80mrSxdqWY3Ts4+JA0BmaOy
+-----END PRIVATE KEY-----
+";
+const TEST_OTHER_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgcSdHQxtjGR4NJcPd
+p5kM7WAJuylPfSab/bXNOc4l2e2hRANCAATPNXNNoabPD+bjH6UpNZaVZTSWe5qo
+77dtRdwNNj6rZIdRi1YYEtUp3CmFdJUnUQbM/RcLn5eSZGJ8Q5dKBlBl
+-----END PRIVATE KEY-----
+";
+
+#[test]
+fn redis_tls_files_are_read_at_start_up_and_each_problem_names_its_variable() {
+    let dir = std::env::temp_dir().join(format!("fixrx-config-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let (ca, key, other_key) =
+        (file("ca.pem", TEST_CA_PEM), file("key.pem", TEST_CA_KEY_PEM), file("other.pem", TEST_OTHER_KEY_PEM));
+    let garbage = file("garbage.pem", "not a certificate\n");
+    let missing = dir.join("missing.pem").to_string_lossy().into_owned();
+    let tls = ("REDIS_URL", "rediss://redis.example.com:6380");
+
+    let c = config(&[tls]).unwrap();
+    assert!(c.redis.uses_tls() && c.redis.tls.extra_roots.is_empty() && c.redis.tls.identity.is_none());
+    let c =
+        config(&[tls, ("REDIS_TLS_CA_FILE", &ca), ("REDIS_TLS_CERT_FILE", &ca), ("REDIS_TLS_KEY_FILE", &key)]).unwrap();
+    assert_eq!(c.redis.tls.extra_roots.len(), 1);
+    assert!(c.redis.tls.identity.is_some());
+    assert!(!format!("{c:?}").contains("PRIVATE") && !format!("{c:?}").contains("MIIB"), "PEM printed");
+    let cluster = ("REDIS_CLUSTER_URLS", "rediss://10.0.0.1:6380,rediss://10.0.0.2:6380");
+    assert_eq!(config(&[cluster, ("REDIS_TLS_CA_FILE", &ca)]).unwrap().redis.tls.extra_roots.len(), 1);
+
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[tls, ("REDIS_TLS_CA_FILE", &missing)], "REDIS_TLS_CA_FILE"),
+        (&[tls, ("REDIS_TLS_CA_FILE", &garbage)], "REDIS_TLS_CA_FILE"),
+        (&[tls, ("REDIS_TLS_CA_FILE", &key)], "REDIS_TLS_CA_FILE"),
+        (&[tls, ("REDIS_TLS_CERT_FILE", &ca)], "REDIS_TLS_KEY_FILE"),
+        (&[tls, ("REDIS_TLS_KEY_FILE", &key)], "REDIS_TLS_CERT_FILE"),
+        (&[tls, ("REDIS_TLS_CERT_FILE", &garbage), ("REDIS_TLS_KEY_FILE", &key)], "REDIS_TLS_CERT_FILE"),
+        (&[tls, ("REDIS_TLS_CERT_FILE", &ca), ("REDIS_TLS_KEY_FILE", &ca)], "REDIS_TLS_KEY_FILE"),
+        (&[tls, ("REDIS_TLS_CERT_FILE", &ca), ("REDIS_TLS_KEY_FILE", &missing)], "REDIS_TLS_KEY_FILE"),
+        // A key that is not the certificate's.
+        (&[tls, ("REDIS_TLS_CERT_FILE", &ca), ("REDIS_TLS_KEY_FILE", &other_key)], "REDIS_TLS_KEY_FILE"),
+        // Files for a connection without TLS would be ignored: refused instead.
+        (&[("REDIS_URL", "redis://r:6379"), ("REDIS_TLS_CA_FILE", &ca)], "REDIS_TLS_CA_FILE"),
+        (&[("REDIS_TLS_CA_FILE", &ca)], "REDIS_TLS_CA_FILE"),
+        (&[("REDIS_CLUSTER_URLS", "redis://10.0.0.1:6379"), ("REDIS_TLS_CERT_FILE", &ca)], "REDIS_TLS_CERT_FILE"),
+    ];
+    for (vars, var) in cases {
+        let e = config(vars).unwrap_err();
+        assert_eq!(e.var, *var, "{vars:?} gave {e}");
+    }
+    let e = config(&[tls, ("REDIS_TLS_CA_FILE", &missing)]).unwrap_err();
+    assert!(e.to_string().contains(&missing), "the path is named: {e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

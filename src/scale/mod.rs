@@ -4,6 +4,7 @@
 
 pub mod conn;
 pub mod redis;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use socketioxide::adapter::{Emitter, LocalAdapter};
 use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 
 use crate::app::{self, App, BuildError, Bus};
-use crate::config::Config;
+use crate::config::{Config, RedisTls};
 use crate::history::History;
 use crate::history::redis::RedisHistory;
 use crate::idempotency::{IdempotencyStore, RedisStore};
@@ -38,6 +39,22 @@ pub enum ScaleError {
     Url(#[from] ::redis::RedisError),
     #[error("REDIS_CLUSTER_URLS: cannot connect to the Redis Cluster: {0}")]
     Cluster(redis::RedisError),
+    /// A TLS handshake refused, one way or the other: the line names the variable to fix.
+    #[error("{0}")]
+    Tls(String),
+}
+
+/// A refused TLS handshake names the TLS variable to fix; anything else, the URL's.
+fn connect_error(
+    e: redis::RedisError,
+    tls: &RedisTls,
+    url_var: &'static str,
+    other: fn(redis::RedisError) -> ScaleError,
+) -> ScaleError {
+    match tls::blame(&e.to_string(), tls, url_var) {
+        Some(line) => ScaleError::Tls(line),
+        None => other(e),
+    }
 }
 
 /// How long start-up waits for Redis before giving up with a clear error.
@@ -47,15 +64,23 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub async fn build(config: &Config) -> Result<Built, ScaleError> {
     use secrecy::ExposeSecret;
+    let tls = &config.redis.tls;
+    if config.redis.uses_tls() {
+        tls::install_crypto_provider();
+    }
     let driver = match (&config.redis.url, config.redis.cluster_urls.as_slice()) {
-        (Some(url), _) => ManagedDriver::connect(url.expose_secret(), CONNECT_TIMEOUT).await?,
+        (Some(url), _) => ManagedDriver::connect(url.expose_secret(), tls, CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| connect_error(e, tls, "REDIS_URL", ScaleError::Connect))?,
         (None, []) => {
             let (app, ()) = app::build::<LocalAdapter>(config, (), Bus::memory(config))?;
             return Ok(Built::Memory(app));
         }
         (None, seeds) => {
             let seeds: Vec<String> = seeds.iter().map(|s| s.expose_secret().to_owned()).collect();
-            ManagedDriver::connect_cluster(&seeds, CONNECT_TIMEOUT).await.map_err(ScaleError::Cluster)?
+            ManagedDriver::connect_cluster(&seeds, tls, CONNECT_TIMEOUT)
+                .await
+                .map_err(|e| connect_error(e, tls, "REDIS_CLUSTER_URLS", ScaleError::Cluster))?
         }
     };
     let history = RedisHistory::new(

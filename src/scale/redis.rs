@@ -18,6 +18,7 @@ use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use tokio::sync::mpsc;
 
 use super::conn::RedisConn;
+use crate::config::RedisTls;
 
 /// How long one Redis command may take before it counts as failed. Short, so that a
 /// REST call answers 503 promptly instead of hanging while Redis is away.
@@ -75,11 +76,14 @@ pub struct ManagedDriver {
 /// How to open another connection to the same Redis (or cluster).
 #[derive(Clone)]
 pub enum RedisSource {
-    Single(redis::Client),
-    /// The cluster, and one seed's URL: its scheme and credentials reach any node.
+    // Boxed: a client holds its TLS settings (a root store) inline.
+    Single(Box<redis::Client>),
+    /// The cluster, one seed's URL (its scheme and credentials reach any node) and the
+    /// TLS settings every node is reached with.
     Cluster {
         client: Box<ClusterClient>,
         seed: String,
+        tls: Box<RedisTls>,
     },
 }
 
@@ -109,13 +113,17 @@ impl RedisSource {
         (host, port): (&str, u16),
         response_timeout: Duration,
     ) -> redis::RedisResult<Option<RedisConn>> {
-        let RedisSource::Cluster { seed, .. } = self else { return Ok(None) };
+        let RedisSource::Cluster { seed, tls, .. } = self else { return Ok(None) };
         let mut url = url::Url::parse(seed).map_err(|_| invalid_seed())?;
         url.set_host(Some(host)).map_err(|_| invalid_seed())?;
         url.set_port(Some(port)).map_err(|()| invalid_seed())?;
         let info = url.as_str().into_connection_info()?;
         let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
-        let client = redis::Client::open(info.set_redis_settings(settings))?;
+        let info = info.set_redis_settings(settings);
+        let client = match super::tls::certificates(tls) {
+            Some(certs) => redis::Client::build_with_tls(info, certs)?,
+            None => redis::Client::open(info)?,
+        };
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(response_timeout));
@@ -145,11 +153,17 @@ fn timed_out() -> redis::RedisError {
 
 impl ManagedDriver {
     /// Connects to one Redis (failing after `connect_timeout`) and starts the health check.
-    pub async fn connect(url: &str, connect_timeout: Duration) -> Result<ManagedDriver, RedisError> {
+    /// On `rediss://`, every connection (this one and the [`RedisSource`]'s) trusts and
+    /// presents what `tls` says.
+    pub async fn connect(url: &str, tls: &RedisTls, connect_timeout: Duration) -> Result<ManagedDriver, RedisError> {
         // The pub/sub push messages need RESP3 (Redis 6+).
         let info = url.into_connection_info()?;
         let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
-        let client = redis::Client::open(info.set_redis_settings(settings))?;
+        let info = info.set_redis_settings(settings);
+        let client = match super::tls::certificates(tls) {
+            Some(certs) => redis::Client::build_with_tls(info, certs)?,
+            None => redis::Client::open(info)?,
+        };
         let handlers: Handlers = Arc::new(RwLock::new(HashMap::new()));
         let config = ConnectionManagerConfig::new()
             .set_push_sender(push_sender(&handlers))
@@ -161,7 +175,7 @@ impl ManagedDriver {
         let conn = tokio::time::timeout(connect_timeout, client.get_connection_manager_with_config(config))
             .await
             .map_err(|_| timed_out())??;
-        Ok(ManagedDriver::start(RedisConn::Single(conn), RedisSource::Single(client), handlers))
+        Ok(ManagedDriver::start(RedisConn::Single(conn), RedisSource::Single(Box::new(client)), handlers))
     }
 
     /// Connects to a Redis Cluster through any of its `seeds`. redis-rs's cluster
@@ -174,19 +188,27 @@ impl ManagedDriver {
     /// may resend is safe to run twice: the history's append is idempotent by its call's
     /// record, presence scripts set absolute counts, and the adapter's messages are
     /// requests or volatile relays.
-    pub async fn connect_cluster(seeds: &[String], connect_timeout: Duration) -> Result<ManagedDriver, RedisError> {
+    pub async fn connect_cluster(
+        seeds: &[String],
+        tls: &RedisTls,
+        connect_timeout: Duration,
+    ) -> Result<ManagedDriver, RedisError> {
         let handlers: Handlers = Arc::new(RwLock::new(HashMap::new()));
-        let client = ClusterClient::builder(seeds.iter().map(String::as_str))
+        let mut builder = ClusterClient::builder(seeds.iter().map(String::as_str))
             .use_protocol(ProtocolVersion::RESP3)
             .push_sender(push_sender(&handlers))
             .connection_timeout(connect_timeout)
             .response_timeout(RESPONSE_TIMEOUT)
-            .retries(2)
-            .build()?;
+            .retries(2);
+        // On `rediss://` seeds, the nodes found through them are reached with TLS too.
+        if let Some(certs) = super::tls::certificates(tls) {
+            builder = builder.certs(certs);
+        }
+        let client = builder.build()?;
         let conn =
             tokio::time::timeout(connect_timeout, client.get_async_connection()).await.map_err(|_| timed_out())??;
         let seed = seeds.first().cloned().unwrap_or_default();
-        let source = RedisSource::Cluster { client: Box::new(client), seed };
+        let source = RedisSource::Cluster { client: Box::new(client), seed, tls: Box::new(tls.clone()) };
         Ok(ManagedDriver::start(RedisConn::Cluster(conn), source, handlers))
     }
 

@@ -39,6 +39,7 @@ mod recovery;
 mod redis_cluster;
 mod redis_link;
 mod redis_server;
+mod redis_tls;
 mod rest_errors;
 mod rooms;
 mod scale;
