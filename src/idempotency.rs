@@ -22,6 +22,11 @@ const MAX_KEYS: usize = 1_000_000;
 pub struct MemoryStore<T> {
     ttl: Duration,
     inner: Mutex<Inner<T>>,
+    /// Held by every keyed run and every batch, from reading its keys to recording them:
+    /// a batch reads and records many keys, so a per-key cell alone would let a single
+    /// request with one of its keys run between the two. In memory an append is
+    /// microseconds, never I/O, so holding it costs next to nothing.
+    serial: tokio::sync::Mutex<()>,
 }
 
 struct Inner<T> {
@@ -39,7 +44,8 @@ pub enum Outcome {
 
 impl<T: Clone> MemoryStore<T> {
     pub fn new(ttl: Duration) -> Self {
-        MemoryStore { ttl, inner: Mutex::new(Inner { cells: HashMap::new(), order: VecDeque::new() }) }
+        let inner = Mutex::new(Inner { cells: HashMap::new(), order: VecDeque::new() });
+        MemoryStore { ttl, inner, serial: tokio::sync::Mutex::new(()) }
     }
 
     /// Runs `op` unless `key` already succeeded within the TTL. A failed `op` leaves
@@ -49,6 +55,7 @@ impl<T: Clone> MemoryStore<T> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        let _serial = self.serial.lock().await;
         let cell = self.cell(key);
         let mut ran = false;
         let value = cell
@@ -58,6 +65,11 @@ impl<T: Clone> MemoryStore<T> {
             })
             .await?;
         Ok((value.clone(), if ran { Outcome::Fresh } else { Outcome::Replayed }))
+    }
+
+    /// Holds off every keyed run until dropped (see `serial`).
+    pub async fn hold(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.serial.lock().await
     }
 
     /// The answer recorded under `key`, if a run succeeded within the TTL.
@@ -179,6 +191,15 @@ impl IdempotencyStore {
         match self {
             IdempotencyStore::Memory(_) => Guard::Held,
             IdempotencyStore::Redis(store) => Guard::Record { ttl: store.ttl },
+        }
+    }
+
+    /// In memory, holds off keyed requests while a batch reads, appends and records its
+    /// keys; with Redis, nothing (the batch's script does all three at once).
+    pub async fn hold_for_batch(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self {
+            IdempotencyStore::Memory(store) => Some(store.hold().await),
+            IdempotencyStore::Redis(_) => None,
         }
     }
 

@@ -126,6 +126,7 @@ async fn emit_batch<A: Adapter>(
     parsed: Vec<(ServerEvent, ParsedMeta)>,
 ) -> Result<Vec<Value>, ApiError> {
     let guard = state.idempotency.batch_guard();
+    let _held = state.idempotency.hold_for_batch().await;
     let mut answers: Vec<Option<Value>> = vec![None; parsed.len()];
     // Per event: its own place in the append, or the earlier event of the batch it repeats.
     let mut first_of: HashMap<Id, usize> = HashMap::new();

@@ -159,3 +159,35 @@ async fn event_ids_in_a_batch_are_idempotency_keys() {
     user.expect_event("booking:created").await;
     user.expect_nothing().await;
 }
+
+/// In memory, a batch reads its keys, appends, then records them: a single request with
+/// one of its ids, racing it, must not append in between (nor two such batches). On
+/// several threads, as the server runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_and_a_single_request_racing_with_one_id_emit_it_once() {
+    let app = spawn_app().await;
+    let mut user = connect_user(&app, "race-u").await;
+    let rounds = 200;
+    for round in 0..rounds {
+        let id = format!("race-{round}");
+        let mut single = event_body("payment:completed", "race-u", "v1");
+        single["id"] = json!(id);
+        let mut other = single.clone();
+        other["id"] = json!(format!("{id}-other"));
+        let batch = json!({ "events": [other, single.clone()] });
+        let (a, b, c) = tokio::join!(
+            app.post("/api/v1/events/batch", batch.clone()),
+            app.post_event(single),
+            app.post("/api/v1/events/batch", batch),
+        );
+        assert_eq!((a.0, b.0, c.0), (202, 202, 202), "round {round}");
+    }
+    let mut ids = Vec::new();
+    while let Ok(Some(Seen::Event(_, e))) = tokio::time::timeout(QUIET, user.rx.recv()).await {
+        ids.push(e["id"].as_str().unwrap_or_default().to_owned());
+    }
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((ids.len(), unique.len()), (2 * rounds, 2 * rounds), "{ids:?}");
+}
