@@ -2,17 +2,15 @@
 -- arguments and reply.
 local done = redis.call('GET', KEYS[4])
 if done then return cjson.decode(done) end
-if ARGV[6] ~= '' then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  if now > tonumber(ARGV[6]) then return {'late', tostring(now)} end
-end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[6] ~= '' and now > tonumber(ARGV[6]) then return {'late', tostring(now)} end
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then epoch = ARGV[1]; redis.call('SET', KEYS[1], epoch) end
 local on = ARGV[2] == '1'
 local prev = redis.call('GET', KEYS[2]) or '0-0'
 local appended = false
-local out = {epoch}
+local out = {epoch, tostring(now)}
 local k = 5
 for a = 8, #ARGV, 8 do
   local rooms = tonumber(ARGV[a + 4])

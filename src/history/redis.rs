@@ -85,8 +85,8 @@ fn unix_ms() -> u64 {
 /// as a retry without ids would emit it twice. A single event has no deadline: a late
 /// run is settled by its key's retry (`Publisher::emit_once`).
 ///
-/// Returns `{epoch, tag, value, tag, value, ...}`: per event `a` and its log id, or `r`
-/// and the recorded answer; or `{'late', now}`. Its work is bounded by the batch:
+/// Returns `{epoch, now, tag, value, tag, value, ...}` (`now`: Redis's clock, unix ms):
+/// per event `a` and its log id, or `r` and the recorded answer; or `{'late', now}`. Its work is bounded by the batch:
 /// at most `MAX_BATCH` (500) events of at most a REST body (256 KiB) in all, each with
 /// about 4 commands per room, a few milliseconds of Redis's time.
 const APPEND: &str = include_str!("append.lua");
@@ -140,7 +140,7 @@ impl Keys {
 pub struct RedisHistory {
     config: HistoryConfig,
     replicas: Arc<ReplicaGate>,
-    /// Redis's clock minus ours (ms), learned from a `late` answer: deadlines are in
+    /// Redis's clock minus ours (ms), learned from every answer: deadlines are in
     /// Redis's clock.
     clock_offset_ms: std::sync::atomic::AtomicI64,
     conn: RedisConn,
@@ -154,10 +154,7 @@ pub struct RedisHistory {
 enum AppendReply {
     Done(Vec<String>),
     /// The script started past its deadline and appended nothing.
-    Late {
-        redis_ms: i64,
-        local_ms: i64,
-    },
+    Late,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> HistoryError {
@@ -230,14 +227,13 @@ impl RedisHistory {
         self.replicas.admit(&self.conn, &self.keys.log).await?;
         let call = self.keys.call();
         let reply = match self.invoke_append(&batch, &call, deadline).await? {
-            AppendReply::Late { redis_ms, local_ms } => {
+            AppendReply::Late => {
                 // Answered in time, yet late by Redis's clock: it waited (a stall shorter
                 // than the connection's timeout), or the clocks differ. Nothing was
-                // appended: learn the clocks' difference, and try once more.
-                self.clock_offset_ms.store(redis_ms - local_ms, Ordering::Relaxed);
+                // appended, and the clocks' difference is learned: try once more.
                 match self.invoke_append(&batch, &call, deadline).await? {
                     AppendReply::Done(reply) => reply,
-                    AppendReply::Late { .. } => return Err(unavailable("Redis's clock is running away")),
+                    AppendReply::Late => return Err(unavailable("Redis's clock is running away")),
                 }
             }
             AppendReply::Done(reply) => reply,
@@ -247,6 +243,7 @@ impl RedisHistory {
         let malformed = || unavailable("unexpected append reply from Redis");
         let mut parts = reply.into_iter();
         let epoch = parts.next().and_then(|e| Epoch::parse(&e)).ok_or_else(malformed)?;
+        let _redis_now = parts.next().ok_or_else(malformed)?;
         let mut answers = Vec::with_capacity(batch.len());
         for (_, once) in &batch {
             let (tag, value) = parts.next().zip(parts.next()).ok_or_else(malformed)?;
@@ -317,12 +314,15 @@ impl RedisHistory {
             }
             other => other.map_err(unavailable)?,
         };
+        // Redis's clock when the script ran, against ours now that its answer is here:
+        // their difference is the clocks', less the answer's way back (a deadline set
+        // from it comes early, never late). Learned from every answer, so a clock that
+        // drifts is followed.
+        let now = i64::try_from(unix_ms()).unwrap_or(i64::MAX);
+        let redis_ms = reply.get(1).and_then(|n| n.parse::<i64>().ok()).unwrap_or(now);
+        self.clock_offset_ms.store(redis_ms - now, Ordering::Relaxed);
         if reply.first().is_some_and(|t| t == "late") {
-            // Redis's clock when it answered, against ours now: their difference is the
-            // clocks' (a reply that was late for a stall, not a clock, gives about 0).
-            let now = i64::try_from(unix_ms()).unwrap_or(i64::MAX);
-            let redis_ms = reply.get(1).and_then(|n| n.parse().ok()).unwrap_or(now);
-            return Ok(AppendReply::Late { redis_ms, local_ms: now });
+            return Ok(AppendReply::Late);
         }
         Ok(AppendReply::Done(reply))
     }
