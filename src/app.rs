@@ -248,6 +248,11 @@ fn cors(origins: &AllowedOrigins) -> CorsLayer {
             // socket.io-client may send credentials (withCredentials); allowed only with explicit origins.
             base.allow_origin(AllowOrigin::list(values)).allow_credentials(true)
         }
+        AllowedOrigins::ListAndLoopback(_) => {
+            let origins = origins.clone();
+            let allowed = move |origin: &HeaderValue, _: &_| origin.to_str().is_ok_and(|o| origins.allows(o));
+            base.allow_origin(AllowOrigin::predicate(allowed)).allow_credentials(true)
+        }
     }
 }
 

@@ -160,7 +160,10 @@ impl Config {
         };
         let host = net::parse_host(&get, env)?;
 
-        let cors = origins::parse_origins(get("CLIENT_ORIGIN").as_deref().unwrap_or("http://localhost:3000"))?;
+        let mut cors = origins::parse_origins(get("CLIENT_ORIGIN").as_deref().unwrap_or("http://localhost:3000"))?;
+        if env == AppEnv::Development {
+            cors = cors.with_loopback();
+        }
 
         let raw_path = get("WS_PATH").unwrap_or_else(|| "/socket.io".to_owned());
         // Trailing slashes go first: `//` must not become an empty path matching everything.

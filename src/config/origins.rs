@@ -9,6 +9,10 @@ pub enum AllowedOrigins {
     Any,
     /// Exact origins such as `https://app.fixrx.com` (scheme, host, optional port).
     List(Vec<String>),
+    /// Development mode: the list, and any `http://localhost:<port>` or
+    /// `http://127.0.0.1:<port>`, so a front-end dev server (Vite, Next.js, Expo web)
+    /// connects with no configuration. Never in production.
+    ListAndLoopback(Vec<String>),
 }
 
 impl AllowedOrigins {
@@ -17,6 +21,33 @@ impl AllowedOrigins {
         match self {
             AllowedOrigins::Any => true,
             AllowedOrigins::List(list) => list.iter().any(|o| o == origin),
+            AllowedOrigins::ListAndLoopback(list) => list.iter().any(|o| o == origin) || is_loopback_http(origin),
+        }
+    }
+
+    /// Development mode's widening of an explicit list (`*` stays `*`).
+    pub(super) fn with_loopback(self) -> AllowedOrigins {
+        match self {
+            AllowedOrigins::List(list) => AllowedOrigins::ListAndLoopback(list),
+            other => other,
+        }
+    }
+}
+
+/// `http://localhost` or `http://127.0.0.1`, with at most a port after it: exactly, as
+/// browsers send it, so `http://localhost.evil.example` or `http://localhost:1@evil` is
+/// not one.
+fn is_loopback_http(origin: &str) -> bool {
+    let Some(rest) = origin.strip_prefix("http://localhost").or_else(|| origin.strip_prefix("http://127.0.0.1")) else {
+        return false;
+    };
+    match rest.strip_prefix(':') {
+        None => rest.is_empty(),
+        Some(port) => {
+            !port.is_empty()
+                && port.len() <= 5
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && port.parse::<u16>().is_ok_and(|p| p > 0)
         }
     }
 }

@@ -20,7 +20,33 @@ fn zero_configuration_is_development_with_dev_secrets() {
     assert_eq!(c.ws_path, "/socket.io");
     assert!(c.jwt.is_dev_secret());
     assert_eq!(c.api.tokens[0].expose_secret(), DEV_API_TOKEN);
-    assert_eq!(c.cors, AllowedOrigins::List(vec!["http://localhost:3000".into()]));
+    assert_eq!(c.cors, AllowedOrigins::ListAndLoopback(vec!["http://localhost:3000".into()]));
+}
+
+#[test]
+fn development_accepts_any_loopback_http_origin_and_production_never() {
+    let dev = config(&[("CLIENT_ORIGIN", "https://app.example.com")]).unwrap();
+    for ok in ["http://localhost:5173", "http://127.0.0.1:8081", "http://localhost", "https://app.example.com"] {
+        assert!(dev.cors.allows(ok), "{ok}");
+    }
+    for bad in [
+        "https://localhost:5173",
+        "http://localhost.evil.example",
+        "http://localhost:5173.evil.example",
+        "http://localhost:1@evil.example",
+        "http://localhost:",
+        "http://localhost:0",
+        "http://localhost:65536",
+        "http://127.0.0.10:80",
+        "http://LOCALHOST:5173",
+        "null",
+    ] {
+        assert!(!dev.cors.allows(bad), "{bad}");
+    }
+    let prod = [("APP_ENV", "production"), ("JWT_SECRET", PROD_JWT), ("API_TOKEN", PROD_API)];
+    let prod = config(&prod).unwrap();
+    assert!(!prod.cors.allows("http://localhost:5173"));
+    assert!(prod.cors.allows("http://localhost:3000"), "the default list stays");
 }
 
 #[test]

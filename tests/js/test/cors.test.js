@@ -248,3 +248,72 @@ describe('CLIENT_ORIGIN written with capitals', () => {
     },
   );
 });
+
+describe('development mode and front-end dev servers', () => {
+  // Contract section 14: without APP_ENV=production any http://localhost:<port> and
+  // http://127.0.0.1:<port> origin is accepted (Vite on 5173, Expo web on 8081), on both
+  // transports; production never accepts one it was not given.
+  const VITE = 'http://localhost:5173';
+
+  for (const transports of [['polling'], ['websocket'], ['polling', 'websocket']]) {
+    it(`socket.io-client from ${VITE} connects and receives (${transports.join('+')})`, async () => {
+      const userId = h.uid('u');
+      const c = await h.connect(server, {
+        token: h.userToken(userId),
+        transports,
+        extraHeaders: { origin: VITE },
+      });
+      const event = h.bookingEvent(userId, h.uid('v'));
+      await h.emitEvent(server, event);
+      await c.waitFor('booking:status_changed', (e) => e.booking.id === event.booking.id);
+    });
+  }
+
+  it('a polling handshake from http://127.0.0.1:8081 gets its origin granted, with credentials', async () => {
+    const origin = 'http://127.0.0.1:8081';
+    const res = await get(HANDSHAKE, { origin });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('access-control-allow-origin'), origin);
+    assert.equal(res.headers.get('access-control-allow-credentials'), 'true');
+    assertOpenPacket(await res.text());
+    const pre = await preflight('/api/v1/events', origin);
+    await pre.arrayBuffer();
+    assert.equal(pre.headers.get('access-control-allow-origin'), origin);
+  });
+
+  it('look-alikes of a loopback origin are refused in development too', async () => {
+    for (const origin of [
+      'http://localhost.evil.example',
+      'http://localhost:5173.evil.example',
+      'https://localhost:5173',
+      'http://127.0.0.1.evil.example:80',
+    ]) {
+      const res = await get(HANDSHAKE, { origin });
+      assert.equal(res.status, 403, `origin ${origin} was answered ${res.status}`);
+      await res.arrayBuffer();
+      assert.equal((await rawUpgrade(origin)).status, 403, `upgrade from ${origin}`);
+    }
+  });
+
+  it('production refuses http://localhost:5173 on both transports', async () => {
+    const prod = await h.startServer({
+      APP_ENV: 'production',
+      JWT_SECRET: h.JWT_SECRET,
+      API_TOKEN: h.API_TOKEN,
+      HOST: '127.0.0.1',
+    });
+    try {
+      const res = await fetch(`${prod.url}${HANDSHAKE}`, { headers: { origin: VITE } });
+      await res.arrayBuffer();
+      assert.equal(res.status, 403);
+      const { error } = await h.connectRefused(prod, {
+        token: h.userToken(h.uid('u')),
+        transports: ['websocket'],
+        extraHeaders: { origin: VITE },
+      });
+      assert.equal(error.type, 'TransportError');
+    } finally {
+      await prod.stop();
+    }
+  });
+});
