@@ -5,18 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "dev/test.sh: *** redis-server is not installed: the scale-out tests will FAIL." >&2
-  echo "dev/test.sh: *** install it with: apt-get install redis-server" >&2
-fi
+# Node.js, redis-server, openssl, Python's venv, Chromium: installed when missing, or a
+# stop at once with the command to run.
+bash dev/setup.sh
 
 cargo build --workspace --bins
 cargo test --workspace
 
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  echo "dev/test.sh: Node.js 18+ and npm are needed for the socket.io-client suite (apt-get install nodejs npm)" >&2
-  exit 1
-fi
 npm ci --prefix dev --no-audit --no-fund --loglevel=error
 npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 FIXRX_BIN="$PWD/target/debug/fixrx-realtime" npm test --prefix tests/js
@@ -26,10 +21,6 @@ FIXRX_BIN="$PWD/target/debug/fixrx-realtime" npm test --prefix clients/node
 
 # A second client family: python-socketio's AsyncClient, in a venv of its own.
 python=${PYTHON:-python3}
-if ! command -v "$python" >/dev/null 2>&1; then
-  echo "dev/test.sh: Python 3.9+ is needed for the python-socketio suite" >&2
-  exit 1
-fi
 [ -x tests/py/.venv/bin/python ] || "$python" -m venv tests/py/.venv
 tests/py/.venv/bin/python -m pip install -q --disable-pip-version-check -r tests/py/requirements.txt
 FIXRX_BIN="$PWD/target/debug/fixrx-realtime" tests/py/.venv/bin/python -m pytest tests/py -q
