@@ -2,19 +2,21 @@
 // @fixrx/realtime-client: the backend controllers' side of fixrx-realtime.
 //
 // One function per catalog event (the names of the original `src/socket/emitters.js`),
-// a batch, chat, presence and disconnect, over the server's REST API. No runtime
-// dependencies.
+// a batch, chat, presence and disconnect, over the server's REST API; each call that
+// changes something also has a fire-and-forget form (`fn.fire`). No runtime dependencies.
 //
 // Delivery: every emit carries an idempotency key (the caller's `id`, or a UUID made
 // once per call) and every retry reuses it, so a retried emit is emitted at most once.
 //
 // lib/client.js   createClient and its validation
 // lib/request.js  attempts, retries, deadline, abort (the only place that decides a retry)
+// lib/fire.js     the fire-and-forget form
 
 const crypto = require('node:crypto');
 const { FixrxError } = require('./lib/errors.js');
 const { createClient, internals } = require('./lib/client.js');
 const { request, callOptions } = require('./lib/request.js');
+const { fireForm } = require('./lib/fire.js');
 
 // ---------------------------------------------------------------------------
 // Events
@@ -56,6 +58,14 @@ function idempotencyHeader(id) {
   return typeof key === 'string' && /^[\x21-\x7e]{1,128}$/.test(key) ? { 'idempotency-key': key } : {};
 }
 
+/** For the fire form: the key is made before the call, so that onError can name it. */
+function withId(data, info) {
+  if (!isObject(data)) return data;
+  const out = hasId(data) ? data : { ...data, id: crypto.randomUUID() };
+  info.id = out.id;
+  return out;
+}
+
 function makeEmitter(name, type, entityKey) {
   const emit = async function (client, data, options) {
     internals(client, name);
@@ -73,6 +83,7 @@ function makeEmitter(name, type, entityKey) {
     );
   };
   Object.defineProperty(emit, 'name', { value: name });
+  emit.fire = fireForm(name, emit, withId);
   return emit;
 }
 
@@ -102,6 +113,12 @@ async function emitBatch(client, events, options) {
   );
   return answer.events;
 }
+emitBatch.fire = fireForm('emitBatch', emitBatch, (events, info) => {
+  if (!Array.isArray(events)) return events;
+  const out = events.map((e) => (isObject(e) && !hasId(e) ? { ...e, id: crypto.randomUUID() } : e));
+  info.ids = out.map((e) => (isObject(e) ? e.id : undefined));
+  return out;
+});
 
 // ---------------------------------------------------------------------------
 // Chat, presence, disconnect
@@ -128,6 +145,7 @@ async function sendChatMessage(client, message, options) {
     call,
   );
 }
+sendChatMessage.fire = fireForm('sendChatMessage', sendChatMessage);
 
 function checkId(fn, what, id) {
   if (typeof id === 'number' && Number.isInteger(id)) return String(id);
@@ -159,6 +177,7 @@ async function disconnectUser(client, userId, options) {
     callOptions('disconnectUser', options),
   );
 }
+disconnectUser.fire = fireForm('disconnectUser', disconnectUser);
 
 module.exports = {
   createClient,
