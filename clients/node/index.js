@@ -3,7 +3,8 @@
 //
 // One function per catalog event (the names of the original `src/socket/emitters.js`),
 // a batch, chat, presence and disconnect, over the server's REST API; each call that
-// changes something also has a fire-and-forget form (`fn.fire`). No runtime dependencies.
+// changes something also has a fire-and-forget form (`fn.fire`). Beside them,
+// verifyWebhook checks the server's signed hooks. No runtime dependencies.
 //
 // Delivery: every emit carries an idempotency key (the caller's `id`, or a UUID made
 // once per call) and every retry reuses it, so a retried emit is emitted at most once.
@@ -11,12 +12,14 @@
 // lib/client.js   createClient and its validation
 // lib/request.js  attempts, retries, deadline, abort (the only place that decides a retry)
 // lib/fire.js     the fire-and-forget form
+// lib/webhook.js  verifyWebhook
 
 const crypto = require('node:crypto');
 const { FixrxError } = require('./lib/errors.js');
 const { createClient, internals } = require('./lib/client.js');
 const { request, callOptions } = require('./lib/request.js');
 const { fireForm } = require('./lib/fire.js');
+const { verifyWebhook } = require('./lib/webhook.js');
 
 // ---------------------------------------------------------------------------
 // Events
@@ -188,4 +191,5 @@ module.exports = {
   sendChatMessage,
   presence,
   disconnectUser,
+  verifyWebhook,
 };

@@ -17,6 +17,7 @@ export const {
   sendChatMessage,
   presence,
   disconnectUser,
+  verifyWebhook,
 } = client;
 
 export default client;
