@@ -3,8 +3,9 @@
 //
 // One function per catalog event (the names of the original `src/socket/emitters.js`),
 // a batch, chat, presence and disconnect, over the server's REST API; each call that
-// changes something also has a fire-and-forget form (`fn.fire`). Beside them,
-// verifyWebhook checks the server's signed hooks. No runtime dependencies.
+// changes something also has a fire-and-forget form (`fn.fire`). Beside them, the two
+// halves of trust with the server: verifyWebhook (its signed hooks) and
+// createClientToken (the JWTs its sockets present). No runtime dependencies.
 //
 // Delivery: every emit carries an idempotency key (the caller's `id`, or a UUID made
 // once per call) and every retry reuses it, so a retried emit is emitted at most once.
@@ -13,6 +14,7 @@
 // lib/request.js  attempts, retries, deadline, abort (the only place that decides a retry)
 // lib/fire.js     the fire-and-forget form
 // lib/webhook.js  verifyWebhook
+// lib/token.js    createClientToken
 
 const crypto = require('node:crypto');
 const { FixrxError } = require('./lib/errors.js');
@@ -20,6 +22,7 @@ const { createClient, internals } = require('./lib/client.js');
 const { request, callOptions } = require('./lib/request.js');
 const { fireForm } = require('./lib/fire.js');
 const { verifyWebhook } = require('./lib/webhook.js');
+const { createClientToken } = require('./lib/token.js');
 
 // ---------------------------------------------------------------------------
 // Events
@@ -192,4 +195,5 @@ module.exports = {
   presence,
   disconnectUser,
   verifyWebhook,
+  createClientToken,
 };

@@ -18,6 +18,7 @@ export const {
   presence,
   disconnectUser,
   verifyWebhook,
+  createClientToken,
 } = client;
 
 export default client;
