@@ -44,7 +44,7 @@ function secretList(secret) {
   const list = Array.isArray(secret) ? secret : [secret];
   if (list.length === 0) throw new TypeError('verifyWebhook: give at least one secret');
   return list.map((s) => {
-    if ((typeof s !== 'string' && !Buffer.isBuffer(s)) || s.length === 0) {
+    if ((typeof s !== 'string' && !(s instanceof Uint8Array)) || s.length === 0) {
       throw new TypeError('verifyWebhook: each secret must be a non-empty string or Buffer (the server\'s WEBHOOK_SECRET)');
     }
     return s;
