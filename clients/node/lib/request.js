@@ -20,6 +20,10 @@ function callOptions(fn, options) {
   if (options === undefined || options === null) return {};
   if (typeof options !== 'object') throw new TypeError(`${fn}: options must be an object { deadlineMs?, signal? }`);
   const { deadlineMs, signal } = options;
+  if (options.onError !== undefined) {
+    // A promise form given onError would still reject, unhandled: point to the right form.
+    throw new TypeError(`${fn}: \`onError\` belongs to the fire-and-forget form: ${fn}.fire(client, data, { onError })`);
+  }
   if (deadlineMs !== undefined && !isPositiveNumber(deadlineMs)) {
     throw new TypeError(`${fn}: \`deadlineMs\` must be a positive number of milliseconds, got ${deadlineMs}`);
   }
@@ -117,10 +121,10 @@ async function request(client, fn, { method, path, body, headers: extra, retry }
     init.body = JSON.stringify(body);
   }
   const target = `${client.url}${path}`;
+  let error;
   for (let attempt = 0; ; attempt += 1) {
     const attemptMs = Math.min(client.timeoutMs, deadline - Date.now());
-    if (attemptMs <= 0) throw deadlineError(init, path, deadlineMs, attempt, undefined);
-    let error;
+    if (attemptMs <= 0) throw deadlineError(init, path, deadlineMs, attempt, error);
     try {
       return await attemptOnce(target, init, attemptMs, attempt + 1, signal);
     } catch (err) {

@@ -128,6 +128,10 @@ test('call options are checked: a bad deadlineMs or signal is a TypeError before
   await assert.rejects(rt.emitServiceCreated(client, service(), { deadlineMs: 0 }), { name: 'TypeError', message: /deadlineMs/ });
   await assert.rejects(rt.emitServiceCreated(client, service(), { signal: {} }), { name: 'TypeError', message: /AbortSignal/ });
   await assert.rejects(rt.emitServiceCreated(client, service(), 5), { name: 'TypeError', message: /options must be an object/ });
+  await assert.rejects(rt.emitServiceCreated(client, service(), { onError: () => {} }), {
+    name: 'TypeError',
+    message: /emitServiceCreated.fire\(client, data, \{ onError \}\)/,
+  });
   assert.throws(() => rt.createClient({ url: proxy.url, token: h.API_TOKEN, deadlineMs: -1 }), /`deadlineMs`/);
   assert.equal(proxy.connections, 0);
 });
