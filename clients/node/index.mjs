@@ -17,6 +17,8 @@ export const {
   sendChatMessage,
   presence,
   disconnectUser,
+  verifyWebhook,
+  createClientToken,
 } = client;
 
 export default client;

@@ -18,14 +18,17 @@ const net = require('node:net');
  *   (the client times out; then back to `forward`);
  * - `hold-responses`: the same for every request, until the mode is changed;
  * - `down`: every open connection is cut, and new ones are closed at once.
- * `requests` counts the HTTP requests that went through (request lines seen).
+ * `requests` counts the HTTP requests that went through (request lines seen),
+ * `connections` the connections accepted (refused ones in `down` mode included).
  */
 async function startProxy(targetPort, { port: listenPort = 0 } = {}) {
   let mode = 'forward';
   let requests = 0;
+  let connections = 0;
   const open = new Set();
 
   const server = net.createServer((downstream) => {
+    connections += 1;
     if (mode === 'down') {
       downstream.destroy();
       return;
@@ -75,6 +78,9 @@ async function startProxy(targetPort, { port: listenPort = 0 } = {}) {
     url: `http://127.0.0.1:${port}`,
     get requests() {
       return requests;
+    },
+    get connections() {
+      return connections;
     },
     get mode() {
       return mode;

@@ -21,12 +21,15 @@ test('createClient requires url and token, with clear messages', () => {
   assert.throws(() => rt.createClient({ url: 'http://x', token: 't', timeoutMs: '5' }), /`timeoutMs`/);
   assert.throws(() => rt.createClient({ url: 'http://x', token: 't', retries: -1 }), /`retries`/);
   assert.throws(() => rt.createClient({ url: 'http://x', token: 't', retries: 1.5 }), /`retries`/);
+  assert.throws(() => rt.createClient({ url: 'http://x', token: 't', deadlineMs: 0 }), /`deadlineMs`/);
+  assert.throws(() => rt.createClient({ url: 'http://x', token: 't', onError: 'log' }), /`onError` must be a function/);
 });
 
-test('defaults: 5000 ms per attempt, 6 retries; a trailing slash is dropped; the token is not shown', () => {
+test('defaults: 5000 ms per attempt, 30 s per call, 6 retries; a trailing slash is dropped; the token is not shown', () => {
   const c = rt.createClient({ url: 'http://realtime.internal:3000/', token: 'secret-token' });
   assert.equal(c.url, 'http://realtime.internal:3000');
   assert.equal(c.timeoutMs, 5000);
+  assert.equal(c.deadlineMs, 30000);
   assert.equal(c.retries, 6);
   assert.ok(Object.isFrozen(c));
   assert.doesNotMatch(util.inspect(c, { showHidden: true }), /secret-token/);

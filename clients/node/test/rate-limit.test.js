@@ -59,3 +59,26 @@ test('two quick emits: the second gets 429, waits Retry-After, and is delivered 
     ['booking:cancelled', b.id],
   ]);
 });
+
+test('a Retry-After longer than what the deadline leaves: rejected at once, not retried past it', async () => {
+  await h.sleep(1100); // a full bucket
+  const client = rt.createClient({ url: server.url, token: h.API_TOKEN });
+  const u = h.uid('u');
+  const user = await h.connect(server, { token: h.userToken(u) });
+  const first = await rt.emitPaymentCompleted(client, { payment: { id: h.uid('p'), userId: u } });
+  const before = await count('429');
+  const started = Date.now();
+  await assert.rejects(
+    rt.emitPaymentCompleted(client, { payment: { id: h.uid('p'), userId: u } }, { deadlineMs: 500 }),
+    (err) => {
+      assert.ok(Date.now() - started < 400, `rejected after ${Date.now() - started} ms: no waiting for nothing`);
+      assert.equal(err.code, 'deadline_exceeded');
+      assert.equal(err.attempts, 1);
+      assert.equal(err.cause.status, 429);
+      assert.equal(err.cause.retryAfterMs, 1000);
+      return true;
+    },
+  );
+  assert.equal(await count('429'), before + 1, 'one attempt');
+  await h.expectNothing(user, 'payment:completed', (e) => e.id !== first.id, 1100);
+});
