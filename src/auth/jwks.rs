@@ -30,6 +30,8 @@ const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 /// A key set is a few KiB; a larger answer is not one.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+/// Redirects followed to reach the document.
+const MAX_REDIRECTS: usize = 3;
 
 /// One verification key of the set, with the one algorithm it verifies.
 pub struct JwksKey {
@@ -77,9 +79,22 @@ pub struct Jwks {
 
 impl Jwks {
     pub fn new(url: Url) -> Result<Jwks, reqwest::Error> {
+        // A redirect is followed (providers move documents behind CDNs), but never from
+        // https:// to clear text: a key set read in clear text can be swapped on the way.
+        let https = url.scheme() == "https";
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= MAX_REDIRECTS {
+                attempt.error("too many redirects")
+            } else if https && attempt.url().scheme() != "https" {
+                attempt.error("redirected from https:// to another scheme")
+            } else {
+                attempt.follow()
+            }
+        });
         let client = reqwest::Client::builder()
             .user_agent(concat!("fixrx-realtime/", env!("CARGO_PKG_VERSION")))
             .timeout(FETCH_TIMEOUT)
+            .redirect(redirects)
             .build()?;
         Ok(Jwks {
             url,
@@ -178,6 +193,9 @@ impl Jwks {
             return Err(FetchError::Status(response.status().as_u16()));
         }
         let max_age = max_age(response.headers());
+        if response.content_length().is_some_and(|len| len > MAX_DOCUMENT_BYTES as u64) {
+            return Err(FetchError::TooLarge);
+        }
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(request_error)? {
             body.extend_from_slice(&chunk);
