@@ -201,7 +201,7 @@ impl JwtVerifier {
         if token.is_empty() {
             return Err(TokenError::Missing);
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| header_error(token))?;
         let mut tried = false;
         for key in self.0.fixed.iter().filter(|k| k.alg == header.alg) {
             tried = true;
@@ -210,13 +210,16 @@ impl JwtVerifier {
                 done => return done,
             }
         }
+        // Only a token a JWKS key could verify may cause a fetch: an HS256 token naming an
+        // unknown kid is refused without asking the identity provider.
+        let jwks_alg = JWKS_ALGORITHMS.contains(&header.alg);
         if let (Some(jwks), Some(kid)) = (&self.0.jwks, header.kid.as_deref())
-            && let Some(key) = jwks.find(kid).await
+            && let Some(key) = if jwks_alg { jwks.find(kid).await } else { jwks.get(kid) }
         {
             // The JWK's algorithm, never the token's: an HS256 token naming an RSA key fails here.
             return self.decode(token, &key.key, key.alg);
         }
-        let accepted = tried || (self.0.jwks.is_some() && JWKS_ALGORITHMS.contains(&header.alg));
+        let accepted = tried || (self.0.jwks.is_some() && jwks_alg);
         Err(if accepted { TokenError::BadSignature } else { TokenError::BadAlgorithm })
     }
 
@@ -240,6 +243,22 @@ impl JwtVerifier {
             claims["vendorId"] = serde_json::json!(vendor.as_str());
         }
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, signer).ok()
+    }
+}
+
+/// Why a token's header did not parse: one naming an algorithm that does not exist here
+/// (`none`, `HS1024`) is refused for its algorithm, anything else as malformed.
+fn header_error(token: &str) -> TokenError {
+    use base64::Engine as _;
+    let segment = token.split('.').next().unwrap_or_default();
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(segment.trim_end_matches('='))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+    let alg = header.as_ref().and_then(|h| h.get("alg")).and_then(serde_json::Value::as_str);
+    match alg {
+        Some(name) if name.parse::<Algorithm>().is_err() => TokenError::BadAlgorithm,
+        _ => TokenError::Malformed,
     }
 }
 
@@ -417,5 +436,21 @@ mod tests {
             jsonwebtoken::encode(&Header::new(Algorithm::HS512), &ok, &EncodingKey::from_secret(SECRET.as_bytes()))
                 .unwrap();
         assert_eq!(v.verify_now(&hs512), Err(TokenError::BadAlgorithm));
+    }
+
+    #[test]
+    fn an_unsigned_token_is_refused_for_its_algorithm() {
+        use base64::Engine as _;
+        let b64 = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let claims = b64(json!({"sub": "u1", "exp": future()}));
+        let v = verifier(None, None);
+        for alg in ["none", "None", "NONE", "HS1024"] {
+            let unsigned = format!("{}.{claims}.", b64(json!({"alg": alg, "typ": "JWT"})));
+            assert_eq!(v.verify_now(&unsigned), Err(TokenError::BadAlgorithm), "{alg}");
+        }
+        let no_alg = format!("{}.{claims}.", b64(json!({"typ": "JWT"})));
+        assert_eq!(v.verify_now(&no_alg), Err(TokenError::Malformed));
+        let bad_kid = format!("{}.{claims}.", b64(json!({"alg": "HS256", "kid": 5})));
+        assert_eq!(v.verify_now(&bad_kid), Err(TokenError::Malformed), "a known algorithm is not the problem");
     }
 }
