@@ -36,8 +36,8 @@ use crate::socket::{SocketCtx, on_connect, prepare};
 /// Why a server could not be built from a valid configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("JWT_PUBLIC_KEY: {0}")]
-    JwtKey(#[from] jsonwebtoken::errors::Error),
+    #[error(transparent)]
+    JwtKey(#[from] crate::auth::VerifierError),
     #[error("{0}")]
     Hooks(#[from] crate::hooks::HooksError),
 }
@@ -89,6 +89,9 @@ pub fn build<A: Adapter + DefinedAdapter>(
     }
     let metrics = Arc::new(metrics);
     let verifier = JwtVerifier::new(&config.jwt)?;
+    if let Some(jwks) = verifier.jwks() {
+        jwks.start();
+    }
     let history = Arc::new(bus.history);
     let hooks = Arc::new(Hooks::start(&config.hooks, bus.redis_conn, &metrics)?);
     let publisher = Publisher::new(history.clone(), metrics.clone()).with_chat_hook(hooks.chat.clone());
@@ -131,6 +134,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
     // Middlewares run last-added first: authenticate, then prepare, then the CONNECT ack.
     let init = io.ns("/", on_connect::<A>.with(prepare::<A>).with(authenticate::<A>));
 
+    let readiness = Arc::new(Readiness::new(bus.redis).with_jwks(verifier.jwks().cloned()));
     let state = AppState::new(http::Shared {
         emitter: Emitter::new(io.clone(), publisher),
         api: Arc::new(config.api.clone()),
@@ -138,7 +142,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
         idempotency: Arc::new(bus.idempotency),
         metrics,
         verifier,
-        readiness: Arc::new(Readiness::new(bus.redis)),
+        readiness,
         in_flight: Arc::new(InFlight::default()),
         hooks,
     });

@@ -76,13 +76,11 @@ pub async fn authenticate<A: Adapter>(
     State(ctx): State<Arc<SocketCtx>>,
 ) -> Result<(), HandshakeError> {
     let auth = auth.ok();
-    let result = find_token(auth.as_ref(), socket.req_parts()).and_then(|source| {
-        let token = match &source {
-            TokenSource::Auth(t) => *t,
-            TokenSource::Header(t) | TokenSource::Query(t) => t.as_str(),
-        };
-        ctx.verifier.verify(token)
-    });
+    let result = match find_token(auth.as_ref(), socket.req_parts()) {
+        Ok(TokenSource::Auth(t)) => ctx.verifier.verify(t).await,
+        Ok(TokenSource::Header(t) | TokenSource::Query(t)) => ctx.verifier.verify(&t).await,
+        Err(e) => Err(e),
+    };
     let result = result.map_err(HandshakeError::from).and_then(|identity| {
         // Taken before anything else is done for the socket; given back when it ends,
         // however it ends (the slot lives in the socket's extensions).

@@ -3,6 +3,7 @@
 
 pub mod api_token;
 pub mod handshake;
+pub mod jwks;
 pub mod jwt;
 
-pub use jwt::{Identity, JwtVerifier, Role, TokenError};
+pub use jwt::{Identity, JwtVerifier, Role, TokenError, VerifierError};

@@ -23,7 +23,7 @@ mod secrets;
 pub use crate::history::HistoryConfig;
 pub use admin::AdminConfig;
 pub use hooks::{DEV_WEBHOOK_SECRET, HookTarget, HooksConfig};
-pub use jwt::{DEV_JWT_SECRET, JwtConfig, JwtKey, PublicKeyKind};
+pub use jwt::{DEV_JWT_SECRET, JwtConfig, PublicKey, PublicKeyKind};
 pub use log::{LogConfig, LogFormat};
 pub use net::NetLimits;
 pub use origins::AllowedOrigins;

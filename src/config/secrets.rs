@@ -3,9 +3,9 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{AppEnv, Config, ConfigError, JwtKey, err};
+use super::{AppEnv, Config, ConfigError, err};
 
-/// Shortest HS256 `JWT_SECRET` production accepts, in bytes (the hash's output size).
+/// Shortest HS256 `JWT_SECRET` (each of the list) production accepts, in bytes (the hash's output size).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 /// Shortest `API_TOKEN` (each of the list) production accepts, in characters.
 pub const MIN_API_TOKEN_CHARS: usize = 16;
@@ -15,10 +15,11 @@ pub(super) fn check(config: &Config) -> Result<(), ConfigError> {
     if config.env != AppEnv::Production {
         return Ok(());
     }
-    if let JwtKey::Secret { secret, .. } = &config.jwt.key
-        && secret.expose_secret().len() < MIN_JWT_SECRET_BYTES
-    {
-        return Err(err("JWT_SECRET", format!("must be at least {MIN_JWT_SECRET_BYTES} bytes in production")));
+    if config.jwt.secrets.iter().any(|s| s.expose_secret().len() < MIN_JWT_SECRET_BYTES) {
+        return Err(err(
+            "JWT_SECRET",
+            format!("each secret must be at least {MIN_JWT_SECRET_BYTES} bytes in production"),
+        ));
     }
     if config.api.tokens.iter().any(|t| t.expose_secret().chars().count() < MIN_API_TOKEN_CHARS) {
         return Err(err(
@@ -38,9 +39,7 @@ fn distinct(config: &Config) -> Result<(), ConfigError> {
     if let Some(secret) = &config.hooks.secret {
         named.push(("WEBHOOK_SECRET", secret));
     }
-    if let JwtKey::Secret { secret, .. } = &config.jwt.key {
-        named.push(("JWT_SECRET", secret));
-    }
+    named.extend(config.jwt.secrets.iter().map(|s| ("JWT_SECRET", s)));
     for (i, (var, value)) in named.iter().enumerate() {
         let reused = named[..i].iter().find(|(other, v)| other != var && v.expose_secret() == value.expose_secret());
         if let Some((other, _)) = reused {

@@ -323,3 +323,64 @@ fn redis_tls_files_are_read_at_start_up_and_each_problem_names_its_variable() {
     assert!(e.to_string().contains(&missing), "the path is named: {e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn jwt_secret_is_a_list_and_production_checks_each_entry() {
+    let c = config(&[("JWT_SECRET", "new-secret, old-secret ,")]).unwrap();
+    let secrets: Vec<&str> = c.jwt.secrets.iter().map(|s| s.expose_secret()).collect();
+    assert_eq!(secrets, ["new-secret", "old-secret"]);
+    assert!(!c.jwt.is_dev_secret());
+    assert!(!format!("{c:?}").contains("old-secret"), "Debug must not print a secret");
+    assert_eq!(config(&[("JWT_SECRET", " , ")]).unwrap_err().var, "JWT_SECRET");
+    let prod = |jwt: &str| {
+        config(&[("APP_ENV", "production"), ("JWT_SECRET", jwt), ("API_TOKEN", PROD_API), ("ADMIN_TOKEN", PROD_ADMIN)])
+    };
+    let old = "an-older-production-jwt-secret-0123456789";
+    assert_eq!(prod(&format!("{PROD_JWT},{old}")).unwrap().jwt.secrets.len(), 2);
+    let short = prod(&format!("{PROD_JWT},short")).unwrap_err();
+    assert_eq!(short.var, "JWT_SECRET", "{short}");
+    let shared = prod(&format!("{PROD_JWT},{PROD_ADMIN}")).unwrap_err();
+    assert!(shared.to_string().contains("ADMIN_TOKEN"), "{shared}");
+    let dev = prod(&format!("{PROD_JWT},{DEV_JWT_SECRET}")).unwrap_err();
+    assert_eq!(dev.var, "JWT_SECRET", "{dev}");
+}
+
+const PROD_ADMIN: &str = "a-production-admin-token-0123456789";
+
+#[test]
+fn jwt_public_key_may_hold_several_pem_keys() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
+    let rsa = std::fs::read_to_string(format!("{dir}rsa-public.pem")).unwrap();
+    let ec = std::fs::read_to_string(format!("{dir}ec-public.pem")).unwrap();
+    let both = format!("{rsa}{ec}");
+    let c = config(&[("JWT_PUBLIC_KEY", &both)]).unwrap();
+    let kinds: Vec<PublicKeyKind> = c.jwt.public_keys.iter().map(|k| k.kind).collect();
+    assert_eq!(kinds, [PublicKeyKind::Rsa, PublicKeyKind::Ec]);
+    // The `\n` escapes of a one-line `.env` value, and a secret alongside: any key verifies.
+    let escaped = both.replace('\n', "\\n");
+    let c = config(&[("JWT_PUBLIC_KEY", &escaped), ("JWT_SECRET", "s")]).unwrap();
+    assert_eq!((c.jwt.public_keys.len(), c.jwt.secrets.len()), (2, 1));
+    let bad = format!("{rsa}-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n");
+    let e = config(&[("JWT_PUBLIC_KEY", &bad)]).unwrap_err();
+    assert_eq!(e.var, "JWT_PUBLIC_KEY");
+    assert!(e.problem.contains("key #2"), "{e}");
+    assert_eq!(config(&[("JWT_PUBLIC_KEY", "-----BEGIN nothing")]).unwrap_err().var, "JWT_PUBLIC_KEY");
+}
+
+#[test]
+fn jwt_jwks_url_is_https_and_enough_alone_in_production() {
+    let prod = |url: &str| config(&[("APP_ENV", "production"), ("JWT_JWKS_URL", url), ("API_TOKEN", PROD_API)]);
+    let c = prod("https://idp.example.com/.well-known/jwks.json").unwrap();
+    assert!(c.jwt.secrets.is_empty() && c.jwt.public_keys.is_empty() && !c.jwt.is_dev_secret());
+    assert_eq!(c.jwt.jwks_url.unwrap().host_str(), Some("idp.example.com"));
+    for bad in ["http://idp.example.com/jwks", "not a url", "ftp://idp.example.com/jwks", "https://"] {
+        assert_eq!(prod(bad).unwrap_err().var, "JWT_JWKS_URL", "{bad}");
+    }
+    // Development: http:// allowed (a local identity provider), and no development secret.
+    let c = config(&[("JWT_JWKS_URL", "http://127.0.0.1:9/jwks")]).unwrap();
+    assert!(c.jwt.jwks_url.is_some() && !c.jwt.is_dev_secret() && c.jwt.secrets.is_empty());
+    let c = config(&[("JWT_JWKS_URL", "https://user:pass@idp.example.com/jwks?key=k")]).unwrap();
+    assert!(!format!("{c:?}").contains("pass"), "Debug prints the origin only");
+    let e = config(&[("APP_ENV", "production"), ("API_TOKEN", PROD_API)]).unwrap_err();
+    assert!(e.var == "JWT_SECRET" && e.problem.contains("JWT_JWKS_URL"), "{e}");
+}

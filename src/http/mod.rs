@@ -22,6 +22,7 @@ use socketioxide::adapter::Adapter;
 
 use crate::auth::JwtVerifier;
 use crate::auth::api_token::{ApiAuth, ApiAuthError};
+use crate::auth::jwks::Jwks;
 use crate::config::ApiConfig;
 use crate::emit::Emitter;
 use crate::idempotency::{IdempotencyStore, StoreError};
@@ -61,16 +62,23 @@ pub struct Shared<A: Adapter> {
     pub hooks: Arc<crate::hooks::Hooks>,
 }
 
-/// Whether this instance should get traffic: not shutting down, and its event bus
-/// (Redis, when configured) reachable.
+/// Whether this instance should get traffic: not shutting down, its event bus (Redis, when
+/// configured) reachable, and its identity provider's keys (a JWKS, when configured) loaded once.
 pub struct Readiness {
     accepting: AtomicBool,
     redis: Option<Arc<RedisHealth>>,
+    jwks: Option<Arc<Jwks>>,
 }
 
 impl Readiness {
     pub fn new(redis: Option<Arc<RedisHealth>>) -> Readiness {
-        Readiness { accepting: AtomicBool::new(true), redis }
+        Readiness { accepting: AtomicBool::new(true), redis, jwks: None }
+    }
+
+    /// Not ready until this key set has loaded once (later failures keep the known keys).
+    pub fn with_jwks(mut self, jwks: Option<Arc<Jwks>>) -> Readiness {
+        self.jwks = jwks;
+        self
     }
 
     /// Shutdown has begun: load balancers should stop sending traffic.
@@ -85,6 +93,9 @@ impl Readiness {
         }
         if self.redis.as_ref().is_some_and(|r| !r.is_up()) {
             return Err("redis_unreachable");
+        }
+        if self.jwks.as_ref().is_some_and(|j| !j.is_loaded()) {
+            return Err("jwks_unavailable");
         }
         Ok(())
     }

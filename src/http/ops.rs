@@ -11,7 +11,7 @@ use super::{ApiError, AppState};
 /// `{ "status": ... }` of the operator endpoints.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Status {
-    /// `ok`, `ready`, `shutting_down` or `redis_unreachable`.
+    /// `ok`, `ready`, `shutting_down`, `redis_unreachable` or `jwks_unavailable`.
     pub status: &'static str,
     /// `/ready` only, while ready yet at risk: `redis_history_shard_without_replica` (on a
     /// Redis Cluster, a failover of the history's shard now would lose recent events).
@@ -26,11 +26,12 @@ pub async fn health() -> Response {
     Json(Status { status: "ok", warning: None }).into_response()
 }
 
-/// Ready to serve: not shutting down and, with Redis, Redis reachable.
+/// Ready to serve: not shutting down, with Redis, Redis reachable, and with a JWKS, its keys
+/// loaded once.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Status),
-        (status = 503, description = "`shutting_down` or `redis_unreachable`", body = Status),
+        (status = 503, description = "`shutting_down`, `redis_unreachable`, or `jwks_unavailable` (a configured JWKS never loaded yet)", body = Status),
     ))]
 pub async fn ready<A: Adapter>(State(state): State<AppState<A>>) -> Response {
     match state.readiness.check() {

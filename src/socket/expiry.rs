@@ -114,7 +114,7 @@ pub async fn refresh<A: Adapter>(
     let answer = match (token, socket.extensions.get::<Arc<Identity>>()) {
         (None, _) => Ack::err("invalid_payload", "payload must be { token: string }"),
         (Some(_), None) => Ack::err("invalid_token", "no identity on this socket"),
-        (Some(token), Some(current)) => match ctx.verifier.verify(&token) {
+        (Some(token), Some(current)) => match ctx.verifier.verify(&token).await {
             Err(e) => Ack::err("invalid_token", e.to_string()),
             Ok(fresh)
                 if fresh.user_id != current.user_id

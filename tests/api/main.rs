@@ -27,6 +27,7 @@ mod hooks;
 mod hostile;
 mod idempotency;
 mod idempotency_faults;
+mod jwks;
 mod kill_faults;
 mod limits;
 mod memory;
