@@ -24,6 +24,7 @@ mod expiry;
 mod fault_kit;
 mod handshake;
 mod hooks;
+mod hooks_tls;
 mod hostile;
 mod idempotency;
 mod idempotency_faults;
