@@ -297,3 +297,15 @@ fn redis_tls_files_are_read_at_start_up_and_each_problem_names_its_variable() {
     assert!(e.to_string().contains(&missing), "the path is named: {e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_internal_port_is_off_by_default_and_must_differ_from_the_public_port() {
+    assert_eq!(config(&[]).unwrap().internal_port, None);
+    assert_eq!(config(&[("INTERNAL_PORT", "9090")]).unwrap().internal_port, Some(9090));
+    assert_eq!(config(&[("PORT", "0"), ("INTERNAL_PORT", "0")]).unwrap().internal_port, Some(0));
+    for bad in
+        [&[("INTERNAL_PORT", "3000")][..], &[("PORT", "8080"), ("INTERNAL_PORT", "8080")], &[("INTERNAL_PORT", "x")]]
+    {
+        assert_eq!(config(bad).unwrap_err().var, "INTERNAL_PORT", "{bad:?}");
+    }
+}

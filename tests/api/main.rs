@@ -28,6 +28,7 @@ mod hooks_tls;
 mod hostile;
 mod idempotency;
 mod idempotency_faults;
+mod internal_port;
 mod kill_faults;
 mod limits;
 mod memory;
