@@ -89,6 +89,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
     let mut metrics = Metrics::new();
     if let Some(redis) = &bus.redis {
         metrics.register_history_replicas(redis.history_replicas_gauge());
+        metrics.register_redis_round_trips(redis.round_trips());
     }
     let metrics = Arc::new(metrics);
     let verifier = JwtVerifier::new(&config.jwt)?;

@@ -33,6 +33,7 @@ mod kill_faults;
 mod limits;
 mod memory;
 mod openapi;
+mod ops_metrics;
 mod presence;
 mod property;
 mod proxies;
