@@ -188,7 +188,9 @@ pub fn build<A: Adapter + DefinedAdapter>(
                     TraceLayer::new_for_http()
                         .make_span_with(|req: &Request| {
                             // The path only: a handshake query may carry a token.
-                            tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
+                            let (method, path) = (req.method(), req.uri().path());
+                            let request_id = http::request_id::of(req.headers());
+                            tracing::debug_span!("http", %method, %path, request_id)
                         })
                         // Errors are logged once, where they are mapped (ApiError), not again here.
                         .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
@@ -201,6 +203,8 @@ pub fn build<A: Adapter + DefinedAdapter>(
     // turns that feature on), and it must copy the head the guard detached, not a slice
     // of hyper's read buffer that the session would then pin (see `net::head::detach`).
     let service = tower::ServiceBuilder::new()
+        // Outermost: every answer carries its X-Request-Id, refusals included.
+        .layer(http::request_id::layers())
         .layer(middleware::from_fn(http::unread_body::close_if_body_unread))
         .option_layer(trace_layer())
         .layer(cors(&config.cors))
@@ -214,6 +218,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
         let ops = ops.layer(middleware::from_fn_with_state(state.clone(), record_http::<A>));
         HttpService::new(
             tower::ServiceBuilder::new()
+                .layer(http::request_id::layers())
                 .layer(middleware::from_fn(http::unread_body::close_if_body_unread))
                 .option_layer(trace_layer())
                 .service(ops),

@@ -43,6 +43,7 @@ mod redis_cluster;
 mod redis_link;
 mod redis_server;
 mod redis_tls;
+mod request_id;
 mod rest_errors;
 mod rooms;
 mod scale;
