@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 
 use crate::helpers::*;
 use crate::hooks::SECRET;
+use crate::raw::{Binary, RawSocket};
 use crate::redis_server::RedisServer;
 
 async fn scrape(app: &TestApp) -> String {
@@ -29,17 +30,22 @@ fn must(text: &str, series: &str) -> f64 {
 
 #[tokio::test]
 async fn the_process_and_the_build_are_described_under_the_standard_names_with_sane_values() {
-    let app = spawn_app().await;
-    let text = scrape(&app).await;
+    // The binary in its own process: in this one, other tests open and close descriptors.
+    let server = Binary::start(&[]).await;
+    let text = server.metrics().await;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
 
     assert!(must(&text, "process_cpu_seconds_total") > 0.0, "{text}");
-    assert!(must(&text, "process_resident_memory_bytes") > 1_000_000.0);
+    let rss = must(&text, "process_resident_memory_bytes");
+    assert!(rss > 1_000_000.0 && rss < 1e10, "{rss}");
+    // What /proc says of the same process a moment later, within 25 %.
+    let now_rss = (server.rss_kib() * 1024) as f64;
+    assert!((rss - now_rss).abs() < now_rss / 4.0, "{rss} against {now_rss}");
     let open = must(&text, "process_open_fds");
     assert!(open > 0.0);
     assert!(must(&text, "process_max_fds") >= open);
     let started = must(&text, "process_start_time_seconds");
-    assert!(started <= now + 1.0 && started > now - 24.0 * 3600.0, "started {started}, now {now}");
+    assert!(started <= now + 1.0 && started > now - 60.0, "started {started}, now {now}");
     assert!(must(&text, "process_threads") >= 1.0);
 
     let version = env!("CARGO_PKG_VERSION");
@@ -54,13 +60,13 @@ async fn the_process_and_the_build_are_described_under_the_standard_names_with_s
     // Without Redis there are no round trips to time.
     assert!(!text.contains("fixrx_redis_round_trip_seconds"));
 
-    // The CPU counter moves with work, and the descriptors with sockets.
-    let mut clients = Vec::new();
-    for i in 0..5 {
-        clients.push(connect_user(&app, &format!("fds-{i}")).await);
+    // The descriptors follow the sockets, and the CPU counter only grows.
+    let mut held = Vec::new();
+    for i in 0..20 {
+        held.push(RawSocket::connect(server.addr, &user_token(&format!("fds-{i}"))).await);
     }
-    let later = scrape(&app).await;
-    assert!(must(&later, "process_open_fds") >= open + 5.0, "{open} -> {later}");
+    let later = server.metrics().await;
+    assert!(must(&later, "process_open_fds") >= open + 20.0, "{open} -> {later}");
     assert!(must(&later, "process_cpu_seconds_total") >= must(&text, "process_cpu_seconds_total"));
 }
 
@@ -111,6 +117,28 @@ async fn the_webhook_outbox_depth_rises_while_the_receiver_is_down_and_falls_bac
     // The next retry (at most a few seconds of backoff away) delivers both.
     wait_for_metric(&app, "fixrx_webhook_outbox", Duration::from_secs(10), |v| v == 0.0).await;
     assert_eq!(must(&scrape(&app).await, "fixrx_webhooks_total{outcome=\"sent\"}"), 2.0);
+}
+
+#[tokio::test]
+async fn with_redis_every_instance_reports_the_shared_outbox_depth() {
+    let redis = RedisServer::start();
+    let up = Arc::new(AtomicBool::new(false));
+    let url = flaky_receiver(up.clone()).await;
+    let vars = [("REDIS_URL", redis.url()), ("WEBHOOK_URL", url), ("WEBHOOK_SECRET", SECRET.to_owned())];
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (a, b) = (spawn_node(&vars).await, spawn_node(&vars).await);
+    let _on_a = connect_user(&a, "shared-outbox-a").await;
+    let _on_b = connect_user(&b, "shared-outbox-b").await;
+    // One outbox for both; whichever instance holds the lease is failing to send it.
+    for node in [&a, &b] {
+        wait_for_metric(node, "fixrx_webhook_outbox", WAIT, |v| v == 2.0).await;
+    }
+    up.store(true, Ordering::Release);
+    for node in [&a, &b] {
+        wait_for_metric(node, "fixrx_webhook_outbox", Duration::from_secs(10), |v| v == 0.0).await;
+    }
+    a.stop().await;
+    b.stop().await;
 }
 
 /// The `_count` of `fixrx_redis_round_trip_seconds` for one operation.
