@@ -48,6 +48,9 @@ pub type HttpService = tower::util::BoxCloneSyncService<Request, Response, std::
 /// A built server, not yet serving.
 pub struct App<A: Adapter> {
     pub service: HttpService,
+    /// With `INTERNAL_PORT`: what the internal listener serves (`/health`, `/ready`,
+    /// `/metrics`, the console); `None`: all of it is in `service`.
+    pub internal: Option<HttpService>,
     pub io: SocketIo<A>,
     pub state: AppState<A>,
 }
@@ -86,6 +89,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
     let mut metrics = Metrics::new();
     if let Some(redis) = &bus.redis {
         metrics.register_history_replicas(redis.history_replicas_gauge());
+        metrics.register_redis_round_trips(redis.round_trips());
     }
     let metrics = Arc::new(metrics);
     let verifier = JwtVerifier::new(&config.jwt)?;
@@ -147,8 +151,11 @@ pub fn build<A: Adapter + DefinedAdapter>(
         hooks,
     });
 
+    // With INTERNAL_PORT, the operator's routes (metrics, the console) live on a second
+    // router served only there; the public router leaves them out, so they answer its 404.
+    let internal = config.internal_port.is_some();
     // Every route of the OpenAPI document, and only those (plus development's token mint).
-    let mut routes = http::openapi::routes::<A>();
+    let mut routes = http::openapi::routes_without::<A>(if internal { &["metrics"] } else { &[] });
     if config.jwt.is_dev_secret() {
         routes = routes.route("/dev/token", get(http::dev::token::<A>));
     }
@@ -161,47 +168,79 @@ pub fn build<A: Adapter + DefinedAdapter>(
         .fallback(http::ops::not_found)
         .method_not_allowed_fallback(http::ops::method_not_allowed)
         .with_state(state.clone());
+    let mut operator = internal.then(|| operator_routes(&state));
     if let (Some(admin), Some(tap)) = (&config.admin, tap) {
         let console = console(config, admin, tap, &io, &state, bus.pubsub);
         let admin_routes = crate::admin::api::routes::<A>()
             .method_not_allowed_fallback(http::ops::method_not_allowed)
             .with_state(console);
-        router = router.merge(admin_routes);
+        match operator {
+            Some(ops) => operator = Some(ops.merge(admin_routes)),
+            None => router = router.merge(admin_routes),
+        }
     }
     // `layer`, not `route_layer`: refusals (404, 405) are counted too, under labels from
     // fixed sets (see `metrics::method_label`, `metrics::route_label`).
     let router = router.layer(middleware::from_fn_with_state(state.clone(), record_http::<A>));
     // Request spans only when the log filter (fixed at start-up) would keep them: the
     // layer costs about 2 % of a REST event's CPU even with its spans disabled.
-    let trace = tracing::enabled!(tracing::Level::DEBUG).then(|| {
-        tower::ServiceBuilder::new()
-            .map_response(IntoResponse::into_response)
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(|req: &Request| {
-                        // The path only: a handshake query may carry a token.
-                        tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
-                    })
-                    // Errors are logged once, where they are mapped (ApiError), not again here.
-                    .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
-            )
-            .into_inner()
-    });
+    let trace_layer = || {
+        tracing::enabled!(tracing::Level::DEBUG).then(|| {
+            tower::ServiceBuilder::new()
+                .map_response(IntoResponse::into_response)
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|req: &Request| {
+                            // The path only: a handshake query may carry a token.
+                            let (method, path) = (req.method(), req.uri().path());
+                            let request_id = http::request_id::of(req.headers());
+                            tracing::debug_span!("http", %method, %path, request_id)
+                        })
+                        // Errors are logged once, where they are mapped (ApiError), not again here.
+                        .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+                )
+                .into_inner()
+        })
+    };
     // The guard and the layers around it wrap the router from outside: axum's router
     // keeps a copy of each request's URI (`OriginalUri`, whenever any crate in the build
     // turns that feature on), and it must copy the head the guard detached, not a slice
     // of hyper's read buffer that the session would then pin (see `net::head::detach`).
     let service = tower::ServiceBuilder::new()
+        // Outermost: every answer carries its X-Request-Id, refusals included.
+        .layer(http::request_id::layers())
         .layer(middleware::from_fn(http::unread_body::close_if_body_unread))
-        .option_layer(trace)
+        .option_layer(trace_layer())
         .layer(cors(&config.cors))
         .layer(middleware::from_fn_with_state(
             crate::net::guard::HandshakeGuard::new(config, transports, forwarded),
             crate::net::guard::guard_handshake,
         ))
         .service(router.layer(layer));
+    // No Socket.IO, no CORS (the console is same-origin) and no handshake guard here.
+    let internal = operator.map(|ops| {
+        let ops = ops.layer(middleware::from_fn_with_state(state.clone(), record_http::<A>));
+        HttpService::new(
+            tower::ServiceBuilder::new()
+                .layer(http::request_id::layers())
+                .layer(middleware::from_fn(http::unread_body::close_if_body_unread))
+                .option_layer(trace_layer())
+                .service(ops),
+        )
+    });
 
-    Ok((App { service: HttpService::new(service), io, state }, init))
+    Ok((App { service: HttpService::new(service), internal, io, state }, init))
+}
+
+/// The internal port's routes: health, readiness and metrics (the console is merged in).
+fn operator_routes<A: Adapter>(state: &AppState<A>) -> axum::Router {
+    axum::Router::new()
+        .route("/health", get(http::ops::health))
+        .route("/ready", get(http::ops::ready::<A>))
+        .route("/metrics", get(http::ops::metrics::<A>))
+        .fallback(http::ops::not_found)
+        .method_not_allowed_fallback(http::ops::method_not_allowed)
+        .with_state(state.clone())
 }
 
 /// The admin console's shared state: what it reads, and how it reaches the other instances.

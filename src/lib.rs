@@ -15,7 +15,8 @@
 //! - [`admin`]: the admin console (`ADMIN_TOKEN`): its page, and an API that reads the
 //!   log and asks every instance.
 //! - [`app`]: assembles routes, Socket.IO and tower-http layers; [`scale`] picks the adapter.
-//! - [`run`]: serves on a bound listener until the shutdown future resolves.
+//! - [`run`]: serves on a bound listener (and the internal one, [`Listeners`]) until the
+//!   shutdown future resolves.
 
 #![forbid(unsafe_code)]
 
@@ -55,18 +56,36 @@ pub enum RunError {
     Start(#[from] scale::ScaleError),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot listen on {addr} (INTERNAL_PORT/HOST): {source}")]
+    Internal { addr: SocketAddr, source: std::io::Error },
+}
+
+/// Where the server listens: the public port, and with `INTERNAL_PORT` the internal one.
+/// A bare [`TcpListener`] converts into one without an internal listener; when the
+/// configuration asks for an internal port and none is given, [`serve`] binds
+/// `HOST:INTERNAL_PORT` itself.
+pub struct Listeners {
+    pub public: TcpListener,
+    pub internal: Option<TcpListener>,
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(public: TcpListener) -> Listeners {
+        Listeners { public, internal: None }
+    }
 }
 
 /// Serves on `listener` until `shutdown` resolves, then stops accepting, closes every
 /// socket cleanly and returns within `config.shutdown_timeout`. Meanwhile connections that
 /// send nothing in time are closed ([`net::serve`]).
 pub async fn run(
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    let listener = listeners.into();
     let built = scale::build(&config).await?;
-    if let Ok(addr) = listener.local_addr() {
+    if let Ok(addr) = listener.public.local_addr() {
         announce(&config, addr);
     }
     match built {
@@ -77,24 +96,30 @@ pub async fn run(
 
 /// Serves an already built [`app::App`]: the same as [`run`], for callers that keep its emitter.
 pub async fn serve<A: Adapter>(
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     app: app::App<A>,
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let app::App { service, state, .. } = app;
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let proxies = std::sync::Arc::new(config.trusted_proxies.clone());
-    let listener = net::LimitedListener::new(listener, config.limits.connections, config.limits.write_stall, proxies);
-    let timeouts = net::serve::Timeouts {
-        header: config.limits.header_read_timeout,
-        idle: config.limits.idle_timeout,
-        counted: state.metrics.connection_timeouts.clone(),
+    let Listeners { public, internal } = listeners.into();
+    let app::App { service, internal: internal_service, state, .. } = app;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let internal = match (internal_service, internal, config.internal_port) {
+        (Some(service), Some(listener), _) => Some((service, listener)),
+        (Some(service), None, Some(port)) => {
+            let addr = SocketAddr::new(config.host, port);
+            let listener = TcpListener::bind(addr).await.map_err(|source| RunError::Internal { addr, source })?;
+            Some((service, listener))
+        }
+        _ => None,
     };
-    let server = net::serve::serve(listener, service, timeouts, async move {
-        let _ = stop_rx.wait_for(|stop| *stop).await;
+    let internal = internal.map(|(service, listener)| {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "internal port listening: /metrics and the admin console are served only here");
+        }
+        tokio::spawn(serve_one(listener, service, config, &state.metrics, stop_rx.clone()))
     });
-    let mut server = tokio::spawn(server);
+    let mut server = tokio::spawn(serve_one(public, service, config, &state.metrics, stop_rx));
 
     tokio::select! {
         finished = &mut server => {
@@ -117,6 +142,9 @@ pub async fn serve<A: Adapter>(
     let drain = async {
         state.emitter.close().await;
         let _ = server.await;
+        if let Some(internal) = internal {
+            let _ = internal.await;
+        }
     };
     let drained = tokio::time::timeout_at(deadline, drain).await.is_ok();
     // The sockets' departures go to the presence store, and queued webhooks out, in what is left.
@@ -127,6 +155,26 @@ pub async fn serve<A: Adapter>(
         tracing::warn!(timeout = ?config.shutdown_timeout, "shutdown timed out; exiting anyway");
     }
     Ok(())
+}
+
+/// One listener's accept loop, with the connection limits and timeouts, until `stop`.
+fn serve_one(
+    listener: TcpListener,
+    service: app::HttpService,
+    config: &Config,
+    metrics: &metrics::Metrics,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let proxies = std::sync::Arc::new(config.trusted_proxies.clone());
+    let listener = net::LimitedListener::new(listener, config.limits.connections, config.limits.write_stall, proxies);
+    let timeouts = net::serve::Timeouts {
+        header: config.limits.header_read_timeout,
+        idle: config.limits.idle_timeout,
+        counted: metrics.connection_timeouts.clone(),
+    };
+    net::serve::serve(listener, service, timeouts, async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    })
 }
 
 /// What to say when a development server listens where other machines can reach it.

@@ -82,7 +82,21 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match fixrx_realtime::run(listener, config, shutdown_signal()).await {
+    let internal = match config.internal_port {
+        None => None,
+        Some(port) => {
+            let addr = SocketAddr::new(config.host, port);
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    eprintln!("fixrx-realtime: cannot listen on {addr} (INTERNAL_PORT/HOST): {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+    };
+    let listeners = fixrx_realtime::Listeners { public: listener, internal };
+    match fixrx_realtime::run(listeners, config, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fixrx-realtime: {e}");

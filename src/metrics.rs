@@ -1,11 +1,17 @@
 //! Prometheus metrics, one registry per server instance (no global recorder, so
 //! several servers in one test process keep separate counts).
+//!
+//! Two registries are rendered as one exposition: ours, every name under `fixrx_`, and
+//! the process's ([`process`]), under the standard unprefixed `process_*` names.
+
+pub mod process;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -32,6 +38,20 @@ pub struct StatusLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
+}
+
+/// What a round trip to Redis did (a fixed set: see [`redis_round_trips`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    pub op: &'static str,
+}
+
+/// The histograms behind `fixrx_redis_round_trip_seconds`, by operation: from 100 µs
+/// (a local Redis) to the 2 s after which a command counts as failed.
+pub fn redis_round_trips() -> Family<OpLabels, Histogram> {
+    Family::new_with_constructor(|| {
+        Histogram::new([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+    })
 }
 
 /// One HTTP request's series. Every label comes from a fixed set, so no request, however
@@ -105,6 +125,8 @@ pub fn route_label(matched: Option<&str>) -> &'static str {
 /// Everything the server counts.
 pub struct Metrics {
     registry: Registry,
+    /// Unprefixed: the `process_*` collector only.
+    process: Registry,
     pub connections: Gauge,
     pub handshakes: Family<HandshakeLabels, Counter>,
     pub events_emitted: Family<EventLabels, Counter>,
@@ -127,6 +149,9 @@ pub struct Metrics {
     pub connection_timeouts: Family<ReasonLabels, Counter>,
     /// Sockets refused or closed to keep one user within limits (`max_sockets_per_user`).
     pub user_limits: Family<ReasonLabels, Counter>,
+    /// Presence transitions in the webhook outbox, not yet delivered nor given up (with
+    /// Redis: the outbox all instances share), as last seen by this instance's sender.
+    pub webhook_outbox: Gauge,
 }
 
 fn hook_latency() -> Histogram {
@@ -192,8 +217,22 @@ impl Metrics {
             "Sockets refused to keep one user within its limits, by limit",
             user_limits.clone(),
         );
+        let webhook_outbox = Gauge::default();
+        registry.register(
+            "webhook_outbox",
+            "Presence webhooks waiting in the outbox (shared by every instance with Redis), not yet delivered nor given up",
+            webhook_outbox.clone(),
+        );
+        registry.register(
+            "build",
+            "This server's version (always 1)",
+            Info::new([("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        let mut process = Registry::default();
+        process.register_collector(Box::new(process::ProcessCollector::new()));
         Metrics {
             registry,
+            process,
             connections,
             handshakes,
             events_emitted,
@@ -208,6 +247,7 @@ impl Metrics {
             chat_hook_duration,
             connection_timeouts,
             user_limits,
+            webhook_outbox,
         }
     }
 
@@ -221,11 +261,25 @@ impl Metrics {
         );
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// `fixrx_redis_round_trip_seconds{op}`: the history's round trips to Redis (see
+    /// [`redis_round_trips`]); registered only with Redis.
+    pub fn register_redis_round_trips(&mut self, family: Family<OpLabels, Histogram>) {
+        self.registry.register(
+            "redis_round_trip_seconds",
+            "Time from sending a history command to Redis to its answer (or failure), by operation",
+            family,
+        );
+    }
+
+    /// The Prometheus text exposition of every metric. Reads `/proc` (the process
+    /// metrics): call it off the async workers.
     pub fn render(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.process);
+        let _ = encode_eof(&mut out);
         out
     }
 }

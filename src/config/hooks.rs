@@ -1,6 +1,8 @@
 //! The backend hooks' settings: `WEBHOOK_*`, `CHAT_HOOK_*`, `PRESENCE_OFFLINE_GRACE_MS`.
 
 use std::fmt;
+
+use rustls::pki_types::CertificateDer;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -28,6 +30,9 @@ pub struct HooksConfig {
     /// `CHAT_HOOK_CONCURRENCY`: most chat hook requests in flight at once; a message past
     /// it is refused at once (`unavailable`), never queued.
     pub chat_concurrency: usize,
+    /// `WEBHOOK_CA_FILE`: CA certificates trusted for HTTPS to the backend, besides the
+    /// system's roots (read and checked once, at start-up).
+    pub extra_roots: Vec<CertificateDer<'static>>,
 }
 
 /// One backend URL and how long one attempt on it may take.
@@ -54,6 +59,7 @@ impl fmt::Debug for HooksConfig {
             .field("secret", &self.secret.as_ref().map(|_| "[REDACTED]"))
             .field("offline_grace", &self.offline_grace)
             .field("chat_concurrency", &self.chat_concurrency)
+            .field("extra_roots", &format_args!("{} certificate(s)", self.extra_roots.len()))
             .finish()
     }
 }
@@ -81,7 +87,15 @@ pub(super) fn parse_hooks(get: &impl Fn(&str) -> Option<String>, env: AppEnv) ->
         }
         (Some(secret), true, _) => Some(SecretString::from(secret)),
     };
-    Ok(HooksConfig { webhook, chat, secret, offline_grace, chat_concurrency })
+    let extra_roots = match get("WEBHOOK_CA_FILE") {
+        None => Vec::new(),
+        // A file that would be silently ignored is an error, as REDIS_TLS_CA_FILE's.
+        Some(_) if webhook.is_none() && chat.is_none() => {
+            return Err(err("WEBHOOK_CA_FILE", "set, but neither WEBHOOK_URL nor CHAT_HOOK_URL is"));
+        }
+        Some(path) => super::redis_tls::read_roots("WEBHOOK_CA_FILE", &path)?,
+    };
+    Ok(HooksConfig { webhook, chat, secret, offline_grace, chat_concurrency, extra_roots })
 }
 
 fn target(
@@ -150,6 +164,24 @@ mod tests {
             let e = hooks(&[("CHAT_HOOK_CONCURRENCY", bad)], AppEnv::Production).unwrap_err();
             assert_eq!(e.var, "CHAT_HOOK_CONCURRENCY", "{bad}");
         }
+    }
+
+    #[test]
+    fn a_webhook_ca_file_that_is_missing_or_not_pem_or_unused_names_its_variable() {
+        let url = ("WEBHOOK_URL", "https://backend.example/hooks");
+        let dir = std::env::temp_dir().join(format!("fixrx-webhook-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate").unwrap();
+        let garbage = garbage.to_string_lossy().into_owned();
+        for bad in ["/nonexistent/ca.pem", garbage.as_str()] {
+            let e = hooks(&[url, ("WEBHOOK_CA_FILE", bad)], AppEnv::Development).unwrap_err();
+            assert_eq!(e.var, "WEBHOOK_CA_FILE", "{bad}: {e}");
+        }
+        let e = hooks(&[("WEBHOOK_CA_FILE", "/nonexistent/ca.pem")], AppEnv::Development).unwrap_err();
+        assert_eq!(e.var, "WEBHOOK_CA_FILE");
+        assert!(hooks(&[url], AppEnv::Development).unwrap().extra_roots.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

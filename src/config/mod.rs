@@ -58,6 +58,10 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Runtime worker threads; `None`: one per CPU core.
     pub worker_threads: Option<usize>,
+    /// `INTERNAL_PORT`: when set, `/metrics` and the admin console are served only on a
+    /// second listener on `HOST` and this port (`/health` and `/ready` on both), and the
+    /// public port answers 404 for them. `None`: everything on `PORT`.
+    pub internal_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,6 +267,7 @@ impl Config {
         let admin = admin::parse_admin(get("ADMIN_TOKEN"), env, &tokens)?;
         let trusted_proxies =
             get("TRUSTED_PROXIES").unwrap_or_default().parse().map_err(|e| err("TRUSTED_PROXIES", e))?;
+        let internal_port = parse_internal_port(&get, port)?;
 
         let config = Config {
             history,
@@ -282,6 +287,7 @@ impl Config {
             limits,
             shutdown_timeout,
             worker_threads,
+            internal_port,
         };
         secrets::check(&config)?;
         Ok(config)
@@ -367,6 +373,16 @@ fn parse_rate(
         (None, _) => Ok(None),
         (Some(_), None) => Err(err(burst_var, format!("must be at least 1 when {rate_var} is set"))),
     }
+}
+
+/// `INTERNAL_PORT`: a port other than `PORT` (both `0`, two ports the system picks, is fine).
+fn parse_internal_port(get: &impl Fn(&str) -> Option<String>, port: u16) -> Result<Option<u16>, ConfigError> {
+    let Some(v) = get("INTERNAL_PORT") else { return Ok(None) };
+    let internal = v.parse::<u16>().map_err(|_| err("INTERNAL_PORT", format!("not a port number (0-65535): `{v}`")))?;
+    if internal == port && port != 0 {
+        return Err(err("INTERNAL_PORT", format!("must differ from PORT ({port})")));
+    }
+    Ok(Some(internal))
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ pub(super) fn parse_redis_tls(get: &impl Fn(&str) -> Option<String>, tls_urls: b
         }
     }
     let extra_roots = match ca {
-        Some(path) => read_roots(&path)?,
+        Some(path) => read_roots("REDIS_TLS_CA_FILE", &path)?,
         None => Vec::new(),
     };
     let identity = match (cert, key) {
@@ -79,12 +79,13 @@ fn read_certs(var: &'static str, path: &str) -> Result<(Vec<u8>, Vec<Certificate
     Ok((pem, certs))
 }
 
-fn read_roots(path: &str) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-    const VAR: &str = "REDIS_TLS_CA_FILE";
-    let (_, certs) = read_certs(VAR, path)?;
+/// A CA bundle (`REDIS_TLS_CA_FILE`, `WEBHOOK_CA_FILE`): every certificate in it, each
+/// usable as a trust anchor.
+pub(super) fn read_roots(var: &'static str, path: &str) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let (_, certs) = read_certs(var, path)?;
     for (i, cert) in certs.iter().enumerate() {
         if let Err(e) = RootCertStore::empty().add(cert.clone()) {
-            return Err(err(VAR, format!("certificate {} in `{path}` cannot be a trusted CA: {e}", i + 1)));
+            return Err(err(var, format!("certificate {} in `{path}` cannot be a trusted CA: {e}", i + 1)));
         }
     }
     Ok(certs)

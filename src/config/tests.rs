@@ -384,3 +384,15 @@ fn jwt_jwks_url_is_https_and_enough_alone_in_production() {
     let e = config(&[("APP_ENV", "production"), ("API_TOKEN", PROD_API)]).unwrap_err();
     assert!(e.var == "JWT_SECRET" && e.problem.contains("JWT_JWKS_URL"), "{e}");
 }
+
+#[test]
+fn the_internal_port_is_off_by_default_and_must_differ_from_the_public_port() {
+    assert_eq!(config(&[]).unwrap().internal_port, None);
+    assert_eq!(config(&[("INTERNAL_PORT", "9090")]).unwrap().internal_port, Some(9090));
+    assert_eq!(config(&[("PORT", "0"), ("INTERNAL_PORT", "0")]).unwrap().internal_port, Some(0));
+    for bad in
+        [&[("INTERNAL_PORT", "3000")][..], &[("PORT", "8080"), ("INTERNAL_PORT", "8080")], &[("INTERNAL_PORT", "x")]]
+    {
+        assert_eq!(config(bad).unwrap_err().var, "INTERNAL_PORT", "{bad:?}");
+    }
+}

@@ -140,6 +140,8 @@ impl Keys {
 pub struct RedisHistory {
     config: HistoryConfig,
     replicas: Arc<ReplicaGate>,
+    /// Where round trips are timed (`fixrx_redis_round_trip_seconds`).
+    health: Arc<RedisHealth>,
     /// Redis's clock minus ours (ms), learned from every answer: deadlines are in
     /// Redis's clock.
     clock_offset_ms: std::sync::atomic::AtomicI64,
@@ -172,7 +174,8 @@ impl RedisHistory {
         (conn, source): (RedisConn, RedisSource),
     ) -> Result<RedisHistory, redis::RedisError> {
         Ok(RedisHistory {
-            replicas: Arc::new(ReplicaGate::new(policy, health)),
+            replicas: Arc::new(ReplicaGate::new(policy, health.clone())),
+            health,
             clock_offset_ms: std::sync::atomic::AtomicI64::new(0),
             config,
             conn,
@@ -305,13 +308,12 @@ impl RedisHistory {
                 }
             }
         }
-        let reply: Vec<String> = match call.invoke_async(&mut self.conn.clone()).await {
+        let append = || async { self.health.timed("append", call.invoke_async(&mut self.conn.clone())).await };
+        let reply: Vec<String> = match append().await {
             // The connection dropped: the call may have run, its answer lost. Once more,
             // under the same call key: a call that ran is answered from its record, one
             // that did not runs now (a batch still within its deadline).
-            Err(e) if e.is_connection_dropped() => {
-                call.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?
-            }
+            Err(e) if e.is_connection_dropped() => append().await.map_err(unavailable)?,
             other => other.map_err(unavailable)?,
         };
         // Redis's clock when the script ran, against ours now that its answer is here:
@@ -336,7 +338,8 @@ impl RedisHistory {
         for (room, p) in rooms {
             call.key(self.keys.room(room)).arg(p.to_string());
         }
-        let reply: Value = call.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
+        let reply: Value =
+            self.health.timed("snapshot", call.invoke_async(&mut self.conn.clone())).await.map_err(unavailable)?;
         let malformed = || unavailable("unexpected snapshot reply from Redis");
         let mut parts = array(reply).ok_or_else(malformed)?.into_iter();
         let epoch = parts.next().and_then(text).and_then(|e| Epoch::parse(&e)).ok_or_else(malformed)?;
@@ -365,29 +368,19 @@ impl RedisHistory {
         (after, upto): (Seq, Seq),
         count: usize,
     ) -> Result<Vec<(Arc<Entry>, Seq)>, HistoryError> {
-        let reply: Value = redis::cmd("XRANGE")
-            .arg(self.keys.room(room))
-            .arg(format!("({after}"))
-            .arg(upto.to_string())
-            .arg("COUNT")
-            .arg(count)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
+        let mut cmd = redis::cmd("XRANGE");
+        cmd.arg(self.keys.room(room)).arg(format!("({after}")).arg(upto.to_string()).arg("COUNT").arg(count);
+        let reply: Value =
+            self.health.timed("page", cmd.query_async(&mut self.conn.clone())).await.map_err(unavailable)?;
         Ok(room_entries(reply, self.config.enabled.then_some(epoch)))
     }
 
     /// The room's latest `max` held events, newest first (without `offsets`).
     pub async fn recent(&self, room: &str, max: usize) -> Result<Vec<Arc<Entry>>, HistoryError> {
-        let reply: Value = redis::cmd("XREVRANGE")
-            .arg(self.keys.room(room))
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(max)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
+        let mut cmd = redis::cmd("XREVRANGE");
+        cmd.arg(self.keys.room(room)).arg("+").arg("-").arg("COUNT").arg(max);
+        let reply: Value =
+            self.health.timed("recent", cmd.query_async(&mut self.conn.clone())).await.map_err(unavailable)?;
         Ok(room_entries(reply, None).into_iter().map(|(entry, _)| entry).collect())
     }
 

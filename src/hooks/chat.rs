@@ -144,7 +144,7 @@ mod tests {
             }
         });
         let target = HookTarget { url: url.parse().unwrap(), timeout: std::time::Duration::from_secs(30) };
-        let poster = Poster::new(super::super::sign::Signer::new("s".to_owned().into())).unwrap();
+        let poster = Poster::new(super::super::sign::Signer::new("s".to_owned().into()), &[]).unwrap();
         let hook = std::sync::Arc::new(ChatHook::new(poster, target, std::sync::Arc::new(Metrics::new()), 2));
         let message = crate::chat::compose(
             crate::chat::Party {

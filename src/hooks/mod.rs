@@ -51,7 +51,7 @@ impl Hooks {
     /// Starts what the configuration turns on; `redis` shares presence across instances.
     pub fn start(config: &HooksConfig, redis: Option<RedisConn>, metrics: &Arc<Metrics>) -> Result<Hooks, HooksError> {
         let Some(secret) = config.secret.clone() else { return Ok(Hooks::default()) };
-        let poster = Poster::new(sign::Signer::new(secret))?;
+        let poster = Poster::new(sign::Signer::new(secret), &config.extra_roots)?;
         let chat = config
             .chat
             .clone()

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use http::StatusCode;
+use rustls::pki_types::CertificateDer;
 use time::OffsetDateTime;
 
 use super::sign::{SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
@@ -39,8 +40,14 @@ pub struct Poster {
 }
 
 impl Poster {
-    pub fn new(signer: Signer) -> Result<Poster, reqwest::Error> {
-        let client = reqwest::Client::builder()
+    /// Trusts the system's roots plus `extra_roots` (`WEBHOOK_CA_FILE`). The system's roots
+    /// are read here, once.
+    pub fn new(signer: Signer, extra_roots: &[CertificateDer<'static>]) -> Result<Poster, reqwest::Error> {
+        let mut builder = reqwest::Client::builder();
+        for root in extra_roots {
+            builder = builder.add_root_certificate(reqwest::Certificate::from_der(root.as_ref())?);
+        }
+        let client = builder
             .user_agent(concat!("fixrx-realtime/", env!("CARGO_PKG_VERSION")))
             // A signed request goes where it was configured to go, never where a redirect points.
             .redirect(reqwest::redirect::Policy::none())

@@ -91,6 +91,7 @@ impl Sender {
             self.keep_lease(&mut state).await;
             if woken || Instant::now() >= next_poll {
                 self.load(&mut state).await;
+                self.gauge_depth().await;
                 next_poll = Instant::now() + POLL;
                 woken = false;
             }
@@ -215,6 +216,14 @@ impl Sender {
             if let Err(e) = self.store.ack(&item.queued.key).await {
                 tracing::warn!(error = %e, id = %item.queued.transition.id, "presence outbox: could not remove a delivered entry (it may be sent again)");
             }
+        }
+    }
+
+    /// `fixrx_webhook_outbox`, at each look at the outbox (at least every [`POLL`]), on
+    /// every instance, leader or not. A failed read leaves the last value.
+    async fn gauge_depth(&self) {
+        if let Ok(depth) = self.store.depth().await {
+            self.metrics.webhook_outbox.set(i64::try_from(depth).unwrap_or(i64::MAX));
         }
     }
 

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 
 use super::error::{AuthErrors, BodyErrors, ErrorBody};
 use super::json::JsonBody;
+use super::request_id;
 use super::schema::{BatchBody, EventBody};
 use super::{ApiClient, ApiError, AppState};
 use crate::emit::{BatchEvent, Emitted, EmittedOnce};
@@ -56,6 +57,9 @@ pub async fn post_event<A: Adapter>(
         (None, h) => h,
     };
     let (answer, outcome) = emit_one(&state, &event, parsed, key).await?;
+    let event_id = answer.get("id").and_then(Value::as_str).unwrap_or_default();
+    let replayed = outcome == Outcome::Replayed;
+    tracing::info!(request_id = request_id::of(&headers), event_ids = event_id, replayed, "event accepted");
     let mut response = (StatusCode::ACCEPTED, Json(answer)).into_response();
     if outcome == Outcome::Replayed {
         response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -114,6 +118,14 @@ pub async fn post_batch<A: Adapter>(
         parsed.push(parse_event(item).map_err(|e| e.within(&format!("events[{i}]")))?);
     }
     let answers = emit_batch(&state, parsed).await?;
+    // Every id of the answer, in order, replayed ones too: what the caller was told.
+    let ids: Vec<&str> = answers.iter().filter_map(|a| a.get("id").and_then(Value::as_str)).collect();
+    tracing::info!(
+        request_id = request_id::of(&headers),
+        event_ids = ids.join(","),
+        events = ids.len(),
+        "event batch accepted"
+    );
     Ok((StatusCode::ACCEPTED, Json(BatchAnswer { events: answers })).into_response())
 }
 

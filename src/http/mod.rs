@@ -1,5 +1,5 @@
 //! The HTTP side: the controllers' REST API under `/api/v1`, and the operators'
-//! `/health`, `/ready` and `/metrics`.
+//! `/health`, `/ready` and `/metrics`; every request's `X-Request-Id` ([`request_id`]).
 
 pub mod chat;
 pub mod dev;
@@ -9,6 +9,7 @@ pub mod json;
 pub mod openapi;
 pub mod ops;
 pub mod presence;
+pub mod request_id;
 pub mod schema;
 pub mod unread_body;
 

@@ -130,9 +130,18 @@ pub fn operations(doc: &utoipa::openapi::OpenApi) -> Vec<(&'static str, String, 
 /// At start-up, if an operation of the document has no handler here: a bug that every
 /// test run would show at once.
 pub fn routes<A: Adapter>() -> Router<AppState<A>> {
+    routes_without::<A>(&[])
+}
+
+/// [`routes`] without the operations named in `left_out` (by `operationId`): the public
+/// port leaves `metrics` to the internal one when `INTERNAL_PORT` is set.
+pub fn routes_without<A: Adapter>(left_out: &[&str]) -> Router<AppState<A>> {
     let doc = document();
     let mut router = Router::new();
     for (_, path, id) in operations(&doc) {
+        if left_out.contains(&id.as_str()) {
+            continue;
+        }
         let Some(method_router) = handler::<A>(&id) else {
             panic!("the OpenAPI operation `{id}` ({path}) has no handler in http::openapi::handler");
         };

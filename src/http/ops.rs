@@ -45,9 +45,14 @@ pub async fn ready<A: Adapter>(State(state): State<AppState<A>>) -> Response {
 /// Prometheus metrics (OpenMetrics text).
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
-pub async fn metrics<A: Adapter>(State(state): State<AppState<A>>) -> Response {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
-        .into_response()
+pub async fn metrics<A: Adapter>(State(state): State<AppState<A>>) -> Result<Response, ApiError> {
+    // Blocking: the process metrics read /proc, and counting open descriptors lists them
+    // all (a hundred thousand sockets take milliseconds).
+    let metrics = state.metrics.clone();
+    let text = tokio::task::spawn_blocking(move || metrics.render())
+        .await
+        .map_err(|e| ApiError::Internal(format!("rendering /metrics: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
 }
 
 pub async fn not_found() -> ApiError {

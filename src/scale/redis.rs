@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use redis::aio::ConnectionManagerConfig;
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::{AsyncConnectionConfig, FromRedisValue, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind};
@@ -19,6 +21,7 @@ use tokio::sync::mpsc;
 
 use super::conn::RedisConn;
 use crate::config::RedisTls;
+use crate::metrics::OpLabels;
 
 /// How long one Redis command may take before it counts as failed. Short, so that a
 /// REST call answers 503 promptly instead of hanging while Redis is away.
@@ -33,12 +36,14 @@ type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
 pub struct RedisError(#[from] redis::RedisError);
 
 /// Whether Redis answers, as last seen by the health check; on a cluster, also how many
-/// replicas the history's shard has connected, as last seen by an append.
+/// replicas the history's shard has connected, as last seen by an append; and how long
+/// the history's round trips take.
 #[derive(Debug)]
 pub struct RedisHealth {
     up: AtomicBool,
     /// `-1` until known (and always on a single Redis).
     history_replicas: Gauge,
+    round_trips: Family<OpLabels, Histogram>,
 }
 
 impl RedisHealth {
@@ -59,6 +64,20 @@ impl RedisHealth {
     /// The gauge behind [`Self::history_replicas`], for `/metrics`.
     pub fn history_replicas_gauge(&self) -> Gauge {
         self.history_replicas.clone()
+    }
+
+    /// Runs one round trip to Redis, timed under `op` (a fixed name: `append`, `snapshot`,
+    /// `page`, `recent`), whether it is answered or fails; one given up (dropped) is not.
+    pub async fn timed<T>(&self, op: &'static str, round_trip: impl Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let out = round_trip.await;
+        self.round_trips.get_or_create(&OpLabels { op }).observe(started.elapsed().as_secs_f64());
+        out
+    }
+
+    /// The histograms behind [`Self::timed`], for `/metrics`.
+    pub fn round_trips(&self) -> Family<OpLabels, Histogram> {
+        self.round_trips.clone()
     }
 }
 
@@ -215,7 +234,11 @@ impl ManagedDriver {
     fn start(conn: RedisConn, source: RedisSource, handlers: Handlers) -> ManagedDriver {
         let history_replicas = Gauge::default();
         history_replicas.set(-1);
-        let health = Arc::new(RedisHealth { up: AtomicBool::new(true), history_replicas });
+        let health = Arc::new(RedisHealth {
+            up: AtomicBool::new(true),
+            history_replicas,
+            round_trips: crate::metrics::redis_round_trips(),
+        });
         tokio::spawn(watch_health(conn.clone(), health.clone()));
         ManagedDriver { conn, source, handlers, health }
     }

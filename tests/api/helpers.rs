@@ -22,6 +22,8 @@ pub const QUIET: Duration = Duration::from_millis(300);
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The internal port's address, when the test set `INTERNAL_PORT`.
+    pub internal: Option<SocketAddr>,
     pub http: reqwest::Client,
     /// The in-process emitter (single-instance servers only).
     pub emitter: Option<fixrx_realtime::Emitter<LocalAdapter>>,
@@ -60,8 +62,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
     let config = test_config(vars);
     fixrx_realtime::telemetry::init(&config.log);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
-    let addr = listener.local_addr().expect("local addr");
+    let (listener, addr, internal) = bind(&config).await;
     let bus = fixrx_realtime::app::Bus::memory(&config);
     let (app, ()) = fixrx_realtime::app::build::<LocalAdapter>(&config, (), bus).expect("app builds");
     let emitter = app.state.emitter.clone();
@@ -74,7 +75,26 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
             panic!("server failed: {e}");
         }
     });
-    TestApp { addr, http: reqwest::Client::new(), emitter: Some(emitter), shutdown: Some(tx), server: Some(server) }
+    TestApp {
+        addr,
+        internal,
+        http: reqwest::Client::new(),
+        emitter: Some(emitter),
+        shutdown: Some(tx),
+        server: Some(server),
+    }
+}
+
+/// The public listener on 127.0.0.1:0, and with `INTERNAL_PORT` the internal one too.
+async fn bind(config: &Config) -> (fixrx_realtime::Listeners, SocketAddr, Option<SocketAddr>) {
+    let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let addr = public.local_addr().expect("local addr");
+    let internal = match config.internal_port {
+        Some(_) => Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0")),
+        None => None,
+    };
+    let internal_addr = internal.as_ref().map(|l| l.local_addr().expect("local addr"));
+    (fixrx_realtime::Listeners { public, internal }, addr, internal_addr)
 }
 
 fn test_config(vars: &[(&str, &str)]) -> Config {
@@ -97,8 +117,7 @@ fn test_config(vars: &[(&str, &str)]) -> Config {
 pub async fn spawn_node(vars: &[(&str, &str)]) -> TestApp {
     let config = test_config(vars);
     fixrx_realtime::telemetry::init(&config.log);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
-    let addr = listener.local_addr().expect("local addr");
+    let (listener, addr, internal) = bind(&config).await;
     let (tx, rx) = oneshot::channel::<()>();
     let (started_tx, started_rx) = oneshot::channel::<Result<(), String>>();
     let server = tokio::spawn(async move {
@@ -109,7 +128,14 @@ pub async fn spawn_node(vars: &[(&str, &str)]) -> TestApp {
         let result = fixrx_realtime::run(listener, config, shutdown).await;
         let _ = started_tx.send(result.map_err(|e| e.to_string()));
     });
-    let app = TestApp { addr, http: reqwest::Client::new(), emitter: None, shutdown: Some(tx), server: Some(server) };
+    let app = TestApp {
+        addr,
+        internal,
+        http: reqwest::Client::new(),
+        emitter: None,
+        shutdown: Some(tx),
+        server: Some(server),
+    };
     // Ready once /ready answers 200 (Redis subscriptions are in place by then).
     let mut started_rx = started_rx;
     for _ in 0..100 {
@@ -129,7 +155,7 @@ pub async fn spawn_node(vars: &[(&str, &str)]) -> TestApp {
 impl TestApp {
     /// A server this test did not start in-process (e.g. the binary).
     pub fn external(addr: SocketAddr) -> TestApp {
-        TestApp { addr, http: reqwest::Client::new(), emitter: None, shutdown: None, server: None }
+        TestApp { addr, internal: None, http: reqwest::Client::new(), emitter: None, shutdown: None, server: None }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -16,7 +16,7 @@ use crate::helpers::*;
 pub const SECRET: &str = "rust-suite-webhook-secret-0123456789";
 
 #[derive(Clone, Default)]
-pub struct Received(Arc<Mutex<Vec<(Value, bool)>>>);
+pub struct Received(pub Arc<Mutex<Vec<(Value, bool)>>>);
 
 impl Received {
     pub fn types(&self, who: &str) -> Vec<String> {
@@ -36,7 +36,7 @@ impl Received {
 }
 
 /// HMAC-SHA256 over "<timestamp>.<body>", computed here rather than with the server's code.
-fn valid(headers: &HeaderMap, body: &[u8]) -> bool {
+pub fn valid(headers: &HeaderMap, body: &[u8]) -> bool {
     let (Some(ts), Some(sig)) = (headers.get("x-webhook-timestamp"), headers.get("x-webhook-signature")) else {
         return false;
     };

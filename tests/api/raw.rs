@@ -20,6 +20,8 @@ pub struct Binary {
     pub addr: SocketAddr,
     pub app: TestApp,
     pub logs: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// The same lines whole (every JSON field), for tests that read more than the message.
+    pub records: tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
 }
 
 impl Binary {
@@ -62,13 +64,15 @@ impl Binary {
         .expect("a listening line");
         // Keep draining the log so the child never blocks on a full pipe; pass messages on.
         let (tx, logs) = tokio::sync::mpsc::unbounded_channel();
+        let (records_tx, records) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
                 let _ = tx.send(log["message"].as_str().unwrap_or_default().to_owned());
+                let _ = records_tx.send(log);
             }
         });
-        Binary { child, addr, app: TestApp::external(addr), logs }
+        Binary { child, addr, app: TestApp::external(addr), logs, records }
     }
 
     fn pid(&self) -> u32 {
@@ -145,11 +149,22 @@ pub enum Fate {
 impl RawSocket {
     /// Opens an Engine.IO WebSocket session (no Socket.IO CONNECT yet).
     pub async fn open(addr: SocketAddr) -> RawSocket {
+        RawSocket::open_with(addr, &[]).await
+    }
+
+    /// [`RawSocket::open`], with these headers on the opening request.
+    pub async fn open_with(addr: SocketAddr, headers: &[(&'static str, &str)]) -> RawSocket {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::http::HeaderValue;
         let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+        let mut request = url.into_client_request().expect("a WebSocket request");
+        for (name, value) in headers {
+            request.headers_mut().insert(*name, HeaderValue::from_str(value).expect("a header value"));
+        }
         // No client-side size limit: the tests send what a hostile client would.
         let config = WebSocketConfig::default().max_message_size(None).max_frame_size(None);
         let (mut ws, _) =
-            tokio_tungstenite::connect_async_with_config(url, Some(config), false).await.expect("websocket");
+            tokio_tungstenite::connect_async_with_config(request, Some(config), false).await.expect("websocket");
         let open = ws.next().await.expect("open").expect("open");
         assert!(open.to_text().unwrap_or_default().starts_with('0'), "{open:?}");
         RawSocket { ws }
@@ -157,7 +172,12 @@ impl RawSocket {
 
     /// Opens a session and connects to `/` with `token`.
     pub async fn connect(addr: SocketAddr, token: &str) -> RawSocket {
-        let mut raw = RawSocket::open(addr).await;
+        RawSocket::connect_with(addr, token, &[]).await
+    }
+
+    /// [`RawSocket::connect`], with these headers on the opening request.
+    pub async fn connect_with(addr: SocketAddr, token: &str, headers: &[(&'static str, &str)]) -> RawSocket {
+        let mut raw = RawSocket::open_with(addr, headers).await;
         raw.send_text(&format!("40{{\"token\":\"{token}\"}}")).await;
         let answer = raw.next_text().await.expect("CONNECT answer");
         assert!(answer.starts_with("40{\"sid\""), "{answer}");

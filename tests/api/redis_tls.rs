@@ -10,12 +10,12 @@ use crate::helpers::*;
 use crate::redis_server::free_port;
 
 /// A test's own certificate authority, and certificates it signed, in a temp dir.
-struct Pki {
+pub struct Pki {
     dir: PathBuf,
 }
 
 impl Pki {
-    fn new() -> Pki {
+    pub fn new() -> Pki {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("fixrx-tls-{}-{n}", std::process::id()));
@@ -29,7 +29,7 @@ impl Pki {
     }
 
     /// `<name>.crt` / `<name>.key`: a self-signed CA.
-    fn ca(&self, name: &str) -> String {
+    pub fn ca(&self, name: &str) -> String {
         openssl(&self.dir, &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
             .args(["-keyout", &format!("{name}.key"), "-out", &format!("{name}.crt"), "-days", "2"])
             .args(["-subj", &format!("/CN=fixrx test {name}")])
@@ -40,7 +40,7 @@ impl Pki {
 
     /// `<name>.crt` / `<name>.key`, signed by the CA `ca`, for 127.0.0.1, usable by a
     /// server and a client alike.
-    fn leaf(&self, ca: &str, name: &str) -> (String, String) {
+    pub fn leaf(&self, ca: &str, name: &str) -> (String, String) {
         std::fs::write(
             self.dir.join(format!("{name}.ext")),
             "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n",

@@ -101,6 +101,11 @@ impl MemoryStore {
             .collect()
     }
 
+    pub fn depth(&self) -> u64 {
+        let len = self.inner.lock().unwrap_or_else(PoisonError::into_inner).outbox.len();
+        u64::try_from(len).unwrap_or(u64::MAX)
+    }
+
     pub fn ack(&self, key: &str) {
         if let Ok(k) = key.parse::<u64>() {
             self.inner.lock().unwrap_or_else(PoisonError::into_inner).outbox.remove(&k);

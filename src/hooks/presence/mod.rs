@@ -178,6 +178,14 @@ impl Store {
         }
     }
 
+    /// Entries in the outbox now: queued, not yet delivered nor given up.
+    pub async fn depth(&self) -> Result<u64, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.depth()),
+            Store::Redis(r) => r.depth().await,
+        }
+    }
+
     /// Removes a delivered (or given up) entry from the outbox.
     pub async fn ack(&self, key: &str) -> Result<(), StoreError> {
         match self {

@@ -269,6 +269,13 @@ impl RedisStore {
         Ok(flat.chunks_exact(5).filter_map(queued).collect())
     }
 
+    /// `XLEN` of the outbox: what every instance's sender sees, delivered entries being
+    /// deleted (`XDEL`) by [`Self::ack`].
+    pub async fn depth(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("XLEN").arg(format!("{PREFIX}outbox")).query_async(&mut conn).await?)
+    }
+
     pub async fn ack(&self, key: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let _: i64 = redis::cmd("XDEL").arg(format!("{PREFIX}outbox")).arg(key).query_async(&mut conn).await?;
