@@ -39,6 +39,14 @@ const ZERO_CONFIG = { JWT_SECRET: '', API_TOKEN: '', CLIENT_ORIGIN: '', APP_ENV:
 
 const BASELINE = path.join(REPO, 'dev', 'bench', 'node-baseline');
 
+/**
+ * Commands a snippet may show but the test never runs: they build (the machine the
+ * tests run on may be shared and the binary is built already), or deploy somewhere.
+ * A block that uses one must say `server` or `no-run <reason>`; it is not even started.
+ */
+const FORBIDDEN = /(^|[\s;&|(`$])(cargo|docker|kubectl|helm|rustup)\s|dev\/test\.sh|compare\.py|run-all\.sh/m;
+const isForbidden = (b) => FORBIDDEN.test(b.code);
+
 // ---------------------------------------------------------------------------
 // Where the JavaScript snippets run: a directory whose node_modules holds what they load.
 
@@ -187,6 +195,9 @@ describe('the documentation snippets', () => {
         assert.deepEqual(b.unknown, [], `${where(b)}: unknown attribute(s) in \`${b.info}\``);
         if (b.noRun !== null) assert.ok(b.noRun.split(/\s+/).length >= 3, `${where(b)}: no-run needs a reason`);
         if (b.attrs.get('continues')) assert.ok(!b.noRun, `${where(b)}: a continuation cannot be no-run`);
+        if (b.noRun === null && !b.attrs.get('server')) {
+          assert.ok(!isForbidden(b), `${where(b)}: builds or deploys (${FORBIDDEN}): mark it \`server\` or \`no-run <reason>\``);
+        }
       }
     }
     const total = pages.reduce((n, p) => n + p.blocks.length, 0);
@@ -211,11 +222,12 @@ describe('the documentation snippets', () => {
       before(async () => {
         ctx.server = await h.startServer(ZERO_CONFIG);
         ctx.dir = snippetDir();
+        // The reader's own environment (npm needs its proxy and CA settings), with the
+        // binary on PATH and the smoke client pointed at the server.
         ctx.env = {
+          ...process.env,
           PATH: `${path.dirname(h.BIN)}:${process.env.PATH || '/usr/bin:/bin'}`,
-          HOME: process.env.HOME || os.homedir(),
           WS_URL: ctx.server.url,
-          TMPDIR: os.tmpdir(),
         };
       });
       after(async () => {
@@ -241,10 +253,12 @@ describe('the documentation snippets', () => {
           });
         } else if (head.attrs.get('background')) {
           it(name, async () => {
+            assert.ok(!isForbidden(head), `${name}: builds or deploys; mark it \`server\` or \`no-run <reason>\``);
             await startBackground(head, ctx);
           });
         } else {
           it(name, async () => {
+            assert.ok(!chain.some(isForbidden), `${name}: builds or deploys; mark it \`server\` or \`no-run <reason>\``);
             const r = await runChain(chain, ctx);
             assert.ok(!r.timedOut && r.code === 0, failure(chain, r));
             const expected = chain[chain.length - 1].attrs.get('expect-background');
