@@ -85,3 +85,71 @@ function blocks(file) {
 const runnable = (b) => SHELL.has(b.lang) || JS.has(b.lang);
 
 module.exports = { REPO, SHELL, JS, docFiles, blocks, parseInfo, runnable };
+
+/** GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens. */
+function slug(heading) {
+  return heading
+    .trim()
+    .toLowerCase()
+    .replace(/`/g, '')
+    .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+    .replace(/\s/g, '-');
+}
+
+/** The anchors of a Markdown file: its headings' slugs (numbered when repeated). */
+function anchors(file) {
+  const seen = new Map();
+  const out = new Set();
+  let fence = null;
+  for (const line of fs.readFileSync(path.join(REPO, file), 'utf8').split('\n')) {
+    const f = /^\s*(`{3,}|~{3,})/.exec(line);
+    if (f) {
+      if (!fence) fence = f[1][0];
+      else if (f[1][0] === fence) fence = null;
+      continue;
+    }
+    if (fence) continue;
+    const m = /^#{1,6}\s+(.*?)\s*#*\s*$/.exec(line);
+    if (!m) continue;
+    const base = slug(m[1]);
+    const n = seen.get(base) || 0;
+    seen.set(base, n + 1);
+    out.add(n === 0 ? base : `${base}-${n}`);
+  }
+  return out;
+}
+
+/**
+ * Every relative link of `file` (outside code) that does not resolve: a missing file, or
+ * a `#anchor` that is not a heading of its Markdown target. Resolves `[{ line, link, why }]`.
+ */
+function brokenLinks(file) {
+  const broken = [];
+  const lines = fs.readFileSync(path.join(REPO, file), 'utf8').split('\n');
+  let fence = null;
+  lines.forEach((line, i) => {
+    const f = /^\s*(`{3,}|~{3,})/.exec(line);
+    if (f) {
+      if (!fence) fence = f[1][0];
+      else if (f[1][0] === fence) fence = null;
+      return;
+    }
+    if (fence) return;
+    const prose = line.replace(/`[^`]*`/g, '');
+    for (const m of prose.matchAll(/\]\(([^)\s]+)(?:\s+"[^"]*")?\)/g)) {
+      const link = m[1];
+      if (/^[a-z][a-z0-9+.-]*:/i.test(link)) continue; // http:, mailto:, ...
+      const [target, anchor] = link.split('#');
+      const resolved = target ? path.normalize(path.join(path.dirname(file), target)) : file;
+      if (!fs.existsSync(path.join(REPO, resolved))) {
+        broken.push({ line: i + 1, link, why: `no file ${resolved}` });
+      } else if (anchor !== undefined && resolved.endsWith('.md') && !anchors(resolved).has(anchor)) {
+        broken.push({ line: i + 1, link, why: `no heading #${anchor} in ${resolved}` });
+      }
+    }
+  });
+  return broken;
+}
+
+module.exports.anchors = anchors;
+module.exports.brokenLinks = brokenLinks;

@@ -14,6 +14,8 @@
 //   socket.io with express (the migration page's "before"; installed in
 //   dev/bench/node-baseline when missing).
 // - A non-zero exit or a timeout fails with the page and line of the block.
+// - Every relative link of these pages, and of the READMEs that link into them, resolves
+//   to a file and, for Markdown, to a heading.
 // - Attributes in the info string (doc-blocks.js) say what a block needs: `server`
 //   blocks (`cargo run`) are stood in for by the test's server; `background` blocks (the
 //   smoke client) run until the page is done; `expect-background=` checks that what a
@@ -27,7 +29,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const h = require('./helpers');
-const { REPO, SHELL, JS, docFiles, blocks, runnable } = require('./doc-blocks');
+const { REPO, SHELL, JS, docFiles, blocks, runnable, brokenLinks } = require('./doc-blocks');
 
 /** The most blocks the documentation may exempt from running; raising it is a decision. */
 const MAX_NO_RUN = 12;
@@ -206,6 +208,13 @@ describe('the documentation snippets', () => {
     for (const b of noRun) t.diagnostic(`  ${where(b)}: ${b.noRun}`);
     assert.ok(noRun.length <= MAX_NO_RUN, `${noRun.length} no-run blocks, more than ${MAX_NO_RUN}`);
     assert.ok(total - noRun.length >= 20, 'suspiciously few runnable blocks: is the extraction broken?');
+  });
+
+  it('link only to files and headings that exist (the pages, and the READMEs that link into them)', () => {
+    const others = ['clients/node/README.md', 'fuzz/README.md', 'dev/bench/README.md', 'tests/js/README.md', 'docs/benchmarks.md'];
+    const files = [...docFiles(), ...others].filter((f) => fs.existsSync(path.join(REPO, f)));
+    const broken = files.flatMap((f) => brokenLinks(f).map((b) => `${f}:${b.line} ${b.link}: ${b.why}`));
+    assert.deepEqual(broken, []);
   });
 
   it('include the README quickstart, run end to end', () => {
