@@ -18,7 +18,7 @@ const path = require('node:path');
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
 
-/** Rust source without its tests: `tests.rs` files and what follows `#[cfg(test)]`. */
+/** Rust source without its tests: `tests.rs` files and the `#[cfg(test)] mod ...` at the end of a file. */
 function rustSources(dir) {
   const out = [];
   for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
@@ -26,7 +26,7 @@ function rustSources(dir) {
     if (entry.isDirectory()) out.push(...rustSources(full));
     else if (entry.name.endsWith('.rs') && entry.name !== 'tests.rs') {
       const text = fs.readFileSync(full, 'utf8');
-      const cut = text.indexOf('#[cfg(test)]');
+      const cut = text.search(/#\[cfg\(test\)\]\s*mod\s+\w+/);
       out.push({ file: path.relative(REPO, full), text: cut < 0 ? text : text.slice(0, cut) });
     }
   }
