@@ -21,7 +21,20 @@ fi
 # Debian's Chromium, never a downloaded browser.
 [ -x /usr/bin/chromium ] || need+=(chromium)
 
-[ ${#need[@]} -eq 0 ] && exit 0
+# The suites need Node.js 20 (Debian 12's own package is 18).
+node_version_ok() {
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+  if [ "$major" -lt 20 ]; then
+    echo "dev/setup.sh: Node.js 20 or later is needed (found ${major}); install it from https://nodejs.org or with nvm, then run the tests again" >&2
+    exit 1
+  fi
+}
+
+if [ ${#need[@]} -eq 0 ]; then
+  node_version_ok
+  exit 0
+fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "dev/setup.sh: missing ${need[*]}; install them with your package manager, then run the tests again" >&2
@@ -39,3 +52,4 @@ fi
 echo "dev/setup.sh: installing ${need[*]}" >&2
 "${sudo[@]}" apt-get update -qq
 DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${need[@]}"
+node_version_ok
