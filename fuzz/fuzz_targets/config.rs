@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use arbitrary::{Result, Unstructured};
-use fixrx_realtime::config::{AllowedOrigins, AppEnv, Config, DEV_API_TOKEN, DEV_JWT_SECRET, JwtKey};
+use fixrx_realtime::config::{AllowedOrigins, AppEnv, Config, DEV_API_TOKEN, DEV_JWT_SECRET};
 use fixrx_realtime_fuzz::generate;
 use libfuzzer_sys::fuzz_target;
 use secrecy::ExposeSecret;
@@ -244,7 +244,9 @@ fn check(vars: &HashMap<String, String>, c: &Config) {
 
     match &c.cors {
         AllowedOrigins::Any => assert_eq!(get("CLIENT_ORIGIN").as_deref(), Some("*")),
-        AllowedOrigins::List(list) => {
+        AllowedOrigins::List(list) | AllowedOrigins::ListAndLoopback(list) => {
+            // Loopback origins are development's only.
+            assert!(!(prod && matches!(c.cors, AllowedOrigins::ListAndLoopback(_))), "production allows loopback");
             assert!(!list.is_empty());
             for o in list {
                 assert!(o.starts_with("http://") || o.starts_with("https://"), "origin {o:?}");
@@ -254,15 +256,20 @@ fn check(vars: &HashMap<String, String>, c: &Config) {
         }
     }
 
-    match &c.jwt.key {
-        JwtKey::Secret { secret, dev } => {
-            assert_eq!(*dev, get("JWT_SECRET").is_none());
-            assert!(!(prod && (*dev || secret.expose_secret() == DEV_JWT_SECRET)), "production on the dev secret");
-            if let Some(s) = get("JWT_SECRET") {
-                assert_eq!(secret.expose_secret(), s);
-            }
-        }
-        JwtKey::PublicKey { pem, .. } => assert!(pem.contains("-----BEGIN")),
+    let jwt = &c.jwt;
+    assert!(!jwt.secrets.is_empty() || !jwt.public_keys.is_empty() || jwt.jwks_url.is_some(), "no client-token key");
+    if jwt.dev {
+        assert!(!prod && get("JWT_SECRET").is_none(), "the dev secret without being asked for");
+        assert_eq!(jwt.secrets.len(), 1);
+    }
+    for secret in &jwt.secrets {
+        let s = secret.expose_secret();
+        assert!(!s.is_empty() && s.trim() == s && !s.contains(','), "JWT secret {s:?}");
+        assert!(!(prod && s == DEV_JWT_SECRET), "production on the dev secret");
+        assert_eq!(jwt.dev, s == DEV_JWT_SECRET && get("JWT_SECRET").is_none(), "dev flag for {s:?}");
+    }
+    for key in &jwt.public_keys {
+        assert!(key.pem.contains("-----BEGIN"), "public key {:?}", key.pem);
     }
 
     assert!(!c.api.tokens.is_empty());
