@@ -168,11 +168,32 @@ pub async fn wait_ready(app: &TestApp, seed: u64) {
 }
 
 /// Connects `user` with its latest positions, which name a history that is gone: the
-/// server must say so (`recovered: false`), replaying nothing.
-pub async fn reconnect_told(app: &TestApp, user: &str, offsets: &Map<String, Value>, seed: u64) -> TestClient {
-    let auth = json!({ "token": user_token(user), "offsets": offsets });
+/// server must say so (`recovered: false`), replaying nothing of the old history. Events
+/// of the new history appended while the socket was connecting come first, before
+/// `recovery` (they are flushed from its buffer as it goes live, and counted in the
+/// report's `replayed`); their ids are returned with the client, in order.
+pub async fn reconnect_told(
+    app: &TestApp,
+    user: &str,
+    offsets: &mut Map<String, Value>,
+    seed: u64,
+) -> (TestClient, Vec<String>) {
+    let auth = json!({ "token": user_token(user), "offsets": &*offsets });
     let mut client = connect(app, TokenAt::AuthObject(auth)).await.expect("reconnects");
-    let report = client.expect_event_within("recovery", ARRIVES_WITHIN).await;
+    let mut early = Vec::new();
+    let report = loop {
+        match tokio::time::timeout(ARRIVES_WITHIN, client.rx.recv()).await {
+            Ok(Some(Seen::Event(name, v))) if name == "recovery" => break v,
+            Ok(Some(Seen::Event(name, v))) if name == "payment:completed" => {
+                if let Some(o) = v["offsets"].as_object() {
+                    offsets.extend(o.clone());
+                }
+                early.push(v["payment"]["id"].as_str().unwrap_or_default().to_owned());
+            }
+            other => panic!("seed {seed}: expected recovery, got {other:?}"),
+        }
+    };
     assert_eq!(report["recovered"], false, "seed {seed}: a lost history recovered? {report}");
-    client
+    assert_eq!(report["replayed"], early.len(), "seed {seed}: events before recovery are its replayed ones: {report}");
+    (client, early)
 }

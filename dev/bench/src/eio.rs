@@ -159,6 +159,8 @@ pub async fn run(
                                 if !rest[digits..].contains("\"ok\":true") {
                                     local.ack_errors += 1;
                                 }
+                                // A chat user's fleet counts acks, so the run can wait for the last.
+                                received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             }
                         }
                     }

@@ -596,6 +596,8 @@ async fn chat(ctx: &Ctx, pairs: usize, rate: f64, seconds: f64) -> anyhow::Resul
     let send_secs = start.elapsed().as_secs_f64();
     let sent = total - unsent;
     await_deliveries(&vendor_fleet.received, sent, ctx.grace).await;
+    // A message's ack may reach its sender after the relay reached the vendor.
+    await_deliveries(&user_fleet.received, sent, ctx.grace).await;
     let s1 = ctx.snap()?;
     let (uf, vf) = (fleet_json(&user_fleet), fleet_json(&vendor_fleet));
     let users = close_fleet(user_fleet).await;
