@@ -69,7 +69,12 @@ impl RedisServer {
     /// Sends one inline command (e.g. `CONFIG SET maxmemory-policy allkeys-lru`) and
     /// returns the first line of the reply.
     pub fn command(&self, line: &str) -> String {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("redis answers");
+        RedisServer::command_on(self.port, line)
+    }
+
+    /// [`RedisServer::command`] by port, for a blocking task that cannot borrow the server.
+    pub fn command_on(port: u16, line: &str) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("redis answers");
         // Generous: a loaded machine (the whole suite runs in parallel) can be slow to answer.
         let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
         stream.write_all(format!("{line}\r\n").as_bytes()).expect("command sent");
