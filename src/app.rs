@@ -29,7 +29,7 @@ use crate::http::{self, AppState, Readiness};
 use crate::idempotency::{IdempotencyStore, MemoryStore};
 use crate::metrics::{self, HttpLabels, Metrics, RouteLabels};
 use crate::net::{ForwardedConns, Transports};
-use crate::scale::redis::RedisHealth;
+use crate::redis_link::RedisHealth;
 use crate::shutdown::InFlight;
 use crate::socket::{SocketCtx, on_connect, prepare};
 
@@ -61,9 +61,9 @@ pub struct Bus {
     pub history: History,
     pub redis: Option<Arc<RedisHealth>>,
     /// Commands on the shared Redis (presence across instances).
-    pub redis_conn: Option<crate::scale::conn::RedisConn>,
+    pub redis_conn: Option<crate::redis_link::RedisConn>,
     /// Pub/sub on the shared Redis (the console asks the other instances).
-    pub pubsub: Option<crate::scale::redis::ManagedDriver>,
+    pub pubsub: Option<crate::redis_link::ManagedDriver>,
 }
 
 impl Bus {
@@ -250,7 +250,7 @@ fn console<A: Adapter>(
     tap: Arc<crate::admin::tap::Tap>,
     io: &SocketIo<A>,
     state: &AppState<A>,
-    pubsub: Option<crate::scale::redis::ManagedDriver>,
+    pubsub: Option<crate::redis_link::ManagedDriver>,
 ) -> crate::admin::Console<A> {
     use crate::admin::{Console, Instance, Local, guard::Guard, peers};
     let instance = Arc::new(Instance::new());

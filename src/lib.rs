@@ -14,6 +14,8 @@
 //! - [`http`]: the REST API and the operator endpoints; [`http::ApiError`] maps errors.
 //! - [`admin`]: the admin console (`ADMIN_TOKEN`): its page, and an API that reads the
 //!   log and asks every instance.
+//! - [`redis_link`]: the shared Redis (connection, reconnecting driver, health, TLS), on the
+//!   ground floor (not `redis`: that would be ambiguous with the redis-rs crate in paths).
 //! - [`app`]: assembles routes, Socket.IO and tower-http layers; [`scale`] picks the adapter.
 //! - [`run`]: serves on a bound listener (and the internal one, [`Listeners`]) until the
 //!   shutdown future resolves.
@@ -35,6 +37,7 @@ pub mod http;
 pub mod idempotency;
 pub mod metrics;
 pub mod net;
+pub mod redis_link;
 pub mod scale;
 pub mod shutdown;
 pub mod socket;

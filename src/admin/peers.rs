@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use socketioxide_redis::drivers::Driver;
 use tokio::sync::mpsc;
 
-use crate::scale::redis::ManagedDriver;
+use crate::redis_link::ManagedDriver;
 
 /// The channel every instance listens to for questions.
 const ASK: &str = "fixrx-admin#ask";
@@ -216,7 +216,7 @@ async fn listen(peers: Weak<RedisPeers>, local: Arc<dyn LocalView>) {
         let streams = async {
             let asks = driver.subscribe(ASK.to_owned(), 256).await?;
             let replies = driver.subscribe(reply_channel(&me), 256).await?;
-            Ok::<_, crate::scale::redis::RedisError>((asks, replies))
+            Ok::<_, crate::redis_link::RedisError>((asks, replies))
         };
         let (mut asks, mut replies) = match streams.await {
             Ok(s) => s,

@@ -31,8 +31,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use redis::{Script, Value};
 
 use crate::config::ReplicaPolicy;
-use crate::scale::conn::RedisConn;
-use crate::scale::redis::{RedisHealth, RedisSource};
+use crate::redis_link::RedisConn;
+use crate::redis_link::{RedisHealth, RedisSource};
 
 use super::redis_reply::{array, int, room_entries, room_view, text};
 use super::replicas::ReplicaGate;
@@ -44,7 +44,7 @@ use super::{
 /// sees a gap and tells its sockets); approximate, as Redis trims whole nodes.
 const LOG_MAXLEN: u64 = 50_000;
 /// How long after it was sent an append script may still start: less than the 2 s the
-/// connection waits for an answer (`scale::redis`), so a script that starts at all
+/// connection waits for an answer (`redis_link::driver`), so a script that starts at all
 /// answers before its caller gives up, and one the caller gave up on never appends.
 const SCRIPT_DEADLINE_MS: i64 = 1_500;
 /// How long an append's answer is kept under its call's key, for a resent call to be

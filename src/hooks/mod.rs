@@ -16,7 +16,7 @@ pub mod sign;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::scale::conn::RedisConn;
+use crate::redis_link::RedisConn;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;

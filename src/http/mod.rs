@@ -28,7 +28,7 @@ use crate::config::ApiConfig;
 use crate::emit::Emitter;
 use crate::idempotency::{IdempotencyStore, StoreError};
 use crate::metrics::Metrics;
-use crate::scale::redis::RedisHealth;
+use crate::redis_link::RedisHealth;
 use crate::shutdown::InFlight;
 
 pub use error::ApiError;
