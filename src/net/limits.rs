@@ -5,29 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-/// How many connections may be open; `None` is unlimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnLimits {
-    pub total: Option<usize>,
-    pub per_ip: Option<PerAddress>,
-}
-
-impl ConnLimits {
-    /// `per_ip` is `MAX_CONNECTIONS_PER_IP` (`None`: no cap); `ipv6_prefix` is how an IPv6
-    /// address is counted for it.
-    pub fn new(total: Option<usize>, per_ip: Option<usize>, ipv6_prefix: u8) -> ConnLimits {
-        ConnLimits { total, per_ip: per_ip.map(|max| PerAddress { max, ipv6_prefix }) }
-    }
-}
-
-/// The per-address connection cap, and how an address is counted for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PerAddress {
-    /// `MAX_CONNECTIONS_PER_IP`.
-    pub max: usize,
-    /// `IPV6_PREFIX_LEN`: see [`LimitKey`].
-    pub ipv6_prefix: u8,
-}
+pub use crate::config::{ConnLimits, PerAddress};
 
 /// The unit a per-address limit counts: an IPv4 address (an IPv4-mapped IPv6 address is
 /// that IPv4 address), or the network of the first `ipv6_prefix` bits of an IPv6 address.

@@ -17,9 +17,10 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use http::HeaderMap;
-use ipnet::IpNet;
 
 use super::limits::LimitKey;
+pub use crate::config::TrustedProxies;
+use crate::config::canonical;
 
 /// Hops looked at, from the right, before giving up on a header (a chain of trusted
 /// proxies is a handful; a thousand entries is an attack).
@@ -28,47 +29,9 @@ const MAX_HOPS: usize = 32;
 const FORWARDED: &str = "forwarded";
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
-/// The proxies whose forwarding headers are believed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustedProxies(Vec<IpNet>);
-
-impl FromStr for TrustedProxies {
-    type Err = String;
-
-    /// `10.0.0.0/8, 192.168.1.7, fd00::/8`: IPs and CIDRs, comma-separated.
-    fn from_str(s: &str) -> Result<TrustedProxies, String> {
-        let mut nets = Vec::new();
-        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let net = match IpNet::from_str(item) {
-                Ok(net) => net.trunc(),
-                Err(_) => {
-                    IpAddr::from_str(item).map(IpNet::from).map_err(|_| format!("not an IP or CIDR: `{item}`"))?
-                }
-            };
-            nets.push(net);
-        }
-        Ok(TrustedProxies(nets))
-    }
-}
-
-/// An IPv4 address seen through an IPv6 socket (`::ffff:10.0.0.1`) is that IPv4 address.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
+/// How the client's address is read behind the [`TrustedProxies`] (declared, and parsed
+/// from `TRUSTED_PROXIES`, in `config`).
 impl TrustedProxies {
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn trusts(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
-        self.0.iter().any(|net| net.contains(&ip))
-    }
-
     /// The client's address for a request that came from `peer`.
     pub fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
         let peer_ip = canonical(peer.ip());
