@@ -18,7 +18,6 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::auth::JwtVerifier;
 use crate::auth::api_token::ApiAuth;
-use crate::auth::handshake::authenticate;
 use crate::config::{AllowedOrigins, Config};
 use crate::delivery::Hub;
 use crate::emit::{Emitter, Publisher};
@@ -31,6 +30,7 @@ use crate::metrics::{self, HttpLabels, Metrics, RouteLabels};
 use crate::net::{ForwardedConns, Transports};
 use crate::redis_link::RedisHealth;
 use crate::shutdown::InFlight;
+use crate::socket::handshake::authenticate;
 use crate::socket::{SocketCtx, on_connect, prepare};
 
 /// Why a server could not be built from a valid configuration.

@@ -26,6 +26,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod chat;
+pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod emit;

@@ -11,8 +11,9 @@ use serde_json::Value;
 use socketioxide::adapter::Adapter;
 
 use super::peers::{InstanceInfo, LocalView, Query, SocketInfo};
-use super::tap::{Figures, Seen, unix_secs};
-use super::{Console, Operator, assets, unix_ms};
+use super::tap::{Figures, Seen};
+use super::{Console, Operator, assets};
+use crate::clock::{unix_ms, unix_secs};
 use crate::emit::ADMIN_TEST;
 use crate::events::room::RoomKind;
 use crate::events::{Id, Room};

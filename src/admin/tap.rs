@@ -5,7 +5,6 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::history::{Entry, LogSink};
 
@@ -131,10 +130,6 @@ pub struct TypeFigures {
     pub total: u64,
 }
 
-pub fn unix_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 impl Default for Tap {
     fn default() -> Self {
         let inner =
@@ -227,7 +222,7 @@ pub struct Tapped {
 impl LogSink for Tapped {
     fn deliver(&self, entries: &[Arc<Entry>]) {
         self.sink.deliver(entries);
-        self.tap.record(entries, unix_secs());
+        self.tap.record(entries, crate::clock::unix_secs());
     }
 
     fn gap(&self, why: &str) {

@@ -252,7 +252,7 @@ impl<A: Adapter> Hub<A> {
     /// Socket.IO DISCONNECT would tell the official client not to reconnect.)
     pub fn evict(&self, socket: SocketRef<A>, why: &'static str) {
         self.metrics.delivery_disconnects.get_or_create(&ReasonLabels { reason: why }).inc();
-        tracing::warn!(sid = %crate::socket::log_id(socket.id), reason = why, "closing the transport of a socket whose delivery cannot go on; it recovers on reconnect");
+        tracing::warn!(sid = %crate::telemetry::log_id(socket.id), reason = why, "closing the transport of a socket whose delivery cannot go on; it recovers on reconnect");
         if self.transports.close(&socket.id.to_string()) {
             return;
         }

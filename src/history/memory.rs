@@ -11,7 +11,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::log::{self, LogRx, LogTx};
 use super::{
@@ -60,10 +60,6 @@ struct Slot {
     prev: Seq,
     at: Instant,
     bytes: usize,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
 }
 
 impl MemoryHistory {
@@ -118,7 +114,7 @@ impl MemoryHistory {
         }
         let mut inner = self.lock();
         let epoch = self.config.enabled.then_some(self.epoch);
-        let now = now_ms();
+        let now = crate::clock::unix_ms();
         let mut head = inner.head;
         let mut entries = Vec::with_capacity(batch.len());
         for publish in batch {
@@ -154,7 +150,7 @@ impl MemoryHistory {
         let count = super::first_page(page, rooms.len());
         let mut inner = self.lock();
         let views = rooms.iter().map(|(room, p)| inner.view(room, *p, count)).collect();
-        let now = now_ms();
+        let now = crate::clock::unix_ms();
         let tick = inner.head.next(now);
         let payload =
             payload_with_offsets("{}", None, tick, &[]).map_err(|e| HistoryError::Unavailable(format!("tick: {e}")))?;

@@ -54,12 +54,6 @@ const SCRIPT_DEADLINE_MS: i64 = 1_500;
 /// at 1,000 appends a second, 4.5 MB.
 const CALL_RECORD_MS: u64 = 30_000;
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Appends a batch of events to the log (and, with history on, to their rooms), in
 /// order, all in one script: Redis runs a script whole, so either every event of the
 /// batch is appended or none is. A single event is a batch of one.
@@ -269,7 +263,7 @@ impl RedisHistory {
         deadline: bool,
     ) -> Result<AppendReply, HistoryError> {
         let ttl_ms = u64::try_from(self.config.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let local_ms = i64::try_from(unix_ms()).unwrap_or(i64::MAX);
+        let local_ms = i64::try_from(crate::clock::unix_ms()).unwrap_or(i64::MAX);
         let deadline = match deadline {
             true => (local_ms + self.clock_offset_ms.load(Ordering::Relaxed) + SCRIPT_DEADLINE_MS).to_string(),
             false => String::new(),
@@ -320,7 +314,7 @@ impl RedisHistory {
         // their difference is the clocks', less the answer's way back (a deadline set
         // from it comes early, never late). Learned from every answer, so a clock that
         // drifts is followed.
-        let now = i64::try_from(unix_ms()).unwrap_or(i64::MAX);
+        let now = i64::try_from(crate::clock::unix_ms()).unwrap_or(i64::MAX);
         let redis_ms = reply.get(1).and_then(|n| n.parse::<i64>().ok()).unwrap_or(now);
         self.clock_offset_ms.store(redis_ms - now, Ordering::Relaxed);
         if reply.first().is_some_and(|t| t == "late") {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
@@ -24,10 +24,6 @@ pub struct Expiries<A: Adapter> {
     due: Mutex<BTreeMap<(u64, Sid), SocketRef<A>>>,
     /// Woken when a socket with an earlier expiry than all others is added.
     earlier: Notify,
-}
-
-fn now_secs() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 impl<A: Adapter> Expiries<A> {
@@ -83,7 +79,7 @@ impl<A: Adapter> Expiries<A> {
 async fn watch_all<A: Adapter>(expiries: Weak<Expiries<A>>) {
     loop {
         let Some(e) = expiries.upgrade() else { return };
-        let now = now_secs();
+        let now = crate::clock::unix_secs_f64();
         let (expired, next) = e.take_due(now);
         for (exp, socket) in expired {
             tracing::info!(sid = %crate::socket::log_id(socket.id), exp, "token expired: disconnecting");

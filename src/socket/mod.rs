@@ -3,6 +3,7 @@
 mod chat;
 pub mod expiry;
 mod handlers;
+pub mod handshake;
 mod lifecycle;
 mod limit;
 pub mod users;
@@ -25,13 +26,11 @@ pub use handlers::Ack;
 pub use limit::{SocketLimiter, Verdict};
 pub use users::Users;
 
-/// A socket id fit for logs. socketioxide's Socket.IO sid is also the Engine.IO session
-/// id, which authorizes long-polling requests on that session: logs keep only a prefix
-/// (enough to follow one client, far too little to use).
-pub fn log_id(sid: socketioxide::socket::Sid) -> String {
-    let full = sid.to_string();
-    format!("{}…", full.chars().take(6).collect::<String>())
-}
+pub use crate::telemetry::log_id;
+
+/// When a socket connected, in Unix milliseconds (kept only with the console on).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectedAt(pub u64);
 
 /// What socket handlers share, stored as the Socket.IO state (the adapter-typed
 /// [`Hub`] is a state of its own).
@@ -88,7 +87,7 @@ pub async fn prepare<A: Adapter>(
     socket.extensions.insert(held);
     ctx.metrics.connections.inc();
     if ctx.record_connected_at {
-        socket.extensions.insert(crate::admin::ConnectedAt(crate::admin::unix_ms()));
+        socket.extensions.insert(ConnectedAt(crate::clock::unix_ms()));
     }
     if let Some(limit) = ctx.rate_limit {
         socket.extensions.insert(Arc::new(SocketLimiter::new(limit, ctx.flood_disconnect_after)));
@@ -172,17 +171,4 @@ fn client_ip<A: Adapter>(socket: &SocketRef<A>) -> Option<std::net::IpAddr> {
     parts.extensions.get::<crate::net::ClientIp>().map(|c| c.ip).or_else(|| {
         parts.extensions.get::<axum::extract::ConnectInfo<crate::net::ClientAddr>>().map(|info| info.0.0.ip())
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn logs_never_carry_a_usable_session_id() {
-        let sid = socketioxide::socket::Sid::new();
-        let logged = log_id(sid);
-        assert_eq!(logged.chars().count(), 7);
-        assert!(!logged.contains(&sid.to_string()));
-    }
 }
