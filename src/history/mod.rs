@@ -24,6 +24,7 @@ pub mod memory;
 pub mod pages;
 pub mod position;
 pub mod redis;
+mod redis_keys;
 mod redis_reader;
 mod redis_reply;
 mod replicas;

@@ -11,7 +11,7 @@ use redis::Script;
 use crate::redis_link::RedisConn;
 use crate::redis_link::RedisSource;
 
-use super::redis::Keys;
+use super::redis_keys::Keys;
 use super::redis_reply::{RawEntry, log_entries};
 use super::replicas::ReplicaGate;
 use super::{Epoch, LogSink, Seq};
