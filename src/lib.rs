@@ -25,7 +25,6 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
-pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod delivery;

@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::events::Room;
+use crate::events::chat::Party;
 use crate::events::id::Id;
+use crate::events::room::RoomKind;
 
 /// What a client may be. Any other `role` claim is refused at the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +47,16 @@ impl Identity {
             rooms.push(Room::Vendor(vendor.clone()));
         }
         rooms
+    }
+
+    /// The party this client chats as: a user as its `sub`, a vendor as its `vendorId`.
+    /// Admins have no chat identity.
+    pub fn chat_party(&self) -> Option<Party> {
+        match (self.role, &self.vendor_id) {
+            (Role::User, _) => Some(Party { kind: RoomKind::User, id: self.user_id.clone() }),
+            (Role::Vendor, Some(vendor)) => Some(Party { kind: RoomKind::Vendor, id: vendor.clone() }),
+            (Role::Vendor, None) | (Role::Admin, _) => None,
+        }
     }
 
     /// Whether this client may join (and so receive the events of) `room`.

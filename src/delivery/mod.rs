@@ -229,7 +229,7 @@ impl<A: Adapter> Hub<A> {
             }
         }
         if let (Ok(()), Some(report)) = (&sent, &report) {
-            sent = member.socket.emit("recovery", &report.to_json(position)).map_err(|e| e.into());
+            sent = member.socket.emit(crate::events::wire::RECOVERY, &report.to_json(position)).map_err(|e| e.into());
         }
         let spent = filter.spent(position);
         let Some(member) = reg.members.get_mut(&sid) else { return Err(GoLiveError::Gone) };

@@ -7,7 +7,7 @@ use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 
 use super::{BatchEvent, ChatPublished, EmitError, Emitted, EmittedOnce, Publisher};
-use crate::chat::ChatMessage;
+use crate::events::chat::ChatMessage;
 use crate::events::{Actor, Booking, EventMeta, Id, Payment, Room, ServerEvent, Service};
 
 /// Emits typed events into rooms. Cheap to clone; generic over the adapter so the

@@ -93,9 +93,3 @@ pub struct ChatPublished {
     pub rooms: Vec<Room>,
     pub appended: Appended,
 }
-
-/// The event name of relayed chat messages.
-pub const CHAT_MESSAGE: &str = "chat:message";
-
-/// The event name of the admin console's test events.
-pub const ADMIN_TEST: &str = "admin:test";

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use serde::Serialize;
 use socketioxide::socket::Sid;
 
-use super::{ADMIN_TEST, BatchEvent, CHAT_MESSAGE, ChatPublished, EmitError, Emitted, EmittedOnce};
-use crate::chat::ChatMessage;
+use super::{BatchEvent, ChatPublished, EmitError, Emitted, EmittedOnce};
+use crate::events::chat::ChatMessage;
+use crate::events::wire::{ADMIN_TEST, CHAT_MESSAGE};
 use crate::events::{Envelope, EventMeta, Id, Room, ServerEvent};
 use crate::history::{AppendedOnce, History, OnceKey, Publish};
 use crate::hooks::chat::{ChatHook, Verdict};

@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::chat::{MAX_CLIENT_MSG_ID_CHARS, MAX_TEXT_CHARS};
 use crate::events::EventType;
 use crate::events::catalog::EntityKind;
+use crate::events::chat::{MAX_CLIENT_MSG_ID_CHARS, MAX_TEXT_CHARS};
 use crate::events::id::MAX_ID_CHARS;
 use crate::events::parse::MAX_TEXT_CHARS as MAX_FIELD_CHARS;
 

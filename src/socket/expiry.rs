@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use super::SocketCtx;
 use super::handlers::{Ack, admit, send};
 use crate::auth::Identity;
+use crate::events::wire::{AUTH_EXPIRED, AckCode, ClientEvent};
 
 /// How long the watcher sleeps at most, so it notices when its server is gone.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
@@ -84,7 +85,7 @@ async fn watch_all<A: Adapter>(expiries: Weak<Expiries<A>>) {
         for (exp, socket) in expired {
             tracing::info!(sid = %crate::socket::log_id(socket.id), exp, "token expired: disconnecting");
             // Tell the client why before closing, so it can fetch a fresh token.
-            let _ = socket.emit("auth:expired", &json!({ "exp": exp }));
+            let _ = socket.emit(AUTH_EXPIRED, &json!({ "exp": exp }));
             let _ = socket.disconnect();
         }
         let wait = next.map_or(IDLE_CHECK, |exp| Duration::from_secs_f64((exp as f64 - now).max(0.0)).min(IDLE_CHECK));
@@ -103,21 +104,21 @@ pub async fn refresh<A: Adapter>(
     State(ctx): State<Arc<SocketCtx>>,
     State(expiries): State<Arc<Expiries<A>>>,
 ) {
-    if let Err(answer) = admit(&socket, "auth:refresh") {
-        return send(&socket, ack, "auth:refresh", answer);
+    if let Err(answer) = admit(&socket, ClientEvent::AuthRefresh.as_str()) {
+        return send(&socket, ack, ClientEvent::AuthRefresh.as_str(), answer);
     }
     let token = data.ok().and_then(|v| v.get("token").and_then(Value::as_str).map(str::to_owned));
     let answer = match (token, socket.extensions.get::<Arc<Identity>>()) {
-        (None, _) => Ack::err("invalid_payload", "payload must be { token: string }"),
-        (Some(_), None) => Ack::err("invalid_token", "no identity on this socket"),
+        (None, _) => Ack::err(AckCode::InvalidPayload, "payload must be { token: string }"),
+        (Some(_), None) => Ack::err(AckCode::InvalidToken, "no identity on this socket"),
         (Some(token), Some(current)) => match ctx.verifier.verify(&token).await {
-            Err(e) => Ack::err("invalid_token", e.to_string()),
+            Err(e) => Ack::err(AckCode::InvalidToken, e.to_string()),
             Ok(fresh)
                 if fresh.user_id != current.user_id
                     || fresh.role != current.role
                     || fresh.vendor_id != current.vendor_id =>
             {
-                Ack::err("invalid_token", "the token is for another identity")
+                Ack::err(AckCode::InvalidToken, "the token is for another identity")
             }
             Ok(fresh) => {
                 let exp = fresh.exp;
@@ -129,5 +130,5 @@ pub async fn refresh<A: Adapter>(
             }
         },
     };
-    send(&socket, ack, "auth:refresh", answer);
+    send(&socket, ack, ClientEvent::AuthRefresh.as_str(), answer);
 }

@@ -19,6 +19,7 @@ use crate::auth::{Identity, JwtVerifier};
 use crate::config::RateLimit;
 use crate::delivery::{Hub, OffsetsRequest, Ticket, recover};
 use crate::emit::Publisher;
+use crate::events::wire::ClientEvent;
 use crate::metrics::Metrics;
 use lifecycle::{Held, release};
 
@@ -107,7 +108,7 @@ pub async fn prepare<A: Adapter>(
     Ok(())
 }
 
-/// The client events, by name ([`CLIENT_EVENTS`]). One handler for all of them: a
+/// The client events, by name ([`ClientEvent`]). One handler for all of them: a
 /// handler per event costs every socket a table of its own (about 350 bytes).
 async fn dispatch<A: Adapter>(
     socket: SocketRef<A>,
@@ -119,19 +120,21 @@ async fn dispatch<A: Adapter>(
     expiries: State<Arc<expiry::Expiries<A>>>,
 ) {
     let ack = reply.ack;
-    match event.as_str() {
-        "ping" => handlers::ping(socket, ack).await,
-        "join" => handlers::join(socket, data, ack, hub).await,
-        "leave" => handlers::leave(socket, data, ack, hub).await,
-        "chat:send" => chat::chat_send(socket, data, handlers::Reply { ack, wanted: reply.wanted }, ctx, hub).await,
-        "chat:typing" => chat::chat_typing(socket, data, ack).await,
-        "auth:refresh" => expiry::refresh(socket, data, ack, ctx, expiries).await,
-        _ => handlers::unknown(socket, Event(event), ack).await,
+    match ClientEvent::parse(&event) {
+        Some(ClientEvent::Ping) => handlers::ping(socket, ack).await,
+        Some(ClientEvent::Join) => handlers::join(socket, data, ack, hub).await,
+        Some(ClientEvent::Leave) => handlers::leave(socket, data, ack, hub).await,
+        Some(ClientEvent::ChatSend) => {
+            chat::chat_send(socket, data, handlers::Reply { ack, wanted: reply.wanted }, ctx, hub).await;
+        }
+        Some(ClientEvent::ChatTyping) => chat::chat_typing(socket, data, ack).await,
+        Some(ClientEvent::AuthRefresh) => expiry::refresh(socket, data, ack, ctx, expiries).await,
+        None => handlers::unknown(socket, Event(event), ack).await,
     }
 }
 
-/// The events a client may send.
-pub const CLIENT_EVENTS: [&str; 6] = ["ping", "join", "leave", "chat:send", "chat:typing", "auth:refresh"];
+/// The events a client may send (the names of [`ClientEvent::ALL`]).
+pub use crate::events::wire::CLIENT_EVENTS;
 
 /// Runs once the client is connected: starts the token-expiry watch, counts and logs it,
 /// then starts delivery to it (after a recovery when it sent `auth.offsets`).
