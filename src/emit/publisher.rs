@@ -11,7 +11,7 @@ use crate::events::chat::ChatMessage;
 use crate::events::wire::{ADMIN_TEST, CHAT_MESSAGE};
 use crate::events::{Envelope, EventMeta, Id, Room, ServerEvent};
 use crate::history::{AppendedOnce, History, OnceKey, Publish};
-use crate::hooks::chat::{ChatHook, Verdict};
+use crate::hooks::chat_hook::{ChatHook, Verdict};
 use crate::metrics::{EventLabels, Metrics};
 
 /// The one path into the history, and so to sockets: shared by the typed emitters, the

@@ -2,13 +2,13 @@
 //!
 //! - [`presence`]: `presence.online` / `presence.offline` webhooks to `WEBHOOK_URL`,
 //!   one per transition across every instance, delivered by [`sender`].
-//! - [`chat`]: the chat hook, asked before a chat message is relayed (`CHAT_HOOK_URL`).
+//! - [`chat_hook`]: the chat hook, asked before a chat message is relayed (`CHAT_HOOK_URL`).
 //!
 //! Every request is a JSON `POST` signed by [`sign`], on one pooled client ([`post`]).
 //! Nothing here is on the path of a socket or a REST request except the chat hook,
 //! which the contract makes the sender wait for.
 
-pub mod chat;
+pub mod chat_hook;
 pub mod post;
 pub mod presence;
 pub mod sender;
@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::config::HooksConfig;
 use crate::metrics::Metrics;
-use chat::ChatHook;
+use chat_hook::ChatHook;
 use post::Poster;
 use presence::{Store, Tracker};
 

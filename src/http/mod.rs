@@ -1,7 +1,7 @@
 //! The HTTP side: the controllers' REST API under `/api/v1`, and the operators'
 //! `/health`, `/ready` and `/metrics`; every request's `X-Request-Id` ([`request_id`]).
 
-pub mod chat;
+pub mod chat_messages;
 pub mod dev;
 pub mod error;
 pub mod events;

@@ -1,6 +1,6 @@
 //! Client-side Socket.IO: what happens when a client connects, and the events it may send.
 
-mod chat;
+mod chat_events;
 pub mod expiry;
 mod handlers;
 pub mod handshake;
@@ -125,9 +125,9 @@ async fn dispatch<A: Adapter>(
         Some(ClientEvent::Join) => handlers::join(socket, data, ack, hub).await,
         Some(ClientEvent::Leave) => handlers::leave(socket, data, ack, hub).await,
         Some(ClientEvent::ChatSend) => {
-            chat::chat_send(socket, data, handlers::Reply { ack, wanted: reply.wanted }, ctx, hub).await;
+            chat_events::chat_send(socket, data, handlers::Reply { ack, wanted: reply.wanted }, ctx, hub).await;
         }
-        Some(ClientEvent::ChatTyping) => chat::chat_typing(socket, data, ack).await,
+        Some(ClientEvent::ChatTyping) => chat_events::chat_typing(socket, data, ack).await,
         Some(ClientEvent::AuthRefresh) => expiry::refresh(socket, data, ack, ctx, expiries).await,
         None => handlers::unknown(socket, Event(event), ack).await,
     }
