@@ -41,6 +41,7 @@ pub mod redis_link;
 pub mod scale;
 pub mod shutdown;
 pub mod socket;
+pub mod sync;
 pub mod telemetry;
 
 use std::future::Future;

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -13,6 +13,7 @@ use socketioxide_redis::drivers::Driver;
 use tokio::sync::mpsc;
 
 use crate::redis_link::ManagedDriver;
+use crate::sync::lock;
 
 /// The channel every instance listens to for questions.
 const ASK: &str = "fixrx-admin#ask";
@@ -145,7 +146,7 @@ struct Pending<'a> {
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        self.peers.pending.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.req);
+        lock(&self.peers.pending).remove(&self.req);
     }
 }
 
@@ -171,7 +172,7 @@ impl RedisPeers {
         }
         let req = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner).insert(req, tx);
+        lock(&self.pending).insert(req, tx);
         let _pending = Pending { peers: self, req };
         let request = Request { req, from: self.me.clone(), query: query.clone() };
         let bytes = serde_json::to_vec(&request).map_err(|e| PeersError(e.to_string()))?;
@@ -195,7 +196,7 @@ impl RedisPeers {
     }
 
     fn deliver(&self, reply: Reply) {
-        let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let pending = lock(&self.pending);
         if let Some(tx) = pending.get(&reply.req) {
             let _ = tx.send(reply.answer);
         }

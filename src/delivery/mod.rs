@@ -59,6 +59,7 @@ use socketioxide::{SendError, SocketError};
 use crate::history::{Entry, LogSink, Seq};
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::net::Transports;
+use crate::sync::lock;
 
 pub use filter::Filter;
 pub use outbox::Budget;
@@ -153,17 +154,13 @@ impl<A: Adapter> Hub<A> {
         tokio::time::timeout(timeout, rx.wait_for(|p| *p >= seq)).await.is_ok_and(|r| r.is_ok())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Registry<A>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Adds a socket in `rooms`, pending: its events are kept from now on, and sent from
     /// [`Hub::go_live`]. Called before its CONNECT is acknowledged, so that nothing
     /// accepted after the client learns it is connected can miss it, and after its
     /// session's transport is known ([`Transports::opened`]), whose writes free its outbox.
     pub fn attach(&self, socket: &SocketRef<A>, rooms: Vec<String>) -> Ticket {
         let carrier = self.transports.route(&socket.id.to_string()).map(Carrier::new);
-        let mut reg = self.lock();
+        let mut reg = lock(&self.inner);
         let since = reg.position;
         let state = State::Pending { buffer: Vec::new() };
         for room in &rooms {
@@ -176,7 +173,7 @@ impl<A: Adapter> Hub<A> {
 
     /// The socket joined `room`: it receives the room's events from now on.
     pub fn join(&self, sid: Sid, room: &str) {
-        let mut reg = self.lock();
+        let mut reg = lock(&self.inner);
         let Some(member) = reg.members.get_mut(&sid) else { return };
         if member.rooms.iter().any(|r| r == room) {
             return;
@@ -186,7 +183,7 @@ impl<A: Adapter> Hub<A> {
     }
 
     pub fn leave(&self, sid: Sid, room: &str) {
-        let mut reg = self.lock();
+        let mut reg = lock(&self.inner);
         let Some(member) = reg.members.get_mut(&sid) else { return };
         member.rooms.retain(|r| r != room);
         reg.unlist(sid, room);
@@ -194,7 +191,7 @@ impl<A: Adapter> Hub<A> {
 
     /// The socket is gone.
     pub fn detach(&self, sid: Sid) {
-        self.lock().remove(sid);
+        lock(&self.inner).remove(sid);
     }
 
     /// Switches a pending member to live delivery: flushes what it buffered (skipping what
@@ -207,7 +204,7 @@ impl<A: Adapter> Hub<A> {
         filter: Filter,
         mut report: Option<RecoveryReport>,
     ) -> Result<usize, GoLiveError> {
-        let mut reg = self.lock();
+        let mut reg = lock(&self.inner);
         if reg.generation != ticket.generation {
             reg.remove(sid);
             return Err(GoLiveError::Gap);
@@ -365,7 +362,7 @@ impl<A: Adapter> LogSink for Hub<A> {
         let mut evicted = Vec::new();
         let out = Outgoing { budget: &self.budget, now: outbox::now_ms(self.epoch) };
         let position = {
-            let mut reg = self.lock();
+            let mut reg = lock(&self.inner);
             for e in entries {
                 reg.deliver_one(e, &out, &mut evicted);
             }
@@ -379,7 +376,7 @@ impl<A: Adapter> LogSink for Hub<A> {
 
     fn gap(&self, why: &str) {
         let members: Vec<SocketRef<A>> = {
-            let mut reg = self.lock();
+            let mut reg = lock(&self.inner);
             reg.generation += 1;
             reg.rooms.clear();
             reg.members.drain().map(|(_, m)| m.socket).collect()

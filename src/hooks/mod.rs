@@ -14,7 +14,7 @@ pub mod presence;
 pub mod sender;
 pub mod sign;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use crate::redis_link::RedisConn;
 use tokio::sync::{Notify, watch};
@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::config::HooksConfig;
 use crate::metrics::Metrics;
+use crate::sync::lock;
 use chat_hook::ChatHook;
 use post::Poster;
 use presence::{Store, Tracker};
@@ -92,7 +93,7 @@ impl Hooks {
     /// nobody else will) delivers what it can before `deadline`.
     pub async fn shutdown(&self, deadline: Instant) {
         let Some(p) = &self.presence else { return };
-        let Some((worker, sender)) = p.tasks.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
+        let Some((worker, sender)) = lock(&p.tasks).take() else { return };
         let _ = p.stop_worker.send(true);
         if tokio::time::timeout_at(deadline, worker).await.is_err() {
             tracing::warn!("shutdown: presence counts not all written before the deadline");

@@ -1,6 +1,7 @@
 //! Open connections in total and per address, counted at accept; and [`LimitKey`], what
 //! every per-address limit counts by.
 
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -51,10 +52,6 @@ struct Table {
 }
 
 impl ConnTable {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Counts a new connection from `ip` (by its [`LimitKey`]), unless a limit says no. A
     /// trusted proxy's connections carry many clients: they count in the total only, and
     /// its clients are limited per socket once their forwarded address is read
@@ -65,7 +62,7 @@ impl ConnTable {
         limits: ConnLimits,
         proxy: bool,
     ) -> Result<ConnGuard, &'static str> {
-        let mut table = self.lock();
+        let mut table = lock(&self.inner);
         if limits.total.is_some_and(|max| table.total >= max) {
             return Err("MAX_CONNECTIONS");
         }
@@ -81,7 +78,7 @@ impl ConnTable {
     }
 
     pub fn total(&self) -> usize {
-        self.lock().total
+        lock(&self.inner).total
     }
 }
 
@@ -93,7 +90,7 @@ pub struct ConnGuard {
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        let mut table = self.table.lock();
+        let mut table = lock(&self.table.inner);
         table.total = table.total.saturating_sub(1);
         if let Some(n) = table.per_ip.get_mut(&self.key) {
             *n -= 1;

@@ -21,6 +21,7 @@ use http::HeaderMap;
 use super::limits::LimitKey;
 pub use crate::config::TrustedProxies;
 use crate::config::canonical;
+use crate::sync::lock;
 
 /// Hops looked at, from the right, before giving up on a header (a chain of trusted
 /// proxies is a handful; a thousand entries is an attack).
@@ -251,10 +252,6 @@ pub struct ForwardedSlot {
 }
 
 impl ForwardedConns {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LimitKey, usize>> {
-        self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// An empty table that counts an IPv6 client by its first `ipv6_prefix` bits.
     pub fn new(ipv6_prefix: u8) -> ForwardedConns {
         ForwardedConns { open: Mutex::default(), ipv6_prefix }
@@ -265,19 +262,19 @@ impl ForwardedConns {
     }
 
     pub fn count(&self, ip: IpAddr) -> usize {
-        self.lock().get(&self.key(ip)).copied().unwrap_or(0)
+        lock(&self.open).get(&self.key(ip)).copied().unwrap_or(0)
     }
 
     pub fn enter(self: &Arc<Self>, ip: IpAddr) -> ForwardedSlot {
         let key = self.key(ip);
-        *self.lock().entry(key).or_insert(0) += 1;
+        *lock(&self.open).entry(key).or_insert(0) += 1;
         ForwardedSlot { table: self.clone(), key }
     }
 }
 
 impl Drop for ForwardedSlot {
     fn drop(&mut self) {
-        let mut open = self.table.lock();
+        let mut open = lock(&self.table.open);
         if let Some(n) = open.get_mut(&self.key) {
             *n = n.saturating_sub(1);
             if *n == 0 {

@@ -2,7 +2,7 @@
 //! `auth:refresh` with a fresh token for the same identity first.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -15,6 +15,7 @@ use super::SocketCtx;
 use super::handlers::{Ack, admit, send};
 use crate::auth::Identity;
 use crate::events::wire::{AUTH_EXPIRED, AckCode, ClientEvent};
+use crate::sync::lock;
 
 /// How long the watcher sleeps at most, so it notices when its server is gone.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
@@ -35,13 +36,9 @@ impl<A: Adapter> Expiries<A> {
         expiries
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(u64, Sid), SocketRef<A>>> {
-        self.due.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Disconnects `socket` at `exp` (Unix seconds), unless it refreshes or leaves first.
     pub fn watch(&self, socket: &SocketRef<A>, exp: u64) {
-        let mut due = self.lock();
+        let mut due = lock(&self.due);
         let first = due.keys().next().is_none_or(|&(next, _)| exp < next);
         due.insert((exp, socket.id), socket.clone());
         drop(due);
@@ -52,18 +49,18 @@ impl<A: Adapter> Expiries<A> {
 
     /// The socket's token now expires at `new` instead of `old`.
     fn refreshed(&self, socket: &SocketRef<A>, old: u64, new: u64) {
-        self.lock().remove(&(old, socket.id));
+        lock(&self.due).remove(&(old, socket.id));
         self.watch(socket, new);
     }
 
     /// The socket is gone: nothing to watch.
     pub fn closed(&self, sid: Sid, exp: u64) {
-        self.lock().remove(&(exp, sid));
+        lock(&self.due).remove(&(exp, sid));
     }
 
     /// Takes the sockets whose token has expired; returns when the next one does.
     fn take_due(&self, now: f64) -> (Vec<(u64, SocketRef<A>)>, Option<u64>) {
-        let mut due = self.lock();
+        let mut due = lock(&self.due);
         let mut expired = Vec::new();
         while let Some(entry) = due.first_entry() {
             let exp = entry.key().0;
