@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::limit::{SocketLimiter, Verdict};
+use super::membership::Membership;
 use crate::auth::Identity;
 use crate::delivery::Hub;
 use crate::events::Room;
@@ -116,8 +117,7 @@ pub async fn join<A: Adapter>(
         Err(answer) => answer,
         Ok(room) => match socket.extensions.get::<Arc<Identity>>() {
             Some(identity) if identity.may_join(&room) => {
-                socket.join(room.name());
-                hub.join(socket.id, &room.name());
+                Membership::new(&socket, &hub).join(&room);
                 tracing::debug!(sid = %crate::socket::log_id(socket.id), room = %room, "joined room");
                 Ack::ok(json!({ "room": room.name() }))
             }
@@ -140,8 +140,7 @@ pub async fn leave<A: Adapter>(
         Err(answer) => answer,
         Ok(room) => {
             // Leaving a room one is not in is a no-op, so no authorization is needed.
-            socket.leave(room.name());
-            hub.leave(socket.id, &room.name());
+            Membership::new(&socket, &hub).leave(&room);
             Ack::ok(json!({ "room": room.name() }))
         }
     };

@@ -6,6 +6,7 @@ mod handlers;
 pub mod handshake;
 mod lifecycle;
 mod limit;
+pub mod membership;
 pub mod users;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::emit::Publisher;
 use crate::events::wire::ClientEvent;
 use crate::metrics::Metrics;
 use lifecycle::{Held, release};
+use membership::Membership;
 
 pub use handlers::Ack;
 pub use limit::{SocketLimiter, Verdict};
@@ -56,7 +58,7 @@ pub struct SocketCtx {
 #[error("internal: no identity on the socket")]
 pub struct NoIdentity;
 
-/// Connect middleware, run after [`crate::auth::handshake::authenticate`] and before the
+/// Connect middleware, run after [`handshake::authenticate`] and before the
 /// CONNECT is acknowledged: joins the client's rooms and registers its events. Done
 /// here, not in the connect handler, because socketioxide starts that handler as a task
 /// after the acknowledgement: an event the client sends at once could find no handler
@@ -69,11 +71,10 @@ pub async fn prepare<A: Adapter>(
 ) -> Result<(), NoIdentity> {
     let identity = socket.extensions.get::<Arc<Identity>>().ok_or(NoIdentity)?;
     let own = identity.own_rooms();
-    socket.join(own.iter().map(|r| r.name()).chain(own.iter().map(|r| r.identity_room())).collect::<Vec<_>>());
     if let Some(info) = socket.req_parts().extensions.get::<axum::extract::ConnectInfo<crate::net::ClientAddr>>() {
         hub.transports().opened(&socket.id.to_string(), &info.0.1);
     }
-    socket.extensions.insert(hub.attach(&socket, own.iter().map(|r| r.name()).collect()));
+    socket.extensions.insert(Membership::new(&socket, &hub).enter_own(&own));
     if let Some(client) = socket.req_parts().extensions.get::<crate::net::ClientIp>()
         && client.proxied
     {
