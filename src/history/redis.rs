@@ -6,7 +6,7 @@
 //! resume from its last id after a lost connection, so nothing published while it was
 //! reconnecting is skipped (pub/sub would have dropped it).
 //!
-//! Its keys are laid out in [`super::redis_keys`].
+//! Its keys are laid out in `history/redis_keys.rs`.
 //!
 //! Every read of a room has a `COUNT`: a snapshot's first pages share one page between
 //! them, and a recovery reads the rest with `XRANGE room (<last sent> <room's newest>
