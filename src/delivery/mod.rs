@@ -41,6 +41,7 @@
 //!    offsets. The same goes for a send that would take the bytes the socket may have
 //!    queued past `SOCKET_BUFFER_BYTES` (see [`outbox`]): it is not sent.
 
+mod close;
 mod filter;
 mod outbox;
 mod recovery;
@@ -57,10 +58,11 @@ use socketioxide::socket::Sid;
 use socketioxide::{SendError, SocketError};
 
 use crate::history::{Entry, LogSink, Seq};
-use crate::metrics::{Metrics, ReasonLabels};
+use crate::metrics::Metrics;
 use crate::net::Transports;
 use crate::sync::lock;
 
+pub use close::Close;
 pub use filter::Filter;
 pub use outbox::Budget;
 use outbox::{Carrier, Outbox, Outgoing};
@@ -69,8 +71,6 @@ pub use recovery::{OffsetsRequest, RecoveryReport, recover};
 /// Most events a pending member buffers while its replay runs; past it the member is
 /// disconnected (it recovers again, from the offsets the replay gave it).
 const PENDING_MAX: usize = 20_000;
-/// How often a disconnect that found the socket's queue full is tried again.
-const EVICT_RETRY: Duration = Duration::from_millis(20);
 
 enum State {
     /// Recovering: events are kept, not sent, until [`Hub::go_live`].
@@ -114,14 +114,6 @@ pub enum GoLiveError {
     Gap,
     #[error("the socket's outgoing queue is full")]
     Full,
-}
-
-/// Why a socket was disconnected (the `reason` of `delivery_disconnects`).
-fn reason(failure: &Failure) -> &'static str {
-    match failure {
-        Failure::Bytes => "buffer_bytes",
-        Failure::Full | Failure::Closed => "queue_full",
-    }
 }
 
 /// This instance's sockets, by room, fed by the history's reader.
@@ -238,32 +230,10 @@ impl<A: Adapter> Hub<A> {
                 let socket = member.socket.clone();
                 reg.remove(sid);
                 drop(reg);
-                self.evict(socket, reason(&failure));
+                self.evict(socket, Close::from(&failure));
                 Err(GoLiveError::Full)
             }
         }
-    }
-
-    /// Disconnects a socket whose delivery cannot go on by closing its transport: the
-    /// client sees its connection drop, reconnects and recovers from its offsets. (A
-    /// Socket.IO DISCONNECT would tell the official client not to reconnect.)
-    pub fn evict(&self, socket: SocketRef<A>, why: &'static str) {
-        self.metrics.delivery_disconnects.get_or_create(&ReasonLabels { reason: why }).inc();
-        tracing::warn!(sid = %crate::telemetry::log_id(socket.id), reason = why, "closing the transport of a socket whose delivery cannot go on; it recovers on reconnect");
-        if self.transports.close(&socket.id.to_string()) {
-            return;
-        }
-        // No known transport (never expected): a DISCONNECT at least tells the client.
-        // socketioxide refuses to send one while the queue is full, so retry until a slot
-        // frees or the transport closes (the write-stall limit).
-        tokio::spawn(async move {
-            while socket.connected() {
-                match socket.clone().disconnect() {
-                    Err(SocketError::InternalChannelFull) => tokio::time::sleep(EVICT_RETRY).await,
-                    Ok(()) | Err(SocketError::Closed) => return,
-                }
-            }
-        });
     }
 }
 
@@ -308,7 +278,7 @@ impl<A: Adapter> Registry<A> {
     }
 
     /// Hands one event to its members; returns the sockets that must be evicted, and why.
-    fn deliver_one(&mut self, e: &Arc<Entry>, out: &Outgoing, evicted: &mut Vec<(SocketRef<A>, &'static str)>) {
+    fn deliver_one(&mut self, e: &Arc<Entry>, out: &Outgoing, evicted: &mut Vec<(SocketRef<A>, Close)>) {
         self.position = self.position.max(e.seq);
         let mut targets: Vec<Sid> = Vec::new();
         for room in &e.rooms {
@@ -346,7 +316,7 @@ impl<A: Adapter> Registry<A> {
                 }
                 Err(failure) => {
                     if let Some(member) = self.remove(sid) {
-                        evicted.push((member.socket, reason(&failure)));
+                        evicted.push((member.socket, Close::from(&failure)));
                     }
                 }
             }
@@ -387,7 +357,7 @@ impl<A: Adapter> LogSink for Hub<A> {
             "delivery cannot prove continuity: disconnecting every socket so each recovers"
         );
         for socket in members {
-            self.evict(socket, "history_gap");
+            self.evict(socket, Close::HistoryGap);
         }
     }
 }

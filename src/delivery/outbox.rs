@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 
-use super::{Failure, Hub, Member, reason, send};
+use super::{Close, Failure, Hub, Member, send};
 use crate::history::Entry;
 use crate::net::{ConnHandle, Route};
 use crate::sync::lock;
@@ -202,7 +202,7 @@ impl<A: Adapter> Hub<A> {
         }
         reg.remove(socket.id);
         drop(reg);
-        self.evict(socket.clone(), reason(&Failure::Bytes));
+        self.evict(socket.clone(), Close::from(&Failure::Bytes));
         false
     }
 }

@@ -27,7 +27,7 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
 
-use super::{Filter, GoLiveError, Hub, Ticket};
+use super::{Close, Filter, GoLiveError, Hub, Ticket};
 use crate::history::pages::{Replay, ReplayError};
 use crate::history::{Entry, Epoch, History, Position, RECOVERY_PAGE, RoomStatus, RoomView, Seq, Snapshot, classify};
 use crate::metrics::StatusLabels;
@@ -147,7 +147,7 @@ pub async fn recover<A: Adapter>(
         Err(e) => {
             tracing::warn!(sid = %crate::telemetry::log_id(socket.id), error = %e, "recovery impossible now: history unreadable");
             hub.detach(socket.id);
-            hub.evict(socket.clone(), "history_unavailable");
+            hub.evict(socket.clone(), Close::HistoryUnavailable);
             return;
         }
     };
@@ -226,7 +226,7 @@ async fn replay_paced<A: Adapter>(
             }
             Err(SocketError::InternalChannelFull) => {
                 hub.detach(socket.id);
-                hub.evict(socket.clone(), "recovery_stalled");
+                hub.evict(socket.clone(), Close::RecoveryStalled);
                 return false;
             }
         }
@@ -267,10 +267,7 @@ impl Drain {
 /// Lets a socket go whose replay could not be read whole; it recovers again from the
 /// positions it received. Returns `false` (the replay did not finish).
 fn stop<A: Adapter>(hub: &Hub<A>, socket: &SocketRef<A>, e: &ReplayError) -> bool {
-    let why = match e {
-        ReplayError::Gap(_) => "history_gap",
-        ReplayError::History(_) => "history_unavailable",
-    };
+    let why = Close::from(e);
     tracing::warn!(sid = %crate::telemetry::log_id(socket.id), error = %e, "recovery stopped part way: the client recovers again from what it received");
     hub.detach(socket.id);
     hub.evict(socket.clone(), why);
@@ -288,7 +285,7 @@ fn finish<A: Adapter>(hub: &Hub<A>, socket: &SocketRef<A>, ticket: Ticket, filte
             hub.metrics.replayed_events.inc_by(replayed as u64);
             tracing::info!(sid = %crate::telemetry::log_id(socket.id), replayed, rooms = ?statuses, "socket recovered; live");
         }
-        Err(GoLiveError::Gap) => hub.evict(socket.clone(), "history_gap"),
+        Err(GoLiveError::Gap) => hub.evict(socket.clone(), Close::HistoryGap),
         Err(e) => tracing::debug!(sid = %crate::telemetry::log_id(socket.id), error = %e, "recovery ended early"),
     }
 }
