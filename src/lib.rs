@@ -1,7 +1,7 @@
 //! fixrx-realtime: a standalone Socket.IO server for FixRX.
 //!
 //! Map of the crate, by floor: a module uses only modules on floors below its own
-//! (`python3 dev/modgraph.py` prints the graph and fails no loop).
+//! (`python3 dev/modgraph.py` prints the graph, which has no loop).
 //!
 //! Ground floor, using nothing of ours:
 //! - [`config`]: environment to a typed, validated [`Config`], once, one parser per section.
