@@ -18,7 +18,6 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::auth::JwtVerifier;
 use crate::auth::api_token::ApiAuth;
-use crate::auth::handshake::authenticate;
 use crate::config::{AllowedOrigins, Config};
 use crate::delivery::Hub;
 use crate::emit::{Emitter, Publisher};
@@ -29,8 +28,9 @@ use crate::http::{self, AppState, Readiness};
 use crate::idempotency::{IdempotencyStore, MemoryStore};
 use crate::metrics::{self, HttpLabels, Metrics, RouteLabels};
 use crate::net::{ForwardedConns, Transports};
-use crate::scale::redis::RedisHealth;
+use crate::redis_link::RedisHealth;
 use crate::shutdown::InFlight;
+use crate::socket::handshake::authenticate;
 use crate::socket::{SocketCtx, on_connect, prepare};
 
 /// Why a server could not be built from a valid configuration.
@@ -61,9 +61,9 @@ pub struct Bus {
     pub history: History,
     pub redis: Option<Arc<RedisHealth>>,
     /// Commands on the shared Redis (presence across instances).
-    pub redis_conn: Option<crate::scale::conn::RedisConn>,
+    pub redis_conn: Option<crate::redis_link::RedisConn>,
     /// Pub/sub on the shared Redis (the console asks the other instances).
-    pub pubsub: Option<crate::scale::redis::ManagedDriver>,
+    pub pubsub: Option<crate::redis_link::ManagedDriver>,
 }
 
 impl Bus {
@@ -86,12 +86,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
     adapter_state: A::State,
     bus: Bus,
 ) -> Result<(App<A>, A::InitRes), BuildError> {
-    let mut metrics = Metrics::new();
-    if let Some(redis) = &bus.redis {
-        metrics.register_history_replicas(redis.history_replicas_gauge());
-        metrics.register_redis_round_trips(redis.round_trips());
-    }
-    let metrics = Arc::new(metrics);
+    let metrics = metrics(&bus);
     let verifier = JwtVerifier::new(&config.jwt)?;
     if let Some(jwks) = verifier.jwks() {
         jwks.start();
@@ -101,18 +96,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
     let publisher = Publisher::new(history.clone(), metrics.clone()).with_chat_hook(hooks.chat.clone());
     let transports = Arc::new(Transports::default());
     let forwarded = Arc::new(ForwardedConns::new(config.limits.ipv6_prefix));
-    let budget = crate::delivery::Budget {
-        bytes: config.socket.buffer_bytes,
-        packets: config.socket.buffer_packets,
-        horizon: config.socket.ping_interval + config.socket.ping_timeout,
-    };
-    let hub = Arc::new(Hub::<A>::new(metrics.clone(), transports.clone(), budget));
-    // With the console on, its tap reads the log right after delivery.
-    let tap = config.admin.as_ref().map(|_| Arc::new(crate::admin::tap::Tap::default()));
-    match &tap {
-        Some(tap) => history.start_reader(Arc::new(crate::admin::tap::Tapped { sink: hub.clone(), tap: tap.clone() })),
-        None => history.start_reader(hub.clone()),
-    }
+    let (hub, tap) = start_delivery::<A>(config, &history, &metrics, &transports);
     let ctx = Arc::new(SocketCtx {
         verifier: verifier.clone(),
         metrics: metrics.clone(),
@@ -151,8 +135,54 @@ pub fn build<A: Adapter + DefinedAdapter>(
         hooks,
     });
 
-    // With INTERNAL_PORT, the operator's routes (metrics, the console) live on a second
-    // router served only there; the public router leaves them out, so they answer its 404.
+    let (router, operator) = routers(config, &state, &io, tap, bus.pubsub);
+    let guard = crate::net::guard::HandshakeGuard::new(config, transports, forwarded);
+    let (service, internal) = services(config, &state, router.layer(layer), operator, guard);
+    Ok((App { service, internal, io, state }, init))
+}
+
+/// The registry, with the shared Redis's gauges when there is one.
+fn metrics(bus: &Bus) -> Arc<Metrics> {
+    let mut metrics = Metrics::new();
+    if let Some(redis) = &bus.redis {
+        metrics.register_history_replicas(redis.history_replicas_gauge());
+        metrics.register_redis_round_trips(redis.round_trips());
+    }
+    Arc::new(metrics)
+}
+
+/// Starts reading the log into the delivery hub (through the console's tap when the
+/// console is on: it reads the log right after delivery).
+fn start_delivery<A: Adapter>(
+    config: &Config,
+    history: &Arc<History>,
+    metrics: &Arc<Metrics>,
+    transports: &Arc<Transports>,
+) -> (Arc<Hub<A>>, Option<Arc<crate::admin::tap::Tap>>) {
+    let budget = crate::delivery::Budget {
+        bytes: config.socket.buffer_bytes,
+        packets: config.socket.buffer_packets,
+        horizon: config.socket.ping_interval + config.socket.ping_timeout,
+    };
+    let hub = Arc::new(Hub::<A>::new(metrics.clone(), transports.clone(), budget));
+    let tap = config.admin.as_ref().map(|_| Arc::new(crate::admin::tap::Tap::default()));
+    match &tap {
+        Some(tap) => history.start_reader(Arc::new(crate::admin::tap::Tapped { sink: hub.clone(), tap: tap.clone() })),
+        None => history.start_reader(hub.clone()),
+    }
+    (hub, tap)
+}
+
+/// The public router and, with `INTERNAL_PORT`, the operator's: the operator's routes
+/// (metrics, the console) then live on a second router served only there, and the public
+/// router leaves them out, so they answer its 404.
+fn routers<A: Adapter>(
+    config: &Config,
+    state: &AppState<A>,
+    io: &SocketIo<A>,
+    tap: Option<Arc<crate::admin::tap::Tap>>,
+    pubsub: Option<crate::redis_link::ManagedDriver>,
+) -> (axum::Router, Option<axum::Router>) {
     let internal = config.internal_port.is_some();
     // Every route of the OpenAPI document, and only those (plus development's token mint).
     let mut routes = http::openapi::routes_without::<A>(if internal { &["metrics"] } else { &[] });
@@ -168,9 +198,9 @@ pub fn build<A: Adapter + DefinedAdapter>(
         .fallback(http::ops::not_found)
         .method_not_allowed_fallback(http::ops::method_not_allowed)
         .with_state(state.clone());
-    let mut operator = internal.then(|| operator_routes(&state));
+    let mut operator = internal.then(|| operator_routes(state));
     if let (Some(admin), Some(tap)) = (&config.admin, tap) {
-        let console = console(config, admin, tap, &io, &state, bus.pubsub);
+        let console = console(config, admin, tap, io, state, pubsub);
         let admin_routes = crate::admin::api::routes::<A>()
             .method_not_allowed_fallback(http::ops::method_not_allowed)
             .with_state(console);
@@ -182,6 +212,18 @@ pub fn build<A: Adapter + DefinedAdapter>(
     // `layer`, not `route_layer`: refusals (404, 405) are counted too, under labels from
     // fixed sets (see `metrics::method_label`, `metrics::route_label`).
     let router = router.layer(middleware::from_fn_with_state(state.clone(), record_http::<A>));
+    (router, operator)
+}
+
+/// The edge layers around the public router (Socket.IO layer included) and, when there is
+/// one, the operator's router.
+fn services<A: Adapter>(
+    config: &Config,
+    state: &AppState<A>,
+    router: axum::Router,
+    operator: Option<axum::Router>,
+    guard: crate::net::guard::HandshakeGuard,
+) -> (HttpService, Option<HttpService>) {
     // Request spans only when the log filter (fixed at start-up) would keep them: the
     // layer costs about 2 % of a REST event's CPU even with its spans disabled.
     let trace_layer = || {
@@ -212,11 +254,8 @@ pub fn build<A: Adapter + DefinedAdapter>(
         .layer(middleware::from_fn(http::unread_body::close_if_body_unread))
         .option_layer(trace_layer())
         .layer(cors(&config.cors))
-        .layer(middleware::from_fn_with_state(
-            crate::net::guard::HandshakeGuard::new(config, transports, forwarded),
-            crate::net::guard::guard_handshake,
-        ))
-        .service(router.layer(layer));
+        .layer(middleware::from_fn_with_state(guard, crate::net::guard::guard_handshake))
+        .service(router);
     // No Socket.IO, no CORS (the console is same-origin) and no handshake guard here.
     let internal = operator.map(|ops| {
         let ops = ops.layer(middleware::from_fn_with_state(state.clone(), record_http::<A>));
@@ -228,8 +267,7 @@ pub fn build<A: Adapter + DefinedAdapter>(
                 .service(ops),
         )
     });
-
-    Ok((App { service: HttpService::new(service), internal, io, state }, init))
+    (HttpService::new(service), internal)
 }
 
 /// The internal port's routes: health, readiness and metrics (the console is merged in).
@@ -250,7 +288,7 @@ fn console<A: Adapter>(
     tap: Arc<crate::admin::tap::Tap>,
     io: &SocketIo<A>,
     state: &AppState<A>,
-    pubsub: Option<crate::scale::redis::ManagedDriver>,
+    pubsub: Option<crate::redis_link::ManagedDriver>,
 ) -> crate::admin::Console<A> {
     use crate::admin::{Console, Instance, Local, guard::Guard, peers};
     let instance = Arc::new(Instance::new());

@@ -1,20 +1,40 @@
 //! fixrx-realtime: a standalone Socket.IO server for FixRX.
 //!
-//! Map of the crate:
-//! - [`config`]: environment to a typed, validated [`Config`], once.
-//! - [`auth`]: client JWTs at the handshake; the controllers' bearer tokens.
-//! - [`events`]: the event catalog, rooms, the envelope, and parsing untrusted bodies.
-//! - [`emit`]: typed emitters, the one path by which events enter the [`history`].
+//! Map of the crate, by floor: a module uses only modules on floors below its own
+//! (`python3 dev/modgraph.py` prints the graph, which has no loop).
+//!
+//! Ground floor, using nothing of ours:
+//! - [`config`]: environment to a typed, validated [`Config`], once, one parser per section.
+//! - [`events`]: the vocabulary on the wire, declared once: the catalog, rooms, the envelope,
+//!   chat messages, parsing untrusted bodies, and [`events::wire`] (client events, the
+//!   other server events, ack codes).
+//! - [`clock`]: the wall clock; [`sync`]: taking a lock; [`metrics`]: the registry;
+//!   [`shutdown`]: requests in flight; [`idempotency`]: REST idempotency keys.
+//!
+//! Plumbing:
+//! - [`redis_link`]: the shared Redis (connection, reconnecting driver, health, TLS), for
+//!   whoever needs Redis. Not named `redis`: inside the crate that would make every
+//!   `redis::...` path ambiguous with the redis-rs crate.
+//! - [`auth`]: who a client is (JWTs, [`auth::Identity`]) and the controllers' bearer tokens.
+//! - [`telemetry`]: logs that carry no credential; [`engine`]: Engine.IO settings.
+//!
+//! The data path, REST or emitter -> history -> delivery -> sockets:
 //! - [`history`]: per-room history (memory or Redis Streams) and the ordered log every
-//!   instance reads; [`delivery`]: from that log to sockets, and recovery after reconnects.
-//! - [`socket`]: what a connected client may send (`ping`, `join`, `leave`, chat,
-//!   `auth:refresh`), per-socket rate limits and token expiry; [`chat`]: who may write to whom.
-//! - [`hooks`]: what the backend hears (signed presence webhooks, one per transition
-//!   across instances) and is asked (the chat hook, before a message is relayed).
+//!   instance reads; [`hooks`]: what the backend hears (signed presence webhooks) and is
+//!   asked (the chat hook, before a message is relayed).
+//! - [`emit`]: typed emitters, the one path by which events enter the history.
 //! - [`http`]: the REST API and the operator endpoints; [`http::ApiError`] maps errors.
+//! - [`net`]: listener limits, trusted proxies, the client address, and the handshake
+//!   guard (which refuses in [`http::ApiError`]'s shape).
+//! - [`delivery`]: from the log to sockets, and recovery after reconnects.
+//! - [`socket`]: the connect middleware, what a connected client may send (`ping`,
+//!   `join`, `leave`, chat, `auth:refresh`), room membership, rate limits, token expiry.
+//!
+//! On top, choosing and assembling:
 //! - [`admin`]: the admin console (`ADMIN_TOKEN`): its page, and an API that reads the
 //!   log and asks every instance.
-//! - [`app`]: assembles routes, Socket.IO and tower-http layers; [`scale`] picks the adapter.
+//! - [`app`]: assembles routes, Socket.IO and tower-http layers for one adapter.
+//! - [`scale`]: picks the adapter (memory, one Redis, a Redis Cluster) and builds the app.
 //! - [`run`]: serves on a bound listener (and the internal one, [`Listeners`]) until the
 //!   shutdown future resolves.
 
@@ -23,7 +43,7 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
-pub mod chat;
+pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod emit;
@@ -35,9 +55,11 @@ pub mod http;
 pub mod idempotency;
 pub mod metrics;
 pub mod net;
+pub mod redis_link;
 pub mod scale;
 pub mod shutdown;
 pub mod socket;
+pub mod sync;
 pub mod telemetry;
 
 use std::future::Future;

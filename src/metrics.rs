@@ -166,89 +166,77 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
+        let mut process = Registry::default();
+        process.register_collector(Box::new(process::ProcessCollector::new()));
+        let metrics = Metrics {
+            registry: Registry::default(),
+            process,
+            connections: Gauge::default(),
+            handshakes: Family::<HandshakeLabels, Counter>::default(),
+            events_emitted: Family::<EventLabels, Counter>::default(),
+            http_requests: Family::<HttpLabels, Counter>::default(),
+            http_duration: Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+            }),
+            delivery_disconnects: Family::<ReasonLabels, Counter>::default(),
+            recovered_rooms: Family::<StatusLabels, Counter>::default(),
+            replayed_events: Counter::default(),
+            webhooks: Family::<OutcomeLabels, Counter>::default(),
+            webhook_duration: hook_latency(),
+            chat_hook: Family::<OutcomeLabels, Counter>::default(),
+            chat_hook_duration: hook_latency(),
+            connection_timeouts: Family::<ReasonLabels, Counter>::default(),
+            user_limits: Family::<ReasonLabels, Counter>::default(),
+            webhook_outbox: Gauge::default(),
+        };
         let mut registry = Registry::with_prefix("fixrx");
-        let connections = Gauge::default();
-        registry.register("connections", "Socket.IO connections open on this instance", connections.clone());
-        let handshakes = Family::<HandshakeLabels, Counter>::default();
-        registry.register("handshakes", "Socket.IO handshakes by result and refusal reason", handshakes.clone());
-        let events_emitted = Family::<EventLabels, Counter>::default();
-        registry.register("events_emitted", "Events emitted to rooms, by type", events_emitted.clone());
-        let http_requests = Family::<HttpLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests by route and status", http_requests.clone());
-        let http_duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
-        });
-        registry.register("http_request_duration_seconds", "HTTP request latency", http_duration.clone());
-        let delivery_disconnects = Family::<ReasonLabels, Counter>::default();
+        metrics.register(&mut registry);
+        Metrics { registry, ..metrics }
+    }
+
+    /// Registers every metric under its name and help text, in the order `/metrics`
+    /// lists them.
+    fn register(&self, registry: &mut Registry) {
+        registry.register("connections", "Socket.IO connections open on this instance", self.connections.clone());
+        registry.register("handshakes", "Socket.IO handshakes by result and refusal reason", self.handshakes.clone());
+        registry.register("events_emitted", "Events emitted to rooms, by type", self.events_emitted.clone());
+        registry.register("http_requests", "HTTP requests by route and status", self.http_requests.clone());
+        registry.register("http_request_duration_seconds", "HTTP request latency", self.http_duration.clone());
         registry.register(
             "delivery_disconnects",
             "Sockets disconnected because delivery could not go on (they recover on reconnect), by reason",
-            delivery_disconnects.clone(),
+            self.delivery_disconnects.clone(),
         );
-        let recovered_rooms = Family::<StatusLabels, Counter>::default();
         registry.register(
             "recovered_rooms",
             "Rooms named in auth.offsets, by recovery outcome",
-            recovered_rooms.clone(),
+            self.recovered_rooms.clone(),
         );
-        let replayed_events = Counter::default();
-        registry.register("replayed_events", "Events replayed to reconnecting sockets", replayed_events.clone());
-        let webhooks = Family::<OutcomeLabels, Counter>::default();
+        registry.register("replayed_events", "Events replayed to reconnecting sockets", self.replayed_events.clone());
         registry.register(
             "webhooks",
             "Presence webhooks: sent, failed attempts, retries scheduled, dropped (given up)",
-            webhooks.clone(),
+            self.webhooks.clone(),
         );
-        let webhook_duration = hook_latency();
-        registry.register("webhook_duration_seconds", "Presence webhook attempt latency", webhook_duration.clone());
-        let chat_hook = Family::<OutcomeLabels, Counter>::default();
-        registry.register("chat_hook", "Chat hook verdicts: accepted, rejected, unavailable", chat_hook.clone());
-        let chat_hook_duration = hook_latency();
-        registry.register("chat_hook_duration_seconds", "Chat hook latency", chat_hook_duration.clone());
-        let connection_timeouts = Family::<ReasonLabels, Counter>::default();
         registry.register(
-            "connection_timeouts",
-            "Connections closed for sending nothing in time: header (no request head), body (no whole body), idle (between requests)",
-            connection_timeouts.clone(),
+            "webhook_duration_seconds",
+            "Presence webhook attempt latency",
+            self.webhook_duration.clone(),
         );
-        let user_limits = Family::<ReasonLabels, Counter>::default();
+        registry.register("chat_hook", "Chat hook verdicts: accepted, rejected, unavailable", self.chat_hook.clone());
+        registry.register("chat_hook_duration_seconds", "Chat hook latency", self.chat_hook_duration.clone());
+        registry.register("connection_timeouts", "Connections closed for sending nothing in time: header (no request head), body (no whole body), idle (between requests)", self.connection_timeouts.clone());
         registry.register(
             "user_limits",
             "Sockets refused to keep one user within its limits, by limit",
-            user_limits.clone(),
+            self.user_limits.clone(),
         );
-        let webhook_outbox = Gauge::default();
-        registry.register(
-            "webhook_outbox",
-            "Presence webhooks waiting in the outbox (shared by every instance with Redis), not yet delivered nor given up",
-            webhook_outbox.clone(),
-        );
+        registry.register("webhook_outbox", "Presence webhooks waiting in the outbox (shared by every instance with Redis), not yet delivered nor given up", self.webhook_outbox.clone());
         registry.register(
             "build",
             "This server's version (always 1)",
             Info::new([("version", env!("CARGO_PKG_VERSION"))]),
         );
-        let mut process = Registry::default();
-        process.register_collector(Box::new(process::ProcessCollector::new()));
-        Metrics {
-            registry,
-            process,
-            connections,
-            handshakes,
-            events_emitted,
-            http_requests,
-            http_duration,
-            delivery_disconnects,
-            recovered_rooms,
-            replayed_events,
-            webhooks,
-            webhook_duration,
-            chat_hook,
-            chat_hook_duration,
-            connection_timeouts,
-            user_limits,
-            webhook_outbox,
-        }
     }
 
     /// `fixrx_redis_history_replicas`: the replicas the Redis Cluster shard holding the

@@ -16,6 +16,14 @@ use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::{LogConfig, LogFormat};
 
+/// A socket id fit for logs. socketioxide's Socket.IO sid is also the Engine.IO session
+/// id, which authorizes long-polling requests on that session: logs keep only a prefix
+/// (enough to follow one client, far too little to use).
+pub fn log_id(sid: socketioxide::socket::Sid) -> String {
+    let full = sid.to_string();
+    format!("{}…", full.chars().take(6).collect::<String>())
+}
+
 /// Installs the global subscriber. A second call (tests) is a no-op.
 pub fn init(log: &LogConfig) {
     let filter = EnvFilter::try_new(&log.filter).unwrap_or_else(|_| EnvFilter::new("info"));
@@ -80,5 +88,13 @@ mod tests {
             writer.write_all(b"plain line\n").expect("write");
         }
         assert_eq!(out, b"auth: {\"token\":\"[REDACTED]\"}\nplain line\n");
+    }
+
+    #[test]
+    fn logs_never_carry_a_usable_session_id() {
+        let sid = socketioxide::socket::Sid::new();
+        let logged = log_id(sid);
+        assert_eq!(logged.chars().count(), 7);
+        assert!(!logged.contains(&sid.to_string()));
     }
 }

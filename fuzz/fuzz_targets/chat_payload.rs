@@ -6,7 +6,7 @@
 #![no_main]
 
 use arbitrary::Unstructured;
-use fixrx_realtime::chat::Party;
+use fixrx_realtime::events::chat::Party;
 use fixrx_realtime::events::Id;
 use fixrx_realtime::events::room::RoomKind;
 use fixrx_realtime_fuzz::{check, generate};

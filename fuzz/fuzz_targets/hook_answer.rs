@@ -3,7 +3,7 @@
 //! control characters.
 #![no_main]
 
-use fixrx_realtime::hooks::chat::{MAX_REASON_CHARS, reason};
+use fixrx_realtime::hooks::chat_hook::{MAX_REASON_CHARS, reason};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,6 +1,6 @@
 //! Invariants: what must hold of every parser's answer, beyond "it did not panic".
 
-use fixrx_realtime::chat::{self, ChatError, Party};
+use fixrx_realtime::events::chat::{self, ChatError, Party};
 use fixrx_realtime::events::room::{Room, RoomKind};
 use fixrx_realtime::events::{Envelope, EventMeta, EventType, Id, ServerEvent, id, parse_event};
 use serde_json::{Map, Value};

@@ -11,10 +11,11 @@ use serde_json::Value;
 use socketioxide::adapter::Adapter;
 
 use super::peers::{InstanceInfo, LocalView, Query, SocketInfo};
-use super::tap::{Figures, Seen, unix_secs};
-use super::{Console, Operator, assets, unix_ms};
-use crate::emit::ADMIN_TEST;
+use super::tap::{Figures, Seen};
+use super::{Console, Operator, assets};
+use crate::clock::{unix_ms, unix_secs};
 use crate::events::room::RoomKind;
+use crate::events::wire::ADMIN_TEST;
 use crate::events::{Id, Room};
 use crate::http::ApiError;
 use crate::http::json::JsonBody;

@@ -6,12 +6,13 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 
 use crate::auth::api_token::ApiAuth;
+use crate::sync::lock;
 
 /// Wrong tokens an address may send within [`WINDOW`] before it is blocked until the
 /// window ends.
@@ -60,7 +61,7 @@ impl Guard {
     /// Checks an `Authorization` header value sent from `ip`.
     pub fn check(&self, ip: IpAddr, authorization: Option<&[u8]>, now: Instant) -> Result<(), Refusal> {
         let key = key(ip);
-        let mut strikes = self.strikes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut strikes = lock(&self.strikes);
         let key = if strikes.contains_key(&key) || strikes.len() < MAX_TRACKED {
             key
         } else {

@@ -17,7 +17,7 @@ pub mod peers;
 pub mod tap;
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header;
@@ -32,14 +32,6 @@ use crate::net::{ClientAddr, TrustedProxies};
 use guard::{Guard, Refusal};
 use peers::{Answer, InstanceInfo, LocalView, MAX_LISTED, Peers, Query, SocketInfo};
 use tap::Tap;
-
-/// When a socket connected, in Unix milliseconds (kept only with the console on).
-#[derive(Debug, Clone, Copy)]
-pub struct ConnectedAt(pub u64);
-
-pub fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
-}
 
 /// This server, as the console names it.
 pub struct Instance {
@@ -59,7 +51,7 @@ impl Instance {
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "unknown".to_owned());
         let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
-        Instance { id, host, started_at: unix_ms(), started: Instant::now() }
+        Instance { id, host, started_at: crate::clock::unix_ms(), started: Instant::now() }
     }
 }
 
@@ -122,7 +114,7 @@ impl<A: Adapter> LocalView for Local<A> {
             .take(MAX_LISTED)
             .map(|s| SocketInfo {
                 fingerprint: self.fingerprint(&s.id.to_string()),
-                since: s.extensions.get::<ConnectedAt>().map_or(0, |c| c.0),
+                since: s.extensions.get::<crate::socket::ConnectedAt>().map_or(0, |c| c.0),
                 transport: match s.transport_type() {
                     TransportType::Websocket => "websocket",
                     TransportType::Polling => "polling",

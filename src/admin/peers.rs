@@ -5,14 +5,15 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use socketioxide_redis::drivers::Driver;
 use tokio::sync::mpsc;
 
-use crate::scale::redis::ManagedDriver;
+use crate::redis_link::ManagedDriver;
+use crate::sync::lock;
 
 /// The channel every instance listens to for questions.
 const ASK: &str = "fixrx-admin#ask";
@@ -145,7 +146,7 @@ struct Pending<'a> {
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        self.peers.pending.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.req);
+        lock(&self.peers.pending).remove(&self.req);
     }
 }
 
@@ -171,7 +172,7 @@ impl RedisPeers {
         }
         let req = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner).insert(req, tx);
+        lock(&self.pending).insert(req, tx);
         let _pending = Pending { peers: self, req };
         let request = Request { req, from: self.me.clone(), query: query.clone() };
         let bytes = serde_json::to_vec(&request).map_err(|e| PeersError(e.to_string()))?;
@@ -195,7 +196,7 @@ impl RedisPeers {
     }
 
     fn deliver(&self, reply: Reply) {
-        let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let pending = lock(&self.pending);
         if let Some(tx) = pending.get(&reply.req) {
             let _ = tx.send(reply.answer);
         }
@@ -216,7 +217,7 @@ async fn listen(peers: Weak<RedisPeers>, local: Arc<dyn LocalView>) {
         let streams = async {
             let asks = driver.subscribe(ASK.to_owned(), 256).await?;
             let replies = driver.subscribe(reply_channel(&me), 256).await?;
-            Ok::<_, crate::scale::redis::RedisError>((asks, replies))
+            Ok::<_, crate::redis_link::RedisError>((asks, replies))
         };
         let (mut asks, mut replies) = match streams.await {
             Ok(s) => s,

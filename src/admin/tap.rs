@@ -4,10 +4,10 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
 
 use crate::history::{Entry, LogSink};
+use crate::sync::lock;
 
 /// Latest events kept for the console (and for lookups when history is off).
 const LATEST: usize = 500;
@@ -131,10 +131,6 @@ pub struct TypeFigures {
     pub total: u64,
 }
 
-pub fn unix_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 impl Default for Tap {
     fn default() -> Self {
         let inner =
@@ -144,10 +140,6 @@ impl Default for Tap {
 }
 
 impl Tap {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Counts events in the second they were seen here (not their history time: another
     /// machine's clock must not move them out of the plotted window).
     pub fn record(&self, entries: &[Arc<Entry>], now_secs: u64) {
@@ -155,7 +147,7 @@ impl Tap {
         if seen.is_empty() {
             return;
         }
-        let mut inner = self.lock();
+        let mut inner = lock(&self.inner);
         for s in seen {
             inner.total += 1;
             inner.seconds.add(now_secs);
@@ -168,7 +160,7 @@ impl Tap {
     }
 
     pub fn figures(&self, now_secs: u64, latest: usize) -> Figures {
-        let inner = self.lock();
+        let inner = lock(&self.inner);
         let mut by_type: Vec<TypeFigures> = inner
             .types
             .iter()
@@ -186,7 +178,7 @@ impl Tap {
 
     /// The latest events seen that went to `room`, newest first.
     pub fn latest_in(&self, room: &str, max: usize) -> Vec<Seen> {
-        let inner = self.lock();
+        let inner = lock(&self.inner);
         inner.latest.iter().rev().filter(|s| s.rooms.iter().any(|r| r == room)).take(max).cloned().collect()
     }
 }
@@ -227,7 +219,7 @@ pub struct Tapped {
 impl LogSink for Tapped {
     fn deliver(&self, entries: &[Arc<Entry>]) {
         self.sink.deliver(entries);
-        self.tap.record(entries, unix_secs());
+        self.tap.record(entries, crate::clock::unix_secs());
     }
 
     fn gap(&self, why: &str) {

@@ -4,64 +4,11 @@ use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::ExposeSecret;
-use serde::{Deserialize, Deserializer, Serialize};
 
+use super::claims::{RawClaims, claims_to_identity};
+use super::identity::Identity;
 use super::jwks::Jwks;
 use crate::config::{JwtConfig, PublicKey, PublicKeyKind};
-use crate::events::Room;
-use crate::events::id::{self, Id};
-
-/// What a client may be. Any other `role` claim is refused at the handshake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    User,
-    Vendor,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::User => "user",
-            Role::Vendor => "vendor",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-/// The verified identity of a connected client, kept on its socket.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// `sub`: the user id.
-    pub user_id: Id,
-    pub role: Role,
-    /// For vendors: `vendorId`, defaulting to `sub`.
-    pub vendor_id: Option<Id>,
-    /// `exp`, in Unix seconds.
-    pub exp: u64,
-}
-
-impl Identity {
-    /// The rooms joined automatically on connect.
-    pub fn own_rooms(&self) -> Vec<Room> {
-        let mut rooms = vec![Room::User(self.user_id.clone())];
-        if let Some(vendor) = &self.vendor_id {
-            rooms.push(Room::Vendor(vendor.clone()));
-        }
-        rooms
-    }
-
-    /// Whether this client may join (and so receive the events of) `room`.
-    pub fn may_join(&self, room: &Room) -> bool {
-        match (self.role, room) {
-            (Role::Admin, _) => true,
-            (_, Room::User(id)) => *id == self.user_id,
-            (Role::Vendor, Room::Vendor(id)) => self.vendor_id.as_ref() == Some(id),
-            (Role::User, Room::Vendor(_)) => false,
-        }
-    }
-}
 
 /// Why a token was refused. The `Display` text is what the client sees in
 /// `connect_error`: stable, short, and never echoing the token.
@@ -108,24 +55,6 @@ impl TokenError {
             TokenError::BadRole => "bad_role",
         }
     }
-}
-
-/// The claims we read. Signature, `exp`, `nbf`, `iss` and `aud` are checked by jsonwebtoken.
-#[derive(Debug, Deserialize)]
-struct RawClaims {
-    #[serde(default, deserialize_with = "lenient")]
-    sub: Option<serde_json::Value>,
-    #[serde(default, deserialize_with = "lenient")]
-    exp: Option<serde_json::Value>,
-    #[serde(default, deserialize_with = "lenient")]
-    role: Option<serde_json::Value>,
-    #[serde(default, rename = "vendorId", deserialize_with = "lenient")]
-    vendor_id: Option<serde_json::Value>,
-}
-
-/// Keeps `null` distinct from absent so both are reported as missing, not as a parse error.
-fn lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
-    Ok(Option::<serde_json::Value>::deserialize(d)?.filter(|v| !v.is_null()))
 }
 
 /// Verifies client tokens with the configured keys: a token verifying with any one of them
@@ -312,40 +241,11 @@ fn token_error(e: &jsonwebtoken::errors::Error) -> TokenError {
     }
 }
 
-fn claims_to_identity(c: RawClaims) -> Result<Identity, TokenError> {
-    let user_id = match c.sub {
-        None => return Err(TokenError::MissingClaim("sub")),
-        Some(v) => id::from_json(&v).map_err(|_| TokenError::InvalidClaim("sub"))?,
-    };
-    let exp = match c.exp {
-        None => return Err(TokenError::MissingClaim("exp")),
-        // Rounded, as jsonwebtoken checks it: a fractional `exp` must not expire early.
-        Some(v) => v.as_u64().or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f.round() as u64)),
-    }
-    .ok_or(TokenError::InvalidClaim("exp"))?;
-    let role = match c.role {
-        None => Role::User,
-        Some(serde_json::Value::String(s)) => match s.as_str() {
-            "user" => Role::User,
-            "vendor" => Role::Vendor,
-            "admin" => Role::Admin,
-            _ => return Err(TokenError::BadRole),
-        },
-        Some(_) => return Err(TokenError::BadRole),
-    };
-    let vendor_id = match role {
-        Role::Vendor => Some(match c.vendor_id {
-            None => user_id.clone(),
-            Some(v) => id::from_json(&v).map_err(|_| TokenError::InvalidClaim("vendorId"))?,
-        }),
-        Role::User | Role::Admin => None,
-    };
-    Ok(Identity { user_id, role, vendor_id, exp })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Role;
+    use crate::events::{Id, Room};
     use secrecy::SecretString;
     use serde_json::json;
 

@@ -2,8 +2,11 @@
 //! controllers' REST bearer tokens.
 
 pub mod api_token;
+mod claims;
 pub mod handshake;
+pub mod identity;
 pub mod jwks;
 pub mod jwt;
 
-pub use jwt::{Identity, JwtVerifier, Role, TokenError, VerifierError};
+pub use identity::{Identity, Role};
+pub use jwt::{JwtVerifier, TokenError, VerifierError};

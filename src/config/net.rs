@@ -6,10 +6,34 @@ use std::time::Duration;
 
 use super::{AppEnv, ConfigError, RateLimit, SocketConfig, err, parse_bounded, parse_num, parse_rate};
 
+/// How many connections may be open; `None` is unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    pub total: Option<usize>,
+    pub per_ip: Option<PerAddress>,
+}
+
+impl ConnLimits {
+    /// `per_ip` is `MAX_CONNECTIONS_PER_IP` (`None`: no cap); `ipv6_prefix` is how an IPv6
+    /// address is counted for it.
+    pub fn new(total: Option<usize>, per_ip: Option<usize>, ipv6_prefix: u8) -> ConnLimits {
+        ConnLimits { total, per_ip: per_ip.map(|max| PerAddress { max, ipv6_prefix }) }
+    }
+}
+
+/// The per-address connection cap, and how an address is counted for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerAddress {
+    /// `MAX_CONNECTIONS_PER_IP`.
+    pub max: usize,
+    /// `IPV6_PREFIX_LEN`: see `net::LimitKey`.
+    pub ipv6_prefix: u8,
+}
+
 /// Limits per client address and in total, enforced before any Socket.IO parsing.
 #[derive(Debug, Clone, Copy)]
 pub struct NetLimits {
-    pub connections: crate::net::ConnLimits,
+    pub connections: ConnLimits,
     /// New Engine.IO sessions (handshakes) per address; `None` disables it.
     pub handshakes_per_ip: Option<RateLimit>,
     /// A connection whose peer reads nothing for this long while we write is closed.
@@ -45,7 +69,7 @@ pub(super) fn parse_net_limits(
         return Err(err("IPV6_PREFIX_LEN", "must be between 1 and 128"));
     }
     Ok(NetLimits {
-        connections: crate::net::ConnLimits::new(
+        connections: ConnLimits::new(
             limit(parse_num(get, "MAX_CONNECTIONS", 50_000)?),
             limit(parse_num(get, "MAX_CONNECTIONS_PER_IP", 1_000)?),
             ipv6_prefix,

@@ -1,6 +1,7 @@
 //! Configuration tests: every variable's default, bounds and error.
 
 use super::*;
+use secrecy::ExposeSecret;
 use std::collections::HashMap;
 
 fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {

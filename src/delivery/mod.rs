@@ -41,6 +41,7 @@
 //!    offsets. The same goes for a send that would take the bytes the socket may have
 //!    queued past `SOCKET_BUFFER_BYTES` (see [`outbox`]): it is not sent.
 
+mod close;
 mod filter;
 mod outbox;
 mod recovery;
@@ -57,9 +58,11 @@ use socketioxide::socket::Sid;
 use socketioxide::{SendError, SocketError};
 
 use crate::history::{Entry, LogSink, Seq};
-use crate::metrics::{Metrics, ReasonLabels};
+use crate::metrics::Metrics;
 use crate::net::Transports;
+use crate::sync::lock;
 
+pub use close::Close;
 pub use filter::Filter;
 pub use outbox::Budget;
 use outbox::{Carrier, Outbox, Outgoing};
@@ -68,8 +71,6 @@ pub use recovery::{OffsetsRequest, RecoveryReport, recover};
 /// Most events a pending member buffers while its replay runs; past it the member is
 /// disconnected (it recovers again, from the offsets the replay gave it).
 const PENDING_MAX: usize = 20_000;
-/// How often a disconnect that found the socket's queue full is tried again.
-const EVICT_RETRY: Duration = Duration::from_millis(20);
 
 enum State {
     /// Recovering: events are kept, not sent, until [`Hub::go_live`].
@@ -115,14 +116,6 @@ pub enum GoLiveError {
     Full,
 }
 
-/// Why a socket was disconnected (the `reason` of `delivery_disconnects`).
-fn reason(failure: &Failure) -> &'static str {
-    match failure {
-        Failure::Bytes => "buffer_bytes",
-        Failure::Full | Failure::Closed => "queue_full",
-    }
-}
-
 /// This instance's sockets, by room, fed by the history's reader.
 pub struct Hub<A: Adapter> {
     inner: Mutex<Registry<A>>,
@@ -153,17 +146,13 @@ impl<A: Adapter> Hub<A> {
         tokio::time::timeout(timeout, rx.wait_for(|p| *p >= seq)).await.is_ok_and(|r| r.is_ok())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Registry<A>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Adds a socket in `rooms`, pending: its events are kept from now on, and sent from
     /// [`Hub::go_live`]. Called before its CONNECT is acknowledged, so that nothing
     /// accepted after the client learns it is connected can miss it, and after its
     /// session's transport is known ([`Transports::opened`]), whose writes free its outbox.
     pub fn attach(&self, socket: &SocketRef<A>, rooms: Vec<String>) -> Ticket {
         let carrier = self.transports.route(&socket.id.to_string()).map(Carrier::new);
-        let mut reg = self.lock();
+        let mut reg = lock(&self.inner);
         let since = reg.position;
         let state = State::Pending { buffer: Vec::new() };
         for room in &rooms {
@@ -176,7 +165,7 @@ impl<A: Adapter> Hub<A> {
 
     /// The socket joined `room`: it receives the room's events from now on.
     pub fn join(&self, sid: Sid, room: &str) {
-        let mut reg = self.lock();
+        let mut reg = lock(&self.inner);
         let Some(member) = reg.members.get_mut(&sid) else { return };
         if member.rooms.iter().any(|r| r == room) {
             return;
@@ -186,7 +175,7 @@ impl<A: Adapter> Hub<A> {
     }
 
     pub fn leave(&self, sid: Sid, room: &str) {
-        let mut reg = self.lock();
+        let mut reg = lock(&self.inner);
         let Some(member) = reg.members.get_mut(&sid) else { return };
         member.rooms.retain(|r| r != room);
         reg.unlist(sid, room);
@@ -194,7 +183,7 @@ impl<A: Adapter> Hub<A> {
 
     /// The socket is gone.
     pub fn detach(&self, sid: Sid) {
-        self.lock().remove(sid);
+        lock(&self.inner).remove(sid);
     }
 
     /// Switches a pending member to live delivery: flushes what it buffered (skipping what
@@ -207,7 +196,7 @@ impl<A: Adapter> Hub<A> {
         filter: Filter,
         mut report: Option<RecoveryReport>,
     ) -> Result<usize, GoLiveError> {
-        let mut reg = self.lock();
+        let mut reg = lock(&self.inner);
         if reg.generation != ticket.generation {
             reg.remove(sid);
             return Err(GoLiveError::Gap);
@@ -229,7 +218,7 @@ impl<A: Adapter> Hub<A> {
             }
         }
         if let (Ok(()), Some(report)) = (&sent, &report) {
-            sent = member.socket.emit("recovery", &report.to_json(position)).map_err(|e| e.into());
+            sent = member.socket.emit(crate::events::wire::RECOVERY, &report.to_json(position)).map_err(|e| e.into());
         }
         let spent = filter.spent(position);
         let Some(member) = reg.members.get_mut(&sid) else { return Err(GoLiveError::Gone) };
@@ -241,32 +230,10 @@ impl<A: Adapter> Hub<A> {
                 let socket = member.socket.clone();
                 reg.remove(sid);
                 drop(reg);
-                self.evict(socket, reason(&failure));
+                self.evict(socket, Close::from(&failure));
                 Err(GoLiveError::Full)
             }
         }
-    }
-
-    /// Disconnects a socket whose delivery cannot go on by closing its transport: the
-    /// client sees its connection drop, reconnects and recovers from its offsets. (A
-    /// Socket.IO DISCONNECT would tell the official client not to reconnect.)
-    pub fn evict(&self, socket: SocketRef<A>, why: &'static str) {
-        self.metrics.delivery_disconnects.get_or_create(&ReasonLabels { reason: why }).inc();
-        tracing::warn!(sid = %crate::socket::log_id(socket.id), reason = why, "closing the transport of a socket whose delivery cannot go on; it recovers on reconnect");
-        if self.transports.close(&socket.id.to_string()) {
-            return;
-        }
-        // No known transport (never expected): a DISCONNECT at least tells the client.
-        // socketioxide refuses to send one while the queue is full, so retry until a slot
-        // frees or the transport closes (the write-stall limit).
-        tokio::spawn(async move {
-            while socket.connected() {
-                match socket.clone().disconnect() {
-                    Err(SocketError::InternalChannelFull) => tokio::time::sleep(EVICT_RETRY).await,
-                    Ok(()) | Err(SocketError::Closed) => return,
-                }
-            }
-        });
     }
 }
 
@@ -311,7 +278,7 @@ impl<A: Adapter> Registry<A> {
     }
 
     /// Hands one event to its members; returns the sockets that must be evicted, and why.
-    fn deliver_one(&mut self, e: &Arc<Entry>, out: &Outgoing, evicted: &mut Vec<(SocketRef<A>, &'static str)>) {
+    fn deliver_one(&mut self, e: &Arc<Entry>, out: &Outgoing, evicted: &mut Vec<(SocketRef<A>, Close)>) {
         self.position = self.position.max(e.seq);
         let mut targets: Vec<Sid> = Vec::new();
         for room in &e.rooms {
@@ -349,7 +316,7 @@ impl<A: Adapter> Registry<A> {
                 }
                 Err(failure) => {
                     if let Some(member) = self.remove(sid) {
-                        evicted.push((member.socket, reason(&failure)));
+                        evicted.push((member.socket, Close::from(&failure)));
                     }
                 }
             }
@@ -365,7 +332,7 @@ impl<A: Adapter> LogSink for Hub<A> {
         let mut evicted = Vec::new();
         let out = Outgoing { budget: &self.budget, now: outbox::now_ms(self.epoch) };
         let position = {
-            let mut reg = self.lock();
+            let mut reg = lock(&self.inner);
             for e in entries {
                 reg.deliver_one(e, &out, &mut evicted);
             }
@@ -379,7 +346,7 @@ impl<A: Adapter> LogSink for Hub<A> {
 
     fn gap(&self, why: &str) {
         let members: Vec<SocketRef<A>> = {
-            let mut reg = self.lock();
+            let mut reg = lock(&self.inner);
             reg.generation += 1;
             reg.rooms.clear();
             reg.members.drain().map(|(_, m)| m.socket).collect()
@@ -390,7 +357,7 @@ impl<A: Adapter> LogSink for Hub<A> {
             "delivery cannot prove continuity: disconnecting every socket so each recovers"
         );
         for socket in members {
-            self.evict(socket, "history_gap");
+            self.evict(socket, Close::HistoryGap);
         }
     }
 }

@@ -46,9 +46,10 @@ use std::time::{Duration, Instant};
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 
-use super::{Failure, Hub, Member, reason, send};
+use super::{Close, Failure, Hub, Member, send};
 use crate::history::Entry;
 use crate::net::{ConnHandle, Route};
+use crate::sync::lock;
 
 /// The limits every socket's outbox is held to.
 #[derive(Debug, Clone, Copy)]
@@ -194,14 +195,14 @@ impl<A: Adapter> Hub<A> {
     /// budget; the socket is disconnected, and the caller must not send them.
     pub fn charge(&self, socket: &SocketRef<A>, bytes: usize) -> bool {
         let now = now_ms(self.epoch);
-        let mut reg = self.lock();
+        let mut reg = lock(&self.inner);
         let Some(member) = reg.members.get_mut(&socket.id) else { return true };
         if member.charge(now, bytes, &self.budget) {
             return true;
         }
         reg.remove(socket.id);
         drop(reg);
-        self.evict(socket.clone(), reason(&Failure::Bytes));
+        self.evict(socket.clone(), Close::from(&Failure::Bytes));
         false
     }
 }

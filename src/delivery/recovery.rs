@@ -27,7 +27,7 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
 
-use super::{Filter, GoLiveError, Hub, Ticket};
+use super::{Close, Filter, GoLiveError, Hub, Ticket};
 use crate::history::pages::{Replay, ReplayError};
 use crate::history::{Entry, Epoch, History, Position, RECOVERY_PAGE, RoomStatus, RoomView, Seq, Snapshot, classify};
 use crate::metrics::StatusLabels;
@@ -123,7 +123,7 @@ pub async fn recover<A: Adapter>(
     let since = Filter::new(ticket.since, ticket.since, Vec::new());
     let Some(request) = request else {
         if let Err(e) = hub.go_live(socket.id, ticket, since, None) {
-            tracing::debug!(sid = %crate::socket::log_id(socket.id), error = %e, "delivery did not start");
+            tracing::debug!(sid = %crate::telemetry::log_id(socket.id), error = %e, "delivery did not start");
         }
         return;
     };
@@ -145,9 +145,9 @@ pub async fn recover<A: Adapter>(
     let mut snapshot = match history.snapshot(&seqs, RECOVERY_PAGE).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!(sid = %crate::socket::log_id(socket.id), error = %e, "recovery impossible now: history unreadable");
+            tracing::warn!(sid = %crate::telemetry::log_id(socket.id), error = %e, "recovery impossible now: history unreadable");
             hub.detach(socket.id);
-            hub.evict(socket.clone(), "history_unavailable");
+            hub.evict(socket.clone(), Close::HistoryUnavailable);
             return;
         }
     };
@@ -161,7 +161,7 @@ pub async fn recover<A: Adapter>(
         return;
     }
     if !hub.reached(snapshot.head, READER_CATCH_UP).await {
-        tracing::debug!(sid = %crate::socket::log_id(socket.id), "reader behind the recovery snapshot; positions given are older");
+        tracing::debug!(sid = %crate::telemetry::log_id(socket.id), "reader behind the recovery snapshot; positions given are older");
     }
     finish(hub, socket, ticket, filter, report);
 }
@@ -226,7 +226,7 @@ async fn replay_paced<A: Adapter>(
             }
             Err(SocketError::InternalChannelFull) => {
                 hub.detach(socket.id);
-                hub.evict(socket.clone(), "recovery_stalled");
+                hub.evict(socket.clone(), Close::RecoveryStalled);
                 return false;
             }
         }
@@ -267,11 +267,8 @@ impl Drain {
 /// Lets a socket go whose replay could not be read whole; it recovers again from the
 /// positions it received. Returns `false` (the replay did not finish).
 fn stop<A: Adapter>(hub: &Hub<A>, socket: &SocketRef<A>, e: &ReplayError) -> bool {
-    let why = match e {
-        ReplayError::Gap(_) => "history_gap",
-        ReplayError::History(_) => "history_unavailable",
-    };
-    tracing::warn!(sid = %crate::socket::log_id(socket.id), error = %e, "recovery stopped part way: the client recovers again from what it received");
+    let why = Close::from(e);
+    tracing::warn!(sid = %crate::telemetry::log_id(socket.id), error = %e, "recovery stopped part way: the client recovers again from what it received");
     hub.detach(socket.id);
     hub.evict(socket.clone(), why);
     false
@@ -286,10 +283,10 @@ fn finish<A: Adapter>(hub: &Hub<A>, socket: &SocketRef<A>, ticket: Ticket, filte
     match hub.go_live(socket.id, ticket, filter, Some(report)) {
         Ok(replayed) => {
             hub.metrics.replayed_events.inc_by(replayed as u64);
-            tracing::info!(sid = %crate::socket::log_id(socket.id), replayed, rooms = ?statuses, "socket recovered; live");
+            tracing::info!(sid = %crate::telemetry::log_id(socket.id), replayed, rooms = ?statuses, "socket recovered; live");
         }
-        Err(GoLiveError::Gap) => hub.evict(socket.clone(), "history_gap"),
-        Err(e) => tracing::debug!(sid = %crate::socket::log_id(socket.id), error = %e, "recovery ended early"),
+        Err(GoLiveError::Gap) => hub.evict(socket.clone(), Close::HistoryGap),
+        Err(e) => tracing::debug!(sid = %crate::telemetry::log_id(socket.id), error = %e, "recovery ended early"),
     }
 }
 

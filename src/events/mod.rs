@@ -1,11 +1,14 @@
 //! The event catalog: every event the server emits, the rooms each one goes to,
-//! and the envelope on the wire. Wire names live here and nowhere else.
+//! the envelope on the wire, and every other wire name and ack code ([`wire`]). Wire names
+//! live here and nowhere else.
 
 pub mod catalog;
+pub mod chat;
 pub mod envelope;
 pub mod id;
 pub mod parse;
 pub mod room;
+pub mod wire;
 
 pub use catalog::{Actor, Booking, EventType, Payment, ServerEvent, Service};
 pub use envelope::{Envelope, EventMeta};

@@ -39,22 +39,48 @@ pub struct ParsedMeta {
     pub actor: Option<Actor>,
 }
 
-/// Parses one event envelope as a controller sends it.
+/// Parses one event envelope as a controller sends it. The first problem found is the
+/// one reported, in this order: `type`, unknown keys, `id`, `occurredAt`, `actor`, the
+/// entity's presence, `previousStatus`, `reason`, then the entity's fields.
 pub fn parse_event(body: &Value) -> Result<(ServerEvent, ParsedMeta), ParseError> {
     let obj = body.as_object().ok_or_else(|| ParseError::new("", "an event must be a JSON object"))?;
+    let event_type = parse_type(obj)?;
+    check_keys(obj, event_type)?;
 
-    let event_type = match obj.get("type") {
-        None | Some(Value::Null) => return Err(ParseError::new("type", "is required")),
+    let id =
+        optional(obj, "id").map(|v| id::from_json(v).map_err(|e| ParseError::new("id", e.to_string()))).transpose()?;
+    let occurred_at = optional(obj, "occurredAt").map(parse_time).transpose()?;
+    let actor = optional(obj, "actor").map(parse_actor).transpose()?;
+
+    let key = event_type.entity().key();
+    let entity = match obj.get(key) {
+        None | Some(Value::Null) => return Err(ParseError::new(key, "is required")),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(ParseError::new(key, "must be an object")),
+    };
+    let previous_status = optional_text(obj, "previousStatus")?;
+    let reason = optional_text(obj, "reason")?;
+    let event = parse_entity(event_type, entity, previous_status, reason)?;
+    Ok((event, ParsedMeta { id, occurred_at, actor }))
+}
+
+/// `type`: required, and one of the catalog's.
+fn parse_type(obj: &Map<String, Value>) -> Result<EventType, ParseError> {
+    match obj.get("type") {
+        None | Some(Value::Null) => Err(ParseError::new("type", "is required")),
         Some(Value::String(s)) => EventType::parse(s).ok_or_else(|| {
             let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
             ParseError::new(
                 "type",
                 format!("unknown event type `{}`; expected one of {}", truncate(s), known.join(", ")),
             )
-        })?,
-        Some(_) => return Err(ParseError::new("type", "must be a string")),
-    };
+        }),
+        Some(_) => Err(ParseError::new("type", "must be a string")),
+    }
+}
 
+/// Every key of the envelope is one this event type carries.
+fn check_keys(obj: &Map<String, Value>, event_type: EventType) -> Result<(), ParseError> {
     for key in obj.keys() {
         let allowed = match key.as_str() {
             "type" | "id" | "occurredAt" | "actor" => true,
@@ -72,21 +98,17 @@ pub fn parse_event(body: &Value) -> Result<(ServerEvent, ParsedMeta), ParseError
             return Err(ParseError::new(field, why));
         }
     }
+    Ok(())
+}
 
-    let id =
-        optional(obj, "id").map(|v| id::from_json(v).map_err(|e| ParseError::new("id", e.to_string()))).transpose()?;
-    let occurred_at = optional(obj, "occurredAt").map(parse_time).transpose()?;
-    let actor = optional(obj, "actor").map(parse_actor).transpose()?;
-
+/// The typed event from its entity object (ids checked, other fields carried as sent).
+fn parse_entity(
+    event_type: EventType,
+    entity: &Map<String, Value>,
+    previous_status: Option<String>,
+    reason: Option<String>,
+) -> Result<ServerEvent, ParseError> {
     let key = event_type.entity().key();
-    let entity = match obj.get(key) {
-        None | Some(Value::Null) => return Err(ParseError::new(key, "is required")),
-        Some(Value::Object(m)) => m,
-        Some(_) => return Err(ParseError::new(key, "must be an object")),
-    };
-    let previous_status = optional_text(obj, "previousStatus")?;
-    let reason = optional_text(obj, "reason")?;
-
     let req = |field: &str| -> Result<Id, ParseError> {
         match entity.get(field) {
             None | Some(Value::Null) => Err(ParseError::new(format!("{key}.{field}"), "is required")),
@@ -107,7 +129,7 @@ pub fn parse_event(body: &Value) -> Result<(ServerEvent, ParsedMeta), ParseError
             .collect()
     };
 
-    let event = match event_type.entity() {
+    Ok(match event_type.entity() {
         EntityKind::Service => {
             let service = Service { id: req("id")?, vendor_id: req("vendorId")?, fields: fields() };
             match event_type {
@@ -133,8 +155,7 @@ pub fn parse_event(body: &Value) -> Result<(ServerEvent, ParsedMeta), ParseError
                 _ => ServerEvent::PaymentFailed { payment, reason },
             }
         }
-    };
-    Ok((event, ParsedMeta { id, occurred_at, actor }))
+    })
 }
 
 fn optional<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {

@@ -11,13 +11,14 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::log::{self, LogRx, LogTx};
 use super::{
     Appended, Entry, Epoch, HistoryConfig, HistoryError, LogSink, Publish, RoomView, Seq, Snapshot,
     payload_with_offsets,
 };
+use crate::sync::lock;
 
 /// What one held event costs besides its payload and room names (the slot, the `Arc`,
 /// the entry's fields), so the byte bound counts memory, not just JSON.
@@ -62,11 +63,13 @@ struct Slot {
     bytes: usize,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
-}
-
 impl MemoryHistory {
+    /// The tests' view of the state (the code takes [`lock`] on `inner` directly).
+    #[cfg(test)]
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        lock(&self.inner)
+    }
+
     pub fn new(config: HistoryConfig) -> MemoryHistory {
         MemoryHistory::with_log(config, log::LOG_CAPACITY)
     }
@@ -100,10 +103,6 @@ impl MemoryHistory {
         self.epoch
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     pub fn append(&self, publish: Publish) -> Result<Appended, HistoryError> {
         let mut appended = self.append_batch(vec![publish])?;
         appended.pop().ok_or_else(|| HistoryError::Unavailable("an empty append".into()))
@@ -116,9 +115,9 @@ impl MemoryHistory {
         if self.closed.load(Ordering::Acquire) {
             return Err(HistoryError::Closed);
         }
-        let mut inner = self.lock();
+        let mut inner = lock(&self.inner);
         let epoch = self.config.enabled.then_some(self.epoch);
-        let now = now_ms();
+        let now = crate::clock::unix_ms();
         let mut head = inner.head;
         let mut entries = Vec::with_capacity(batch.len());
         for publish in batch {
@@ -152,9 +151,9 @@ impl MemoryHistory {
     /// no rooms) under one lock.
     pub fn snapshot(&self, rooms: &[(String, Seq)], page: usize) -> Result<Snapshot, HistoryError> {
         let count = super::first_page(page, rooms.len());
-        let mut inner = self.lock();
+        let mut inner = lock(&self.inner);
         let views = rooms.iter().map(|(room, p)| inner.view(room, *p, count)).collect();
-        let now = now_ms();
+        let now = crate::clock::unix_ms();
         let tick = inner.head.next(now);
         let payload =
             payload_with_offsets("{}", None, tick, &[]).map_err(|e| HistoryError::Unavailable(format!("tick: {e}")))?;
@@ -168,7 +167,7 @@ impl MemoryHistory {
 
     /// The room's latest `max` held events, newest first.
     pub fn recent(&self, room: &str, max: usize) -> Vec<Arc<Entry>> {
-        let inner = self.lock();
+        let inner = lock(&self.inner);
         let Some(ring) = inner.rooms.get(room) else { return Vec::new() };
         ring.slots.iter().rev().take(max).map(|s| s.entry.clone()).collect()
     }
@@ -176,7 +175,7 @@ impl MemoryHistory {
     /// At most `count` of the room's held events in `(after, upto]`, oldest first: a
     /// recovery's next page, copied under the lock a page at a time.
     pub fn page(&self, room: &str, (after, upto): (Seq, Seq), count: usize) -> Vec<(Arc<Entry>, Seq)> {
-        let inner = self.lock();
+        let inner = lock(&self.inner);
         let Some(ring) = inner.rooms.get(room) else { return Vec::new() };
         let start = ring.slots.partition_point(|s| s.entry.seq <= after);
         let held = ring.slots.range(start..).take_while(|s| s.entry.seq <= upto).take(count);
@@ -186,7 +185,7 @@ impl MemoryHistory {
     /// Takes what the log holds, as the reader would (unit tests run without one).
     #[cfg(test)]
     pub(super) fn drain_log(&self) -> Vec<Arc<Entry>> {
-        let mut guard = self.log_rx.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = lock(&self.log_rx);
         let Some(rx) = guard.as_mut() else { return Vec::new() };
         let mut taken = Vec::new();
         while let Ok(e) = rx.rx.try_recv() {
@@ -197,7 +196,7 @@ impl MemoryHistory {
     }
 
     pub fn start_reader(&self, sink: Arc<dyn LogSink>) {
-        let Some(mut rx) = self.log_rx.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        let Some(mut rx) = lock(&self.log_rx).take() else {
             tracing::error!("history reader started twice; ignored");
             return;
         };
@@ -218,20 +217,20 @@ impl MemoryHistory {
                         batch.clear();
                     }
                     _ = sweep.tick() => {
-                        inner.lock().unwrap_or_else(|p| p.into_inner()).sweep(ttl, usize::MAX);
+                        lock(&inner).sweep(ttl, usize::MAX);
                     }
                 }
             }
         });
-        *self.reader.lock().unwrap_or_else(|p| p.into_inner()) = Some(reader);
+        *lock(&self.reader) = Some(reader);
     }
 
     /// Refuses later appends, and returns once the reader has delivered every event
     /// accepted before (a `202` given during shutdown still reaches the sockets).
     pub async fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        self.lock().log_tx = None;
-        let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
+        lock(&self.inner).log_tx = None;
+        let reader = lock(&self.reader).take();
         if let Some(reader) = reader
             && tokio::time::timeout(Duration::from_secs(2), reader).await.is_err()
         {

@@ -24,6 +24,7 @@ pub mod memory;
 pub mod pages;
 pub mod position;
 pub mod redis;
+mod redis_keys;
 mod redis_reader;
 mod redis_reply;
 mod replicas;
@@ -33,26 +34,13 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 
+pub use crate::config::HistoryConfig;
 pub use position::{Epoch, Position, Seq};
 
 /// Most events one read of a recovery returns: a snapshot's first pages together, or a
 /// later page of one room. 256 events of the 256 KiB a REST body may carry is at most
 /// 64 MiB in theory, and a few hundred KiB for ordinary events.
 pub const RECOVERY_PAGE: usize = 256;
-
-/// How the history is kept.
-#[derive(Debug, Clone)]
-pub struct HistoryConfig {
-    /// `HISTORY_ENABLED=false` turns history (and with it `offsets` and recovery) off.
-    pub enabled: bool,
-    /// `HISTORY_TTL_SECS`: how long an event stays recoverable.
-    pub ttl: Duration,
-    /// `HISTORY_SIZE`: how many recent events of a room stay recoverable.
-    pub size: usize,
-    /// `HISTORY_MAX_BYTES`: the in-memory history's total bound; past it the rooms
-    /// written longest ago are dropped whole.
-    pub max_bytes: usize,
-}
 
 /// One event as every reader delivers it.
 #[derive(Debug)]

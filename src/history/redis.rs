@@ -6,19 +6,7 @@
 //! resume from its last id after a lost connection, so nothing published while it was
 //! reconnecting is skipped (pub/sub would have dropped it).
 //!
-//! Keys, all under one hash tag so that one script touches them atomically (on a Redis
-//! Cluster they live in one slot; a socket in two rooms needs one order across them):
-//! - `epoch`: this history's identity, created by the first writer or reader to find none
-//!   (Redis restarted empty: a new epoch, so older positions are `unknown`);
-//! - `head`: the newest log id;
-//! - `log`: every event, in order, with the id of its predecessor, read by every instance;
-//! - `room:<room>`: a room's events under the same ids as in the log, each with its room
-//!   predecessor, trimmed to `HISTORY_SIZE` and `HISTORY_TTL_SECS`, the key expiring a TTL
-//!   after its last write;
-//! - `last:<room>`: the id of the room's newest event, written and expiring with the
-//!   stream. An append reads its predecessor there: reading the stream's own last entry
-//!   (`XREVRANGE … COUNT 1`) brings its payload along, and cost Redis 4.2 µs per call,
-//!   against 0.5 for this `GET` and 0.7 for the `SET` (`INFO commandstats`).
+//! Its keys are laid out in `history/redis_keys.rs`.
 //!
 //! Every read of a room has a `COUNT`: a snapshot's first pages share one page between
 //! them, and a recovery reads the rest with `XRANGE room (<last sent> <room's newest>
@@ -31,9 +19,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use redis::{Script, Value};
 
 use crate::config::ReplicaPolicy;
-use crate::scale::conn::RedisConn;
-use crate::scale::redis::{RedisHealth, RedisSource};
+use crate::redis_link::RedisConn;
+use crate::redis_link::{RedisHealth, RedisSource};
 
+use super::redis_keys::Keys;
 use super::redis_reply::{array, int, room_entries, room_view, text};
 use super::replicas::ReplicaGate;
 use super::{
@@ -44,7 +33,7 @@ use super::{
 /// sees a gap and tells its sockets); approximate, as Redis trims whole nodes.
 const LOG_MAXLEN: u64 = 50_000;
 /// How long after it was sent an append script may still start: less than the 2 s the
-/// connection waits for an answer (`scale::redis`), so a script that starts at all
+/// connection waits for an answer (`redis_link::driver`), so a script that starts at all
 /// answers before its caller gives up, and one the caller gave up on never appends.
 const SCRIPT_DEADLINE_MS: i64 = 1_500;
 /// How long an append's answer is kept under its call's key, for a resent call to be
@@ -53,12 +42,6 @@ const SCRIPT_DEADLINE_MS: i64 = 1_500;
 /// within seconds; the margin covers a resent call that waited in a paused Redis. Each record is about 150 bytes:
 /// at 1,000 appends a second, 4.5 MB.
 const CALL_RECORD_MS: u64 = 30_000;
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 /// Appends a batch of events to the log (and, with history on, to their rooms), in
 /// order, all in one script: Redis runs a script whole, so either every event of the
@@ -92,50 +75,6 @@ fn unix_ms() -> u64 {
 const APPEND: &str = include_str!("append.lua");
 
 const SNAPSHOT: &str = include_str!("snapshot.lua");
-
-pub(super) struct Keys {
-    pub(super) epoch: String,
-    pub(super) head: String,
-    pub(super) log: String,
-    room_prefix: String,
-    last_prefix: String,
-    idem_prefix: String,
-    call_prefix: String,
-}
-
-impl Keys {
-    fn new() -> Keys {
-        let tag = "fixrx:{history}:";
-        Keys {
-            epoch: format!("{tag}epoch"),
-            head: format!("{tag}head"),
-            log: format!("{tag}log"),
-            room_prefix: format!("{tag}room:"),
-            last_prefix: format!("{tag}last:"),
-            idem_prefix: format!("{tag}idem:"),
-            call_prefix: format!("{tag}call:"),
-        }
-    }
-
-    fn room(&self, room: &str) -> String {
-        format!("{}{room}", self.room_prefix)
-    }
-
-    fn last(&self, room: &str) -> String {
-        format!("{}{room}", self.last_prefix)
-    }
-
-    /// An idempotency key's answer: under the history's hash tag, so that the append
-    /// script that records it with the event touches one slot on a cluster.
-    fn idem(&self, key: &str) -> String {
-        format!("{}{key}", self.idem_prefix)
-    }
-
-    /// One append call's record: a random name, so a resent call finds its own answer.
-    fn call(&self) -> String {
-        format!("{}{}", self.call_prefix, uuid::Uuid::new_v4().simple())
-    }
-}
 
 pub struct RedisHistory {
     config: HistoryConfig,
@@ -269,7 +208,7 @@ impl RedisHistory {
         deadline: bool,
     ) -> Result<AppendReply, HistoryError> {
         let ttl_ms = u64::try_from(self.config.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let local_ms = i64::try_from(unix_ms()).unwrap_or(i64::MAX);
+        let local_ms = i64::try_from(crate::clock::unix_ms()).unwrap_or(i64::MAX);
         let deadline = match deadline {
             true => (local_ms + self.clock_offset_ms.load(Ordering::Relaxed) + SCRIPT_DEADLINE_MS).to_string(),
             false => String::new(),
@@ -320,7 +259,7 @@ impl RedisHistory {
         // their difference is the clocks', less the answer's way back (a deadline set
         // from it comes early, never late). Learned from every answer, so a clock that
         // drifts is followed.
-        let now = i64::try_from(unix_ms()).unwrap_or(i64::MAX);
+        let now = i64::try_from(crate::clock::unix_ms()).unwrap_or(i64::MAX);
         let redis_ms = reply.get(1).and_then(|n| n.parse::<i64>().ok()).unwrap_or(now);
         self.clock_offset_ms.store(redis_ms - now, Ordering::Relaxed);
         if reply.first().is_some_and(|t| t == "late") {
@@ -397,32 +336,5 @@ impl RedisHistory {
 
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Keys;
-
-    /// The hash tag a Redis Cluster reads: the text inside the first `{...}` (non-empty).
-    fn hash_tag(key: &str) -> &str {
-        let Some(open) = key.find('{') else { return key };
-        match key[open + 1..].find('}') {
-            Some(0) | None => key,
-            Some(len) => &key[open + 1..open + 1 + len],
-        }
-    }
-
-    #[test]
-    fn every_key_of_a_batch_shares_the_history_hash_tag_whatever_the_room_or_key() {
-        let keys = Keys::new();
-        let mut batch_keys = vec![keys.epoch.clone(), keys.head.clone(), keys.log.clone()];
-        for name in ["user:u1", "vendor:{v1}", "user:}{", "{}"] {
-            batch_keys.extend([keys.room(name), keys.last(name), keys.idem(name)]);
-        }
-        batch_keys.push(keys.call());
-        for key in &batch_keys {
-            assert_eq!(hash_tag(key), "history", "{key}");
-        }
     }
 }

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use redis::Script;
 
-use crate::scale::conn::RedisConn;
-use crate::scale::redis::RedisSource;
+use crate::redis_link::RedisConn;
+use crate::redis_link::RedisSource;
 
-use super::redis::Keys;
+use super::redis_keys::Keys;
 use super::redis_reply::{RawEntry, log_entries};
 use super::replicas::ReplicaGate;
 use super::{Epoch, LogSink, Seq};

@@ -29,8 +29,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::config::ReplicaPolicy;
-use crate::scale::conn::RedisConn;
-use crate::scale::redis::RedisHealth;
+use crate::redis_link::RedisConn;
+use crate::redis_link::RedisHealth;
 
 use super::HistoryError;
 

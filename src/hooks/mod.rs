@@ -2,28 +2,29 @@
 //!
 //! - [`presence`]: `presence.online` / `presence.offline` webhooks to `WEBHOOK_URL`,
 //!   one per transition across every instance, delivered by [`sender`].
-//! - [`chat`]: the chat hook, asked before a chat message is relayed (`CHAT_HOOK_URL`).
+//! - [`chat_hook`]: the chat hook, asked before a chat message is relayed (`CHAT_HOOK_URL`).
 //!
 //! Every request is a JSON `POST` signed by [`sign`], on one pooled client ([`post`]).
 //! Nothing here is on the path of a socket or a REST request except the chat hook,
 //! which the contract makes the sender wait for.
 
-pub mod chat;
+pub mod chat_hook;
 pub mod post;
 pub mod presence;
 pub mod sender;
 pub mod sign;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
-use crate::scale::conn::RedisConn;
+use crate::redis_link::RedisConn;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::HooksConfig;
 use crate::metrics::Metrics;
-use chat::ChatHook;
+use crate::sync::lock;
+use chat_hook::ChatHook;
 use post::Poster;
 use presence::{Store, Tracker};
 
@@ -92,7 +93,7 @@ impl Hooks {
     /// nobody else will) delivers what it can before `deadline`.
     pub async fn shutdown(&self, deadline: Instant) {
         let Some(p) = &self.presence else { return };
-        let Some((worker, sender)) = p.tasks.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
+        let Some((worker, sender)) = lock(&p.tasks).take() else { return };
         let _ = p.stop_worker.send(true);
         if tokio::time::timeout_at(deadline, worker).await.is_err() {
             tracing::warn!("shutdown: presence counts not all written before the deadline");

@@ -21,8 +21,7 @@ use crate::events::parse::ParsedMeta;
 use crate::events::{EventMeta, Id, ServerEvent, parse_event};
 use crate::idempotency::{Guard, Outcome};
 
-/// Most events in one batch.
-pub const MAX_BATCH: usize = 500;
+pub use super::schema::MAX_BATCH;
 const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 /// Emits one event to its rooms; `202` once it is in the history.

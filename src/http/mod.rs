@@ -1,7 +1,7 @@
 //! The HTTP side: the controllers' REST API under `/api/v1`, and the operators'
 //! `/health`, `/ready` and `/metrics`; every request's `X-Request-Id` ([`request_id`]).
 
-pub mod chat;
+pub mod chat_messages;
 pub mod dev;
 pub mod error;
 pub mod events;
@@ -28,7 +28,7 @@ use crate::config::ApiConfig;
 use crate::emit::Emitter;
 use crate::idempotency::{IdempotencyStore, StoreError};
 use crate::metrics::Metrics;
-use crate::scale::redis::RedisHealth;
+use crate::redis_link::RedisHealth;
 use crate::shutdown::InFlight;
 
 pub use error::ApiError;

@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
 use super::schema::{BatchBody, ChatBody, ChatMessageSchema, EventBody};
-use super::{AppState, chat, events, ops, presence};
+use super::{AppState, chat_messages, events, ops, presence};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,7 +31,7 @@ use super::{AppState, chat, events, ops, presence};
     paths(
         events::post_event,
         events::post_batch,
-        chat::post_message,
+        chat_messages::post_message,
         presence::presence,
         presence::disconnect_user,
         ops::health,
@@ -48,7 +48,7 @@ use super::{AppState, chat, events, ops, presence};
         ErrorDetail,
         crate::emit::Emitted,
         events::BatchAnswer,
-        chat::ChatAnswer,
+        chat_messages::ChatAnswer,
         presence::PresenceAnswer,
         presence::DisconnectAnswer,
         presence::PresenceKind,
@@ -93,7 +93,7 @@ fn handler<A: Adapter>(operation_id: &str) -> Option<MethodRouter<AppState<A>>> 
     Some(match operation_id {
         "post_event" => post(events::post_event::<A>),
         "post_batch" => post(events::post_batch::<A>),
-        "post_message" => post(chat::post_message::<A>),
+        "post_message" => post(chat_messages::post_message::<A>),
         "presence" => get(presence::presence::<A>),
         "disconnect_user" => post(presence::disconnect_user::<A>),
         "health" => get(ops::health),

@@ -1,5 +1,5 @@
 //! JSON Schemas of the bodies the REST API parses by hand (`crate::events::parse`,
-//! `crate::chat`), built from the same constants the parsers use: the catalog's event
+//! `crate::events::chat`), built from the same constants the parsers use: the catalog's event
 //! types, which entity each carries and which extra fields it allows, the id rules.
 //! A type or field added to the catalog appears here without a second list.
 
@@ -7,13 +7,15 @@ use serde_json::{Value, json};
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::chat::{MAX_CLIENT_MSG_ID_CHARS, MAX_TEXT_CHARS};
 use crate::events::EventType;
 use crate::events::catalog::EntityKind;
+use crate::events::chat::{MAX_CLIENT_MSG_ID_CHARS, MAX_TEXT_CHARS};
 use crate::events::id::MAX_ID_CHARS;
 use crate::events::parse::MAX_TEXT_CHARS as MAX_FIELD_CHARS;
 
-use super::events::MAX_BATCH;
+/// Most events in one batch (`POST /api/v1/events/batch`): the document says so, and
+/// the handler refuses more.
+pub const MAX_BATCH: usize = 500;
 
 fn schema(v: Value) -> RefOr<Schema> {
     // The values below are well-formed schemas; a mistake shows in the OpenAPI tests.

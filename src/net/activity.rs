@@ -7,6 +7,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::serve::Timeouts;
+use crate::sync::lock;
 
 /// What a connection is doing, as far as its limits care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,11 +43,11 @@ impl Default for Activity {
 
 impl Activity {
     fn current(&self) -> Phase {
-        *self.phase.lock().unwrap_or_else(|p| p.into_inner())
+        *lock(&self.phase)
     }
 
     fn update(&self, next: impl FnOnce(Phase) -> Phase) {
-        let mut phase = self.phase.lock().unwrap_or_else(|p| p.into_inner());
+        let mut phase = lock(&self.phase);
         let was = *phase;
         *phase = next(was);
         let changed = *phase != was;

@@ -1,33 +1,12 @@
 //! Open connections in total and per address, counted at accept; and [`LimitKey`], what
 //! every per-address limit counts by.
 
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-/// How many connections may be open; `None` is unlimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnLimits {
-    pub total: Option<usize>,
-    pub per_ip: Option<PerAddress>,
-}
-
-impl ConnLimits {
-    /// `per_ip` is `MAX_CONNECTIONS_PER_IP` (`None`: no cap); `ipv6_prefix` is how an IPv6
-    /// address is counted for it.
-    pub fn new(total: Option<usize>, per_ip: Option<usize>, ipv6_prefix: u8) -> ConnLimits {
-        ConnLimits { total, per_ip: per_ip.map(|max| PerAddress { max, ipv6_prefix }) }
-    }
-}
-
-/// The per-address connection cap, and how an address is counted for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PerAddress {
-    /// `MAX_CONNECTIONS_PER_IP`.
-    pub max: usize,
-    /// `IPV6_PREFIX_LEN`: see [`LimitKey`].
-    pub ipv6_prefix: u8,
-}
+pub use crate::config::{ConnLimits, PerAddress};
 
 /// The unit a per-address limit counts: an IPv4 address (an IPv4-mapped IPv6 address is
 /// that IPv4 address), or the network of the first `ipv6_prefix` bits of an IPv6 address.
@@ -73,10 +52,6 @@ struct Table {
 }
 
 impl ConnTable {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Counts a new connection from `ip` (by its [`LimitKey`]), unless a limit says no. A
     /// trusted proxy's connections carry many clients: they count in the total only, and
     /// its clients are limited per socket once their forwarded address is read
@@ -87,7 +62,7 @@ impl ConnTable {
         limits: ConnLimits,
         proxy: bool,
     ) -> Result<ConnGuard, &'static str> {
-        let mut table = self.lock();
+        let mut table = lock(&self.inner);
         if limits.total.is_some_and(|max| table.total >= max) {
             return Err("MAX_CONNECTIONS");
         }
@@ -103,7 +78,7 @@ impl ConnTable {
     }
 
     pub fn total(&self) -> usize {
-        self.lock().total
+        lock(&self.inner).total
     }
 }
 
@@ -115,7 +90,7 @@ pub struct ConnGuard {
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        let mut table = self.table.lock();
+        let mut table = lock(&self.table.inner);
         table.total = table.total.saturating_sub(1);
         if let Some(n) = table.per_ip.get_mut(&self.key) {
             *n -= 1;

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use crate::sync::lock;
 use axum::serve::Listener;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -133,7 +134,7 @@ impl ConnHandle {
     /// Shuts the connection down both ways: pending and later reads and writes fail.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        if let Some(waker) = self.reader.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(waker) = lock(&self.reader).take() {
             waker.wake();
         }
     }
@@ -153,11 +154,11 @@ impl ConnHandle {
     }
 
     fn forget_reader(&self) {
-        self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
+        lock(&self.reader).take();
     }
 
     fn wait_read(&self, cx: &Context<'_>) {
-        let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let mut reader = lock(&self.reader);
         if !reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             *reader = Some(cx.waker().clone());
         }

@@ -17,9 +17,11 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use http::HeaderMap;
-use ipnet::IpNet;
 
 use super::limits::LimitKey;
+pub use crate::config::TrustedProxies;
+use crate::config::canonical;
+use crate::sync::lock;
 
 /// Hops looked at, from the right, before giving up on a header (a chain of trusted
 /// proxies is a handful; a thousand entries is an attack).
@@ -28,47 +30,9 @@ const MAX_HOPS: usize = 32;
 const FORWARDED: &str = "forwarded";
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
-/// The proxies whose forwarding headers are believed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustedProxies(Vec<IpNet>);
-
-impl FromStr for TrustedProxies {
-    type Err = String;
-
-    /// `10.0.0.0/8, 192.168.1.7, fd00::/8`: IPs and CIDRs, comma-separated.
-    fn from_str(s: &str) -> Result<TrustedProxies, String> {
-        let mut nets = Vec::new();
-        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let net = match IpNet::from_str(item) {
-                Ok(net) => net.trunc(),
-                Err(_) => {
-                    IpAddr::from_str(item).map(IpNet::from).map_err(|_| format!("not an IP or CIDR: `{item}`"))?
-                }
-            };
-            nets.push(net);
-        }
-        Ok(TrustedProxies(nets))
-    }
-}
-
-/// An IPv4 address seen through an IPv6 socket (`::ffff:10.0.0.1`) is that IPv4 address.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
+/// How the client's address is read behind the [`TrustedProxies`] (declared, and parsed
+/// from `TRUSTED_PROXIES`, in `config`).
 impl TrustedProxies {
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn trusts(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
-        self.0.iter().any(|net| net.contains(&ip))
-    }
-
     /// The client's address for a request that came from `peer`.
     pub fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
         let peer_ip = canonical(peer.ip());
@@ -288,10 +252,6 @@ pub struct ForwardedSlot {
 }
 
 impl ForwardedConns {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LimitKey, usize>> {
-        self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// An empty table that counts an IPv6 client by its first `ipv6_prefix` bits.
     pub fn new(ipv6_prefix: u8) -> ForwardedConns {
         ForwardedConns { open: Mutex::default(), ipv6_prefix }
@@ -302,19 +262,19 @@ impl ForwardedConns {
     }
 
     pub fn count(&self, ip: IpAddr) -> usize {
-        self.lock().get(&self.key(ip)).copied().unwrap_or(0)
+        lock(&self.open).get(&self.key(ip)).copied().unwrap_or(0)
     }
 
     pub fn enter(self: &Arc<Self>, ip: IpAddr) -> ForwardedSlot {
         let key = self.key(ip);
-        *self.lock().entry(key).or_insert(0) += 1;
+        *lock(&self.open).entry(key).or_insert(0) += 1;
         ForwardedSlot { table: self.clone(), key }
     }
 }
 
 impl Drop for ForwardedSlot {
     fn drop(&mut self) {
-        let mut open = self.table.lock();
+        let mut open = lock(&self.table.open);
         if let Some(n) = open.get_mut(&self.key) {
             *n = n.saturating_sub(1);
             if *n == 0 {

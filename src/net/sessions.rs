@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::ConnHandle;
+use crate::sync::lock;
 
 /// The connection currently carrying each Engine.IO session, so that one session can
 /// be closed at the transport: socketioxide offers no way to close a single socket's
@@ -39,10 +40,6 @@ impl Route {
         Route { carrier: Mutex::new(conn.clone()), moves: AtomicU32::new(0) }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Arc<ConnHandle>> {
-        self.carrier.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// How many times the session has moved: a carrier read with the same count is current.
     pub fn moves(&self) -> u32 {
         self.moves.load(Ordering::Acquire)
@@ -50,13 +47,13 @@ impl Route {
 
     /// The connection carrying the session now, and the [`Route::moves`] it goes with.
     pub fn carrier(&self) -> (Arc<ConnHandle>, u32) {
-        let carrier = self.lock();
+        let carrier = lock(&self.carrier);
         (carrier.clone(), self.moves.load(Ordering::Acquire))
     }
 
     /// The session's packets go to `conn` from now on (a move only if it is another connection).
     fn carry(&self, conn: &Arc<ConnHandle>) {
-        let mut carrier = self.lock();
+        let mut carrier = lock(&self.carrier);
         if !Arc::ptr_eq(&carrier, conn) {
             *carrier = conn.clone();
             self.moves.fetch_add(1, Ordering::Release);
@@ -64,19 +61,15 @@ impl Route {
     }
 
     fn close(&self) {
-        self.lock().close();
+        lock(&self.carrier).close();
     }
 }
 
 impl Transports {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The session's opening connection (the handshake request), unless a later request
     /// of the session was already seen.
     pub fn opened(&self, sid: &str, conn: &Arc<ConnHandle>) {
-        self.lock()
+        lock(&self.sessions)
             .entry(sid.to_owned())
             .or_insert_with(|| Session { route: Arc::new(Route::new(conn)), closed: false });
     }
@@ -85,7 +78,7 @@ impl Transports {
     /// WebSocket upgrade) is where the session's packets now go. Returns `false` when the
     /// session was closed and the request must be refused.
     pub fn seen(&self, sid: &str, conn: &Arc<ConnHandle>, carrier: bool) -> bool {
-        let mut sessions = self.lock();
+        let mut sessions = lock(&self.sessions);
         match sessions.get_mut(sid) {
             Some(session) if session.closed => false,
             Some(session) => {
@@ -100,7 +93,7 @@ impl Transports {
 
     /// Closes the session's transport; returns whether one was known.
     pub fn close(&self, sid: &str) -> bool {
-        let mut sessions = self.lock();
+        let mut sessions = lock(&self.sessions);
         let Some(session) = sessions.get_mut(sid) else { return false };
         session.closed = true;
         session.route.close();
@@ -110,17 +103,17 @@ impl Transports {
     /// Where the session's packets go, for as long as it lives; `None` for a session not
     /// (or no longer) known.
     pub fn route(&self, sid: &str) -> Option<Arc<Route>> {
-        self.lock().get(sid).map(|session| session.route.clone())
+        lock(&self.sessions).get(sid).map(|session| session.route.clone())
     }
 
     /// The session ended (called when its socket disconnects): nothing of it is kept.
     pub fn forget(&self, sid: &str) {
-        self.lock().remove(sid);
+        lock(&self.sessions).remove(sid);
     }
 
     /// How many sessions are tracked.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        lock(&self.sessions).len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -2,10 +2,6 @@
 //! cluster differ (adapter, idempotency keys, history). Everything else is generic
 //! over the adapter.
 
-pub mod conn;
-pub mod redis;
-pub mod tls;
-
 use std::time::Duration;
 
 use socketioxide::adapter::{Emitter, LocalAdapter};
@@ -16,7 +12,7 @@ use crate::config::{Config, RedisTls};
 use crate::history::History;
 use crate::history::redis::RedisHistory;
 use crate::idempotency::{IdempotencyStore, RedisStore};
-use redis::ManagedDriver;
+use crate::redis_link::{self, ManagedDriver, RedisError, tls};
 
 /// The Socket.IO adapter over Redis pub/sub, on our reconnecting driver.
 pub type RedisAdapter = CustomRedisAdapter<Emitter, ManagedDriver>;
@@ -32,13 +28,13 @@ pub enum ScaleError {
     #[error("{0}")]
     Build(#[from] BuildError),
     #[error("REDIS_URL: cannot connect to Redis: {0}")]
-    Connect(#[from] redis::RedisError),
+    Connect(#[from] RedisError),
     #[error("REDIS_URL: cannot subscribe to Redis: {0}")]
     Subscribe(String),
     #[error("REDIS_URL: {0}")]
     Url(#[from] ::redis::RedisError),
     #[error("REDIS_CLUSTER_URLS: cannot connect to the Redis Cluster: {0}")]
-    Cluster(redis::RedisError),
+    Cluster(RedisError),
     /// A TLS handshake refused, one way or the other: the line names the variable to fix.
     #[error("{0}")]
     Tls(String),
@@ -46,10 +42,10 @@ pub enum ScaleError {
 
 /// A refused TLS handshake names the TLS variable to fix; anything else, the URL's.
 fn connect_error(
-    e: redis::RedisError,
+    e: RedisError,
     tls: &RedisTls,
     url_var: &'static str,
-    other: fn(redis::RedisError) -> ScaleError,
+    other: fn(RedisError) -> ScaleError,
 ) -> ScaleError {
     match tls::blame(&e.to_string(), tls, url_var) {
         Some(line) => ScaleError::Tls(line),
@@ -90,7 +86,7 @@ pub async fn build(config: &Config) -> Result<Built, ScaleError> {
         (driver.commands(), driver.source()),
     )?;
     if config.history.enabled {
-        redis::check_eviction_policy(driver.commands()).await;
+        redis_link::check_eviction_policy(driver.commands()).await;
     }
     let bus = Bus {
         idempotency: IdempotencyStore::Redis(RedisStore::new(config.api.idempotency_ttl)),

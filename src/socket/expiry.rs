@@ -2,8 +2,8 @@
 //! `auth:refresh` with a fresh token for the same identity first.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
@@ -14,6 +14,8 @@ use tokio::sync::Notify;
 use super::SocketCtx;
 use super::handlers::{Ack, admit, send};
 use crate::auth::Identity;
+use crate::events::wire::{AUTH_EXPIRED, AckCode, ClientEvent};
+use crate::sync::lock;
 
 /// How long the watcher sleeps at most, so it notices when its server is gone.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
@@ -26,10 +28,6 @@ pub struct Expiries<A: Adapter> {
     earlier: Notify,
 }
 
-fn now_secs() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
-}
-
 impl<A: Adapter> Expiries<A> {
     /// Starts the watcher; it ends once the returned value is dropped.
     pub fn start() -> Arc<Expiries<A>> {
@@ -38,13 +36,9 @@ impl<A: Adapter> Expiries<A> {
         expiries
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(u64, Sid), SocketRef<A>>> {
-        self.due.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Disconnects `socket` at `exp` (Unix seconds), unless it refreshes or leaves first.
     pub fn watch(&self, socket: &SocketRef<A>, exp: u64) {
-        let mut due = self.lock();
+        let mut due = lock(&self.due);
         let first = due.keys().next().is_none_or(|&(next, _)| exp < next);
         due.insert((exp, socket.id), socket.clone());
         drop(due);
@@ -55,18 +49,18 @@ impl<A: Adapter> Expiries<A> {
 
     /// The socket's token now expires at `new` instead of `old`.
     fn refreshed(&self, socket: &SocketRef<A>, old: u64, new: u64) {
-        self.lock().remove(&(old, socket.id));
+        lock(&self.due).remove(&(old, socket.id));
         self.watch(socket, new);
     }
 
     /// The socket is gone: nothing to watch.
     pub fn closed(&self, sid: Sid, exp: u64) {
-        self.lock().remove(&(exp, sid));
+        lock(&self.due).remove(&(exp, sid));
     }
 
     /// Takes the sockets whose token has expired; returns when the next one does.
     fn take_due(&self, now: f64) -> (Vec<(u64, SocketRef<A>)>, Option<u64>) {
-        let mut due = self.lock();
+        let mut due = lock(&self.due);
         let mut expired = Vec::new();
         while let Some(entry) = due.first_entry() {
             let exp = entry.key().0;
@@ -83,12 +77,12 @@ impl<A: Adapter> Expiries<A> {
 async fn watch_all<A: Adapter>(expiries: Weak<Expiries<A>>) {
     loop {
         let Some(e) = expiries.upgrade() else { return };
-        let now = now_secs();
+        let now = crate::clock::unix_secs_f64();
         let (expired, next) = e.take_due(now);
         for (exp, socket) in expired {
             tracing::info!(sid = %crate::socket::log_id(socket.id), exp, "token expired: disconnecting");
             // Tell the client why before closing, so it can fetch a fresh token.
-            let _ = socket.emit("auth:expired", &json!({ "exp": exp }));
+            let _ = socket.emit(AUTH_EXPIRED, &json!({ "exp": exp }));
             let _ = socket.disconnect();
         }
         let wait = next.map_or(IDLE_CHECK, |exp| Duration::from_secs_f64((exp as f64 - now).max(0.0)).min(IDLE_CHECK));
@@ -107,21 +101,21 @@ pub async fn refresh<A: Adapter>(
     State(ctx): State<Arc<SocketCtx>>,
     State(expiries): State<Arc<Expiries<A>>>,
 ) {
-    if let Err(answer) = admit(&socket, "auth:refresh") {
-        return send(&socket, ack, "auth:refresh", answer);
+    if let Err(answer) = admit(&socket, ClientEvent::AuthRefresh.as_str()) {
+        return send(&socket, ack, ClientEvent::AuthRefresh.as_str(), answer);
     }
     let token = data.ok().and_then(|v| v.get("token").and_then(Value::as_str).map(str::to_owned));
     let answer = match (token, socket.extensions.get::<Arc<Identity>>()) {
-        (None, _) => Ack::err("invalid_payload", "payload must be { token: string }"),
-        (Some(_), None) => Ack::err("invalid_token", "no identity on this socket"),
+        (None, _) => Ack::err(AckCode::InvalidPayload, "payload must be { token: string }"),
+        (Some(_), None) => Ack::err(AckCode::InvalidToken, "no identity on this socket"),
         (Some(token), Some(current)) => match ctx.verifier.verify(&token).await {
-            Err(e) => Ack::err("invalid_token", e.to_string()),
+            Err(e) => Ack::err(AckCode::InvalidToken, e.to_string()),
             Ok(fresh)
                 if fresh.user_id != current.user_id
                     || fresh.role != current.role
                     || fresh.vendor_id != current.vendor_id =>
             {
-                Ack::err("invalid_token", "the token is for another identity")
+                Ack::err(AckCode::InvalidToken, "the token is for another identity")
             }
             Ok(fresh) => {
                 let exp = fresh.exp;
@@ -133,5 +127,5 @@ pub async fn refresh<A: Adapter>(
             }
         },
     };
-    send(&socket, ack, "auth:refresh", answer);
+    send(&socket, ack, ClientEvent::AuthRefresh.as_str(), answer);
 }

@@ -12,10 +12,12 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::limit::{SocketLimiter, Verdict};
+use super::membership::Membership;
 use crate::auth::Identity;
 use crate::delivery::Hub;
 use crate::events::Room;
 use crate::events::room::RoomKind;
+use crate::events::wire::{AckCode, ClientEvent};
 
 /// An acknowledgement: `{ ok: true, ... }` or `{ ok: false, error, message }` with a
 /// stable error code (`invalid_payload`, `forbidden`, `rate_limited`, ...).
@@ -41,8 +43,8 @@ impl Ack {
         Ack::Ok(v)
     }
 
-    pub(super) fn err(error: &'static str, message: impl Into<String>) -> Ack {
-        Ack::Err { ok: false, error, message: message.into() }
+    pub(super) fn err(code: AckCode, message: impl Into<String>) -> Ack {
+        Ack::Err { ok: false, error: code.as_str(), message: message.into() }
     }
 }
 
@@ -85,24 +87,24 @@ pub(super) fn admit<A: Adapter>(socket: &SocketRef<A>, event: &str) -> Result<()
 pub(super) fn enforce<A: Adapter>(socket: &SocketRef<A>, event: &str, limiter: &SocketLimiter) -> Result<(), Ack> {
     match limiter.check() {
         Verdict::Allowed => Ok(()),
-        Verdict::Limited => Err(Ack::err("rate_limited", "too many events; slow down")),
+        Verdict::Limited => Err(Ack::err(AckCode::RateLimited, "too many events; slow down")),
         Verdict::Flooding => {
             tracing::warn!(sid = %crate::socket::log_id(socket.id), event, "socket stayed over its event rate: disconnecting (flood)");
             let _ = socket.clone().disconnect();
-            Err(Ack::err("rate_limited", "too many events; disconnected"))
+            Err(Ack::err(AckCode::RateLimited, "too many events; disconnected"))
         }
     }
 }
 
 pub async fn ping<A: Adapter>(socket: SocketRef<A>, ack: AckSender<A>) {
-    let answer = match admit(&socket, "ping") {
+    let answer = match admit(&socket, ClientEvent::Ping.as_str()) {
         Err(refused) => refused,
         Ok(()) => {
             let now = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
             Ack::ok(json!({ "pong": true, "serverTime": now }))
         }
     };
-    send(&socket, ack, "ping", answer);
+    send(&socket, ack, ClientEvent::Ping.as_str(), answer);
 }
 
 pub async fn join<A: Adapter>(
@@ -111,22 +113,21 @@ pub async fn join<A: Adapter>(
     ack: AckSender<A>,
     State(hub): State<Arc<Hub<A>>>,
 ) {
-    let answer = match admit(&socket, "join").and_then(|()| room_of(data)) {
+    let answer = match admit(&socket, ClientEvent::Join.as_str()).and_then(|()| room_of(data)) {
         Err(answer) => answer,
         Ok(room) => match socket.extensions.get::<Arc<Identity>>() {
             Some(identity) if identity.may_join(&room) => {
-                socket.join(room.name());
-                hub.join(socket.id, &room.name());
+                Membership::new(&socket, &hub).join(&room);
                 tracing::debug!(sid = %crate::socket::log_id(socket.id), room = %room, "joined room");
                 Ack::ok(json!({ "room": room.name() }))
             }
             _ => {
                 tracing::info!(sid = %crate::socket::log_id(socket.id), room = %room, "join refused");
-                Ack::err("forbidden", format!("you may not join {room}"))
+                Ack::err(AckCode::Forbidden, format!("you may not join {room}"))
             }
         },
     };
-    send(&socket, ack, "join", answer);
+    send(&socket, ack, ClientEvent::Join.as_str(), answer);
 }
 
 pub async fn leave<A: Adapter>(
@@ -135,16 +136,15 @@ pub async fn leave<A: Adapter>(
     ack: AckSender<A>,
     State(hub): State<Arc<Hub<A>>>,
 ) {
-    let answer = match admit(&socket, "leave").and_then(|()| room_of(data)) {
+    let answer = match admit(&socket, ClientEvent::Leave.as_str()).and_then(|()| room_of(data)) {
         Err(answer) => answer,
         Ok(room) => {
             // Leaving a room one is not in is a no-op, so no authorization is needed.
-            socket.leave(room.name());
-            hub.leave(socket.id, &room.name());
+            Membership::new(&socket, &hub).leave(&room);
             Ack::ok(json!({ "room": room.name() }))
         }
     };
-    send(&socket, ack, "leave", answer);
+    send(&socket, ack, ClientEvent::Leave.as_str(), answer);
 }
 
 /// Any event outside the contract (including reserved names such as `error`): counted
@@ -153,19 +153,19 @@ pub async fn unknown<A: Adapter>(socket: SocketRef<A>, Event(event): Event, ack:
     let answer = admit(&socket, "unknown").err().unwrap_or_else(|| {
         let name: String = event.chars().take(64).collect();
         tracing::debug!(sid = %crate::socket::log_id(socket.id), event = %name, "unknown client event ignored");
-        Ack::err("unknown_event", format!("no such event: {name}"))
+        Ack::err(AckCode::UnknownEvent, format!("no such event: {name}"))
     });
     send(&socket, ack, "unknown", answer);
 }
 
 /// Reads `{ "type": "user" | "vendor", "id": "<id>" }`.
 fn room_of(data: Result<Value, socketioxide::ParserError>) -> Result<Room, Ack> {
-    let invalid = |m: &str| Ack::err("invalid_payload", m);
+    let invalid = |m: &str| Ack::err(AckCode::InvalidPayload, m);
     let data = data.map_err(|_| invalid("payload must be { type: \"user\" | \"vendor\", id: string }"))?;
     let obj = data.as_object().ok_or_else(|| invalid("payload must be an object { type, id }"))?;
     let kind = obj.get("type").and_then(Value::as_str).and_then(RoomKind::parse);
     let kind = kind.ok_or_else(|| invalid("type must be \"user\" or \"vendor\""))?;
     let id = obj.get("id").ok_or_else(|| invalid("id is required"))?;
-    let id = crate::events::id::from_json(id).map_err(|e| Ack::err("invalid_payload", format!("id {e}")))?;
+    let id = crate::events::id::from_json(id).map_err(|e| Ack::err(AckCode::InvalidPayload, format!("id {e}")))?;
     Ok(Room::new(kind, id))
 }

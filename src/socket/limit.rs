@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::config::RateLimit;
+use crate::sync::lock;
 
 /// A socket that goes this long without a refused event has stopped flooding.
 const RECOVERY: Duration = Duration::from_secs(1);
@@ -46,7 +47,7 @@ impl SocketLimiter {
         if self.bucket.check().is_ok() {
             return Verdict::Allowed;
         }
-        let mut over = self.over.lock().unwrap_or_else(|p| p.into_inner());
+        let mut over = lock(&self.over);
         // A socket is flooding while its refusals keep coming with no pause of RECOVERY;
         // an event that gets through now and then does not reset it.
         let state = match over.take() {

@@ -1,10 +1,12 @@
 //! Client-side Socket.IO: what happens when a client connects, and the events it may send.
 
-mod chat;
+mod chat_events;
 pub mod expiry;
 mod handlers;
+pub mod handshake;
 mod lifecycle;
 mod limit;
+pub mod membership;
 pub mod users;
 
 use std::sync::Arc;
@@ -18,20 +20,20 @@ use crate::auth::{Identity, JwtVerifier};
 use crate::config::RateLimit;
 use crate::delivery::{Hub, OffsetsRequest, Ticket, recover};
 use crate::emit::Publisher;
+use crate::events::wire::ClientEvent;
 use crate::metrics::Metrics;
 use lifecycle::{Held, release};
+use membership::Membership;
 
 pub use handlers::Ack;
 pub use limit::{SocketLimiter, Verdict};
 pub use users::Users;
 
-/// A socket id fit for logs. socketioxide's Socket.IO sid is also the Engine.IO session
-/// id, which authorizes long-polling requests on that session: logs keep only a prefix
-/// (enough to follow one client, far too little to use).
-pub fn log_id(sid: socketioxide::socket::Sid) -> String {
-    let full = sid.to_string();
-    format!("{}…", full.chars().take(6).collect::<String>())
-}
+pub use crate::telemetry::log_id;
+
+/// When a socket connected, in Unix milliseconds (kept only with the console on).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectedAt(pub u64);
 
 /// What socket handlers share, stored as the Socket.IO state (the adapter-typed
 /// [`Hub`] is a state of its own).
@@ -56,7 +58,7 @@ pub struct SocketCtx {
 #[error("internal: no identity on the socket")]
 pub struct NoIdentity;
 
-/// Connect middleware, run after [`crate::auth::handshake::authenticate`] and before the
+/// Connect middleware, run after [`handshake::authenticate`] and before the
 /// CONNECT is acknowledged: joins the client's rooms and registers its events. Done
 /// here, not in the connect handler, because socketioxide starts that handler as a task
 /// after the acknowledgement: an event the client sends at once could find no handler
@@ -69,11 +71,10 @@ pub async fn prepare<A: Adapter>(
 ) -> Result<(), NoIdentity> {
     let identity = socket.extensions.get::<Arc<Identity>>().ok_or(NoIdentity)?;
     let own = identity.own_rooms();
-    socket.join(own.iter().map(|r| r.name()).chain(own.iter().map(|r| r.identity_room())).collect::<Vec<_>>());
     if let Some(info) = socket.req_parts().extensions.get::<axum::extract::ConnectInfo<crate::net::ClientAddr>>() {
         hub.transports().opened(&socket.id.to_string(), &info.0.1);
     }
-    socket.extensions.insert(hub.attach(&socket, own.iter().map(|r| r.name()).collect()));
+    socket.extensions.insert(Membership::new(&socket, &hub).enter_own(&own));
     if let Some(client) = socket.req_parts().extensions.get::<crate::net::ClientIp>()
         && client.proxied
     {
@@ -88,7 +89,7 @@ pub async fn prepare<A: Adapter>(
     socket.extensions.insert(held);
     ctx.metrics.connections.inc();
     if ctx.record_connected_at {
-        socket.extensions.insert(crate::admin::ConnectedAt(crate::admin::unix_ms()));
+        socket.extensions.insert(ConnectedAt(crate::clock::unix_ms()));
     }
     if let Some(limit) = ctx.rate_limit {
         socket.extensions.insert(Arc::new(SocketLimiter::new(limit, ctx.flood_disconnect_after)));
@@ -108,7 +109,7 @@ pub async fn prepare<A: Adapter>(
     Ok(())
 }
 
-/// The client events, by name ([`CLIENT_EVENTS`]). One handler for all of them: a
+/// The client events, by name ([`ClientEvent`]). One handler for all of them: a
 /// handler per event costs every socket a table of its own (about 350 bytes).
 async fn dispatch<A: Adapter>(
     socket: SocketRef<A>,
@@ -120,19 +121,21 @@ async fn dispatch<A: Adapter>(
     expiries: State<Arc<expiry::Expiries<A>>>,
 ) {
     let ack = reply.ack;
-    match event.as_str() {
-        "ping" => handlers::ping(socket, ack).await,
-        "join" => handlers::join(socket, data, ack, hub).await,
-        "leave" => handlers::leave(socket, data, ack, hub).await,
-        "chat:send" => chat::chat_send(socket, data, handlers::Reply { ack, wanted: reply.wanted }, ctx, hub).await,
-        "chat:typing" => chat::chat_typing(socket, data, ack).await,
-        "auth:refresh" => expiry::refresh(socket, data, ack, ctx, expiries).await,
-        _ => handlers::unknown(socket, Event(event), ack).await,
+    match ClientEvent::parse(&event) {
+        Some(ClientEvent::Ping) => handlers::ping(socket, ack).await,
+        Some(ClientEvent::Join) => handlers::join(socket, data, ack, hub).await,
+        Some(ClientEvent::Leave) => handlers::leave(socket, data, ack, hub).await,
+        Some(ClientEvent::ChatSend) => {
+            chat_events::chat_send(socket, data, handlers::Reply { ack, wanted: reply.wanted }, ctx, hub).await;
+        }
+        Some(ClientEvent::ChatTyping) => chat_events::chat_typing(socket, data, ack).await,
+        Some(ClientEvent::AuthRefresh) => expiry::refresh(socket, data, ack, ctx, expiries).await,
+        None => handlers::unknown(socket, Event(event), ack).await,
     }
 }
 
-/// The events a client may send.
-pub const CLIENT_EVENTS: [&str; 6] = ["ping", "join", "leave", "chat:send", "chat:typing", "auth:refresh"];
+/// The events a client may send (the names of [`ClientEvent::ALL`]).
+pub use crate::events::wire::CLIENT_EVENTS;
 
 /// Runs once the client is connected: starts the token-expiry watch, counts and logs it,
 /// then starts delivery to it (after a recovery when it sent `auth.offsets`).
@@ -172,17 +175,4 @@ fn client_ip<A: Adapter>(socket: &SocketRef<A>) -> Option<std::net::IpAddr> {
     parts.extensions.get::<crate::net::ClientIp>().map(|c| c.ip).or_else(|| {
         parts.extensions.get::<axum::extract::ConnectInfo<crate::net::ClientAddr>>().map(|info| info.0.0.ip())
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn logs_never_carry_a_usable_session_id() {
-        let sid = socketioxide::socket::Sid::new();
-        let logged = log_id(sid);
-        assert_eq!(logged.chars().count(), 7);
-        assert!(!logged.contains(&sid.to_string()));
-    }
 }

@@ -8,11 +8,12 @@
 //! holds users that have no socket.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::limit::SocketLimiter;
 use crate::config::RateLimit;
+use crate::sync::lock;
 
 /// Why a user may not open another socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -41,13 +42,9 @@ impl Users {
         Arc::new(Users { max_per_user, chat_rate, flood_after, entries: Mutex::new(HashMap::new()) })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Counts one more socket for `user`, unless it already holds the most allowed.
     pub fn enter(self: &Arc<Self>, user: &str) -> Result<UserSlot, TooManySockets> {
-        let mut entries = self.lock();
+        let mut entries = lock(&self.entries);
         let sockets = entries.get(user).map_or(0, |e| e.sockets);
         if let Some(max) = self.max_per_user
             && sockets >= max
@@ -64,7 +61,7 @@ impl Users {
     }
 
     fn leave(&self, user: &str) {
-        let mut entries = self.lock();
+        let mut entries = lock(&self.entries);
         if let Some(entry) = entries.get_mut(user) {
             entry.sockets = entry.sockets.saturating_sub(1);
             if entry.sockets == 0 {
@@ -75,12 +72,12 @@ impl Users {
 
     /// Sockets `user` holds now.
     pub fn sockets(&self, user: &str) -> usize {
-        self.lock().get(user).map_or(0, |e| e.sockets)
+        lock(&self.entries).get(user).map_or(0, |e| e.sockets)
     }
 
     /// Users with at least one socket.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        lock(&self.entries).len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -6,19 +6,24 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use fixrx_realtime::chat::ChatError;
 use fixrx_realtime::events::catalog::EntityKind;
+use fixrx_realtime::events::chat::ChatError;
+use fixrx_realtime::events::wire::{AckCode, ClientEvent};
 use fixrx_realtime::events::{Actor, Booking, Envelope, EventMeta, EventType, Id, Payment, Room, ServerEvent, Service};
 use serde_json::{Map, Value, json};
 
-/// Server events outside the catalog: `chat:message` (src/emit.rs `CHAT_MESSAGE`), the
-/// volatile `chat:typing` relay (src/socket/chat.rs), `recovery` (src/delivery/mod.rs),
-/// `auth:expired` (src/socket/expiry.rs) and the console's `admin:test` (`ADMIN_TEST`).
-const NON_CATALOG_SERVER_EVENTS: [&str; 5] =
-    ["chat:message", "chat:typing", "recovery", "auth:expired", fixrx_realtime::emit::ADMIN_TEST];
+/// Server events outside the catalog: `chat:message`, the volatile `chat:typing` relay,
+/// `recovery`, `auth:expired` and the console's `admin:test` (src/events/wire.rs).
+const NON_CATALOG_SERVER_EVENTS: [&str; 5] = fixrx_realtime::events::wire::NON_CATALOG_SERVER_EVENTS;
 
-/// The client events the socket dispatches (src/socket/mod.rs `dispatch`).
-const CLIENT_EVENTS: [&str; 6] = fixrx_realtime::socket::CLIENT_EVENTS;
+/// The client events the socket dispatches (src/events/wire.rs `ClientEvent`).
+const CLIENT_EVENTS: [&str; 6] = fixrx_realtime::events::wire::CLIENT_EVENTS;
+
+/// The wire name of the variant a source file spells `<Type>::<variant>`.
+fn wire_name<T: std::fmt::Debug + Copy>(all: &[T], as_str: fn(T) -> &'static str, variant: &str) -> String {
+    let found = all.iter().copied().find(|v| format!("{v:?}") == variant);
+    as_str(found.unwrap_or_else(|| panic!("no such variant: {variant}"))).to_owned()
+}
 
 fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
@@ -122,13 +127,16 @@ fn the_asyncapi_document_receives_exactly_the_client_events() {
 
 #[test]
 fn client_events_are_the_ones_the_socket_dispatches() {
-    // The `"<name>" =>` arms of `dispatch` in src/socket/mod.rs; its `_` arm answers every
-    // other name with `unknown_event`.
+    // The `Some(ClientEvent::<variant>) =>` arms of `dispatch` in src/socket/mod.rs; its
+    // `None` arm answers every other name with `unknown_event`.
     let source = read("src/socket/mod.rs");
     let body = source.split("async fn dispatch<").nth(1).and_then(|rest| rest.split("\n}\n").next()).unwrap();
     let dispatched: BTreeSet<String> = body
         .lines()
-        .filter_map(|line| line.trim().strip_prefix('"')?.split_once("\" =>").map(|(name, _)| name.to_owned()))
+        .filter_map(|line| {
+            line.trim().strip_prefix("Some(ClientEvent::")?.split_once(") =>").map(|(v, _)| v.to_owned())
+        })
+        .map(|variant| wire_name(&ClientEvent::ALL, ClientEvent::as_str, &variant))
         .collect();
     assert_eq!(dispatched, names(CLIENT_EVENTS), "`dispatch` handles other client events than CLIENT_EVENTS names");
 }
@@ -171,7 +179,7 @@ fn every_client_event_is_answered_by_an_ack_reply_on_its_connection() {
 fn the_documented_error_codes_are_the_codes_the_socket_handlers_answer() {
     let doc = document();
     let documented = strings(&doc["components"]["schemas"]["AckError"]["properties"]["error"]["enum"]);
-    // Every literal `Ack::err("<code>", ...)` of the socket handlers, plus the codes of
+    // Every `AckCode::<variant>` the socket handlers answer with, plus the codes of
     // `ChatError`, which they answer through `ChatError::code`.
     let mut used = BTreeSet::new();
     let dir = repo_path("src/socket");
@@ -179,10 +187,9 @@ fn the_documented_error_codes_are_the_codes_the_socket_handlers_answer() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "rs") {
             let source = std::fs::read_to_string(&path).unwrap();
-            for rest in source.split("Ack::err(\"").skip(1) {
-                if let Some((code, _)) = rest.split_once('"') {
-                    used.insert(code.to_owned());
-                }
+            for rest in source.split("AckCode::").skip(1) {
+                let variant: String = rest.chars().take_while(char::is_ascii_alphanumeric).collect();
+                used.insert(wire_name(&AckCode::ALL, AckCode::as_str, &variant));
             }
         }
     }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::helpers::*;
 use crate::redis_server::RedisServer;
 
-/// The server's timeout on one Redis command (`scale::redis::RESPONSE_TIMEOUT`).
+/// The server's timeout on one Redis command (`redis_link::driver::RESPONSE_TIMEOUT`).
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// How soon after Redis answers again a retry must be answered `202`.
 const ANSWERED_WITHIN: Duration = Duration::from_secs(5);

@@ -1,13 +1,13 @@
 //! Presence on one instance: the same decisions as the Redis store, in a mutex.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use super::{Applied, Change, Queued, Transition};
+use crate::sync::lock;
 
 /// Transitions kept for a receiver that does not answer; past it new ones are given up.
 pub const OUTBOX_CAP: usize = 10_000;
@@ -32,7 +32,7 @@ struct Pending {
 }
 
 fn now_ms() -> i64 {
-    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+    i64::try_from(crate::clock::unix_ms()).unwrap_or(i64::MAX)
 }
 
 impl MemoryStore {
@@ -41,7 +41,7 @@ impl MemoryStore {
     }
 
     pub fn apply(&self, counts: &[(String, u32)]) -> Applied {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut inner = lock(&self.inner);
         let mut applied = Applied::default();
         for (who, n) in counts {
             match (inner.online.get(who).copied(), *n > 0) {
@@ -72,7 +72,7 @@ impl MemoryStore {
 
     /// Offline for the identities whose grace ended by `now` (`None`: all of them).
     fn expire(&self, now: Option<Instant>) -> Applied {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut inner = lock(&self.inner);
         let due: Vec<(String, i64)> = inner
             .online
             .iter()
@@ -91,7 +91,7 @@ impl MemoryStore {
     }
 
     pub fn read(&self, after: Option<&str>, max: usize) -> Vec<Queued> {
-        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let inner = lock(&self.inner);
         let from = after.and_then(|k| k.parse::<u64>().ok()).map_or(0, |k| k.saturating_add(1));
         inner
             .outbox
@@ -102,13 +102,13 @@ impl MemoryStore {
     }
 
     pub fn depth(&self) -> u64 {
-        let len = self.inner.lock().unwrap_or_else(PoisonError::into_inner).outbox.len();
+        let len = lock(&self.inner).outbox.len();
         u64::try_from(len).unwrap_or(u64::MAX)
     }
 
     pub fn ack(&self, key: &str) {
         if let Ok(k) = key.parse::<u64>() {
-            self.inner.lock().unwrap_or_else(PoisonError::into_inner).outbox.remove(&k);
+            lock(&self.inner).outbox.remove(&k);
         }
     }
 }

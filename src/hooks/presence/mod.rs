@@ -25,9 +25,10 @@ mod worker;
 pub use worker::run_worker;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::sync::lock;
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -234,7 +235,7 @@ impl Tracker {
 
     fn change(&self, who: &[String], f: impl Fn(u32) -> u32) {
         {
-            let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut local = lock(&self.local);
             for w in who {
                 let n = f(local.counts.get(w).copied().unwrap_or(0));
                 if n == 0 {
@@ -250,7 +251,7 @@ impl Tracker {
 
     /// Up to `max` changed identities with their current counts, no longer marked changed.
     fn take_dirty(&self, max: usize) -> Vec<(String, u32)> {
-        let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut local = lock(&self.local);
         let taken: Vec<String> = local.dirty.iter().take(max).cloned().collect();
         taken
             .into_iter()
@@ -264,19 +265,19 @@ impl Tracker {
 
     /// Marks identities changed again (their write failed).
     fn restore(&self, batch: &[(String, u32)]) {
-        let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut local = lock(&self.local);
         local.dirty.extend(batch.iter().map(|(w, _)| w.clone()));
     }
 
     /// Marks every identity with a socket here changed (the store forgot this instance).
     fn mark_all(&self) {
-        let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut local = lock(&self.local);
         let all: Vec<String> = local.counts.keys().cloned().collect();
         local.dirty.extend(all);
     }
 
     fn has_dirty(&self) -> bool {
-        !self.local.lock().unwrap_or_else(PoisonError::into_inner).dirty.is_empty()
+        !lock(&self.local).dirty.is_empty()
     }
 }
 

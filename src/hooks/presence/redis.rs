@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use crate::scale::conn::RedisConn;
+use crate::redis_link::RedisConn;
 use redis::Script;
 
 use super::{Applied, Beat, Change, DEAD_AFTER, HEARTBEAT, Queued, StoreError, Transition};

@@ -1,5 +1,7 @@
-//! Live chat between users and vendors: who may write to whom, and the message
-//! the server stamps. Shared by the socket event `chat:send` and the REST endpoint.
+//! Live chat between users and vendors, parsed at the boundary: a draft and its parties
+//! from untrusted JSON, who may write to whom, and the message the server stamps. Shared
+//! by the socket event `chat:send` and the REST endpoint. (Which party a connected client
+//! speaks as is [`crate::auth::Identity::chat_party`].)
 
 use serde::Serialize;
 use serde::ser::SerializeMap;
@@ -7,10 +9,10 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::auth::{Identity, Role};
-use crate::events::envelope::new_event_id;
-use crate::events::id::{self, Id};
-use crate::events::room::{Room, RoomKind};
+use super::envelope::new_event_id;
+use super::id::{self, Id};
+use super::room::{Room, RoomKind};
+use super::wire::AckCode;
 
 /// Longest message text, in Unicode scalar values (not bytes).
 pub const MAX_TEXT_CHARS: usize = 4000;
@@ -25,16 +27,6 @@ pub struct Party {
 }
 
 impl Party {
-    /// The party a connected client speaks as: a user as its `sub`, a vendor as its
-    /// `vendorId`. Admins have no chat identity.
-    pub fn of(identity: &Identity) -> Option<Party> {
-        match (identity.role, &identity.vendor_id) {
-            (Role::User, _) => Some(Party { kind: RoomKind::User, id: identity.user_id.clone() }),
-            (Role::Vendor, Some(vendor)) => Some(Party { kind: RoomKind::Vendor, id: vendor.clone() }),
-            (Role::Vendor, None) | (Role::Admin, _) => None,
-        }
-    }
-
     pub fn room(&self) -> Room {
         Room::new(self.kind, self.id.clone())
     }
@@ -92,9 +84,13 @@ pub enum ChatError {
 
 impl ChatError {
     pub fn code(&self) -> &'static str {
+        self.ack_code().as_str()
+    }
+
+    pub fn ack_code(&self) -> AckCode {
         match self {
-            ChatError::Invalid { .. } => "invalid_payload",
-            ChatError::Forbidden(_) => "forbidden",
+            ChatError::Invalid { .. } => AckCode::InvalidPayload,
+            ChatError::Forbidden(_) => AckCode::Forbidden,
         }
     }
 

@@ -14,8 +14,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::post::{PostError, Poster};
-use crate::chat::ChatMessage;
 use crate::config::HookTarget;
+use crate::events::chat::ChatMessage;
 use crate::metrics::{Metrics, OutcomeLabels};
 
 /// Longest backend error message passed on to the sender, in characters.
@@ -146,13 +146,13 @@ mod tests {
         let target = HookTarget { url: url.parse().unwrap(), timeout: std::time::Duration::from_secs(30) };
         let poster = Poster::new(super::super::sign::Signer::new("s".to_owned().into()), &[]).unwrap();
         let hook = std::sync::Arc::new(ChatHook::new(poster, target, std::sync::Arc::new(Metrics::new()), 2));
-        let message = crate::chat::compose(
-            crate::chat::Party {
+        let message = crate::events::chat::compose(
+            crate::events::chat::Party {
                 kind: crate::events::room::RoomKind::User,
                 id: crate::events::id::Id::new("u1").unwrap(),
             },
-            crate::chat::Draft {
-                to: crate::chat::Party {
+            crate::events::chat::Draft {
+                to: crate::events::chat::Party {
                     kind: crate::events::room::RoomKind::Vendor,
                     id: crate::events::id::Id::new("v1").unwrap(),
                 },

@@ -12,43 +12,44 @@ use super::SocketCtx;
 use super::handlers::{Ack, Reply, admit, enforce, send};
 use super::users::UserSlot;
 use crate::auth::Identity;
-use crate::chat::{self, ChatError, Party};
 use crate::delivery::Hub;
 use crate::emit::{EmitError, Publisher};
+use crate::events::chat::{self, ChatError, Party};
+use crate::events::wire::{AckCode, CHAT_TYPING, ClientEvent};
 
 fn sender<A: Adapter>(socket: &SocketRef<A>) -> Result<Party, Ack> {
     socket
         .extensions
         .get::<Arc<Identity>>()
-        .and_then(|identity| Party::of(&identity))
-        .ok_or_else(|| Ack::err("forbidden", "only users and vendors chat from a socket"))
+        .and_then(|identity| identity.chat_party())
+        .ok_or_else(|| Ack::err(AckCode::Forbidden, "only users and vendors chat from a socket"))
 }
 
 /// Counts a chat message against the rate its user's sockets share: more sockets do
 /// not mean more messages.
 fn admit_user<A: Adapter>(socket: &SocketRef<A>) -> Result<(), Ack> {
     let Some(slot) = socket.extensions.get::<Arc<UserSlot>>() else { return Ok(()) };
-    slot.chat().map_or(Ok(()), |limiter| enforce(socket, "chat:send", limiter))
+    slot.chat().map_or(Ok(()), |limiter| enforce(socket, ClientEvent::ChatSend.as_str(), limiter))
 }
 
 /// The chat hook's refusal, with the backend's reason when it gave one.
 fn rejected(reason: Option<String>) -> Ack {
-    Ack::err("rejected", reason.unwrap_or_else(|| "the backend rejected the message".to_owned()))
+    Ack::err(AckCode::Rejected, reason.unwrap_or_else(|| "the backend rejected the message".to_owned()))
 }
 
 /// `{ ok: true, message }`, serialized straight from the message.
-fn sent(message: &crate::chat::ChatMessage) -> Ack {
+fn sent(message: &crate::events::chat::ChatMessage) -> Ack {
     #[derive(serde::Serialize)]
     struct Sent<'a> {
         ok: bool,
-        message: &'a crate::chat::ChatMessage,
+        message: &'a crate::events::chat::ChatMessage,
     }
     // The message is on its way either way: never answer a failure the client would retry.
     serde_json::value::to_raw_value(&Sent { ok: true, message }).map_or_else(|_| Ack::ok(json!({})), Ack::Raw)
 }
 
 fn refuse(e: ChatError) -> Ack {
-    Ack::err(e.code(), e.to_string())
+    Ack::err(e.ack_code(), e.to_string())
 }
 
 /// Delivers to the recipient's room and the sender's own room except this socket
@@ -58,11 +59,14 @@ async fn relay<A: Adapter>(
     publisher: &Publisher,
     data: Result<Value, socketioxide::ParserError>,
 ) -> Ack {
-    let from = match admit(socket, "chat:send").and_then(|()| admit_user(socket)).and_then(|()| sender(socket)) {
+    let from = match admit(socket, ClientEvent::ChatSend.as_str())
+        .and_then(|()| admit_user(socket))
+        .and_then(|()| sender(socket))
+    {
         Ok(from) => from,
         Err(answer) => return answer,
     };
-    let Ok(data) = data else { return Ack::err("invalid_payload", "payload must be { to, text, clientMsgId? }") };
+    let Ok(data) = data else { return Ack::err(AckCode::InvalidPayload, "payload must be { to, text, clientMsgId? }") };
     let message = match chat::parse_draft(&data).and_then(|draft| chat::compose(from, draft)) {
         Ok(m) => m,
         Err(e) => return refuse(e),
@@ -74,9 +78,9 @@ async fn relay<A: Adapter>(
         }
         Err(EmitError::Rejected(reason)) => rejected(reason),
         Err(EmitError::HookUnavailable(_)) => {
-            Ack::err("unavailable", "the backend could not accept the message; retry")
+            Ack::err(AckCode::Unavailable, "the backend could not accept the message; retry")
         }
-        Err(_) => Ack::err("unavailable", "the message could not be delivered; retry"),
+        Err(_) => Ack::err(AckCode::Unavailable, "the message could not be delivered; retry"),
     }
 }
 
@@ -95,13 +99,13 @@ pub async fn chat_send<A: Adapter>(
     {
         return;
     }
-    send(&socket, ack, "chat:send", answer);
+    send(&socket, ack, ClientEvent::ChatSend.as_str(), answer);
 }
 
 /// Relays `{ from, to }` to the recipient as a volatile event: dropped rather than
 /// queued when the recipient cannot take it now.
 pub async fn chat_typing<A: Adapter>(socket: SocketRef<A>, TryData(data): TryData<Value>, ack: AckSender<A>) {
-    let answer = match admit(&socket, "chat:typing").and_then(|()| sender(&socket)) {
+    let answer = match admit(&socket, ClientEvent::ChatTyping.as_str()).and_then(|()| sender(&socket)) {
         Err(answer) => answer,
         Ok(from) => {
             let to = data
@@ -112,7 +116,7 @@ pub async fn chat_typing<A: Adapter>(socket: SocketRef<A>, TryData(data): TryDat
                 Ok(to) => {
                     let room = to.room().name();
                     let relay = json!({ "from": from, "to": to });
-                    if let Err(e) = socket.to(room).volatile().emit("chat:typing", &relay).await {
+                    if let Err(e) = socket.to(room).volatile().emit(CHAT_TYPING, &relay).await {
                         tracing::debug!(sid = %crate::socket::log_id(socket.id), error = %e, "typing not relayed");
                     }
                     Ack::ok(json!({}))
@@ -120,5 +124,5 @@ pub async fn chat_typing<A: Adapter>(socket: SocketRef<A>, TryData(data): TryDat
             }
         }
     };
-    send(&socket, ack, "chat:typing", answer);
+    send(&socket, ack, ClientEvent::ChatTyping.as_str(), answer);
 }

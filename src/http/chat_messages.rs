@@ -10,8 +10,8 @@ use super::error::{AuthErrors, BodyErrors, ErrorBody};
 use super::json::JsonBody;
 use super::schema::{ChatBody, ChatMessageSchema};
 use super::{ApiClient, ApiError, AppState};
-use crate::chat::{self, ChatError, ChatMessage};
 use crate::events::Room;
+use crate::events::chat::{self, ChatError, ChatMessage};
 
 impl From<ChatError> for ApiError {
     fn from(e: ChatError) -> Self {
