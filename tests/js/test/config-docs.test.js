@@ -46,6 +46,8 @@ function variablesRead() {
     for (const m of src.matchAll(/env::var(?:_os)?\(\s*"([A-Z][A-Z0-9_]*)"\s*\)/g)) add(m[1], file);
     if (file.startsWith(`src${path.sep}config${path.sep}`)) {
       for (const m of src.matchAll(/\bget\(\s*"([A-Z][A-Z0-9_]*)"\s*\)/g)) add(m[1], file);
+      // A parser handed the lookup and a name: `parse_port(&get, "PORT")`.
+      for (const m of src.matchAll(/\(\s*&?get\s*,\s*"([A-Z][A-Z0-9_]*)"/g)) add(m[1], file);
       // Names handed to the parsers; error messages are longer strings, never a bare name.
       for (const m of src.matchAll(/"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)"/g)) add(m[1], file);
     }
