@@ -186,14 +186,15 @@ class Cluster:
 
 
 def commandstats(port):
-    """{command: calls} from INFO commandstats."""
-    calls = {}
+    """{command: (calls, µs inside the command)} from INFO commandstats (a script's `usec`
+    covers the commands it runs, which are counted under their own names too)."""
+    stats = {}
     for line in redis(port, "INFO", "commandstats").splitlines():
         if line.startswith("cmdstat_"):
             name, _, rest = line[len("cmdstat_"):].partition(":")
             fields = dict(kv.split("=", 1) for kv in rest.split(","))
-            calls[name] = int(fields["calls"])
-    return calls
+            stats[name] = (int(fields["calls"]), int(fields["usec"]))
+    return stats
 
 
 # ---- the Socket.IO clients and the REST posts, on one asyncio loop ----
@@ -437,7 +438,8 @@ def figures(opts, cluster, marks, wall, posted):
     total = sum(redis_us[p] for p in primaries)
     e = opts.events
     stats = marks["stats"]
-    calls = lambda cmd, ports: sum(stats[p].get(cmd, 0) for p in ports)
+    calls = lambda cmd, ports: sum(stats[p].get(cmd, (0, 0))[0] for p in ports)
+    usec = lambda cmds, port: sum(stats[port].get(cmd, (0, 0))[1] for cmd in cmds)
     everyone = [p for p, _ in cluster.nodes]
     xread = calls("xread", everyone)
     server_us = [(b - a) * 1e6 for a, b in zip(s0, s1)]
@@ -454,8 +456,12 @@ def figures(opts, cluster, marks, wall, posted):
         # On primaries only: a replica counts the XADDs it is sent too.
         "xadd_per_event": calls("xadd", primaries) / e,
         "evalsha_per_event": (calls("evalsha", primaries) + calls("eval", primaries)) / e,
-        "busiest_calls_per_event": sum(stats[busiest].values()) / e,
-        "others_calls_per_event": sorted(sum(stats[p].values()) / e for p in primaries if p != busiest),
+        # Time inside commands on the busiest primary: the append script, and the
+        # readers' XREADs (on a replica instead when the shard has one).
+        "busiest_script_us_per_event": usec(("evalsha", "eval"), busiest) / e,
+        "busiest_xread_us_per_event": usec(("xread",), busiest) / e,
+        "busiest_calls_per_event": sum(c for c, _ in stats[busiest].values()) / e,
+        "others_calls_per_event": sorted(sum(c for c, _ in stats[p].values()) / e for p in primaries if p != busiest),
         "server_us_per_event": [u / e for u in server_us],
         "server_us_per_event_all": sum(server_us) / e,
         "events_per_s": e / wall,
@@ -463,13 +469,39 @@ def figures(opts, cluster, marks, wall, posted):
     }
 
 
-def summary(label, runs):
-    med = lambda key: statistics.median(run[key] for run in runs)
-    per_instance = statistics.median(statistics.mean(run["server_us_per_event"]) for run in runs)
-    return (f"{label:<12} {med('busiest_share') * 100:>13.1f}% {med('busiest_redis_us_per_event'):>16.1f} "
-            f"{med('ceiling_events_per_s'):>18,.0f} {med('xread_per_event_per_instance'):>16.3f} "
-            f"{med('entries_per_xread'):>13.2f} {med('xadd_per_event'):>9.2f} {med('evalsha_per_event'):>9.2f} "
-            f"{per_instance:>19.0f} {med('server_us_per_event_all'):>15.0f} {med('events_per_s'):>9.0f}")
+ROWS = [
+    ("busiest primary's share of the primaries' Redis CPU", lambda r: r["busiest_share"] * 100, "{:.1f} %"),
+    ("rounds whose busiest primary owns the {history} slot", lambda r: r["busiest_is_history_primary"], "{:.0f}"),
+    ("busiest primary: Redis CPU per event (µs)", lambda r: r["busiest_redis_us_per_event"], "{:.1f}"),
+    ("  of which inside the append script (µs)", lambda r: r["busiest_script_us_per_event"], "{:.1f}"),
+    ("  of which inside XREAD (µs)", lambda r: r["busiest_xread_us_per_event"], "{:.1f}"),
+    ("other primaries: Redis CPU per event, most (µs)",
+     lambda r: max(r["others_redis_us_per_event"], default=0.0), "{:.1f}"),
+    ("replicas: Redis CPU per event, most (µs)", lambda r: max(r["replicas_redis_us_per_event"], default=0.0),
+     "{:.1f}"),
+    ("ceiling: events/s saturating the busiest core", lambda r: r["ceiling_events_per_s"], "{:,.0f}"),
+    ("XREAD calls per event per instance", lambda r: r["xread_per_event_per_instance"], "{:.3f}"),
+    ("log entries per XREAD", lambda r: r["entries_per_xread"], "{:.2f}"),
+    ("XADD per event (primaries)", lambda r: r["xadd_per_event"], "{:.2f}"),
+    ("EVALSHA per event (primaries)", lambda r: r["evalsha_per_event"], "{:.2f}"),
+    ("server CPU per event per instance (µs)", lambda r: statistics.mean(r["server_us_per_event"]), "{:.0f}"),
+    ("server CPU per event, all instances (µs)", lambda r: r["server_us_per_event_all"], "{:.0f}"),
+    ("events/s over the window (posted and delivered)", lambda r: r["events_per_s"], "{:.0f}"),
+]
+
+
+def print_medians(labels, results):
+    """One row per figure, one column per cluster: medians over the rounds (the slot
+    owner row counts rounds instead)."""
+    width = max(len(name) for name, _, _ in ROWS)
+    print(f"{'':<{width}} " + " ".join(f"{label:>14}" for label in labels))
+    for name, get, fmt in ROWS:
+        values = []
+        for label in labels:
+            runs = results[label]
+            value = sum(map(get, runs)) if "rounds" in name else statistics.median(map(get, runs))
+            values.append(fmt.format(value))
+        print(f"{name:<{width}} " + " ".join(f"{v:>14}" for v in values))
 
 
 def main():
@@ -503,13 +535,9 @@ def main():
         stop(procs)
     print(f"\nmedians of {opts.rounds} rounds: {opts.instances} instances, {opts.users} users, {opts.events} events, "
           f"{opts.replicas} replica(s) per primary")
-    print(f"{'cluster':<12} {'busiest share':>14} {'busiest µs/event':>16} {'ceiling events/s':>18} "
-          f"{'XREAD/ev/inst':>16} {'entries/XREAD':>13} {'XADD/ev':>9} {'EVAL/ev':>9} "
-          f"{'server µs/ev/inst':>19} {'server µs/ev':>15} {'events/s':>9}")
-    for label in labels:
-        print(summary(label, results[label]))
-    print("ceiling: 1e6 / the busiest primary's CPU µs per event, the event rate at which its one core is "
-          "saturated (a Redis runs commands on one thread); measured at the rate above, not at that rate.")
+    print_medians(labels, results)
+    print("ceiling = 1e6 / the busiest primary's Redis CPU µs per event: a Redis runs commands on one thread,\n"
+          "so that is the event rate at which its one core is busy all the time; extrapolated from the rate measured.")
 
 
 def stop(procs):
