@@ -4,11 +4,11 @@
     python3 dev/bench/cluster_spread.py --bin target/release/fixrx-realtime \\
         --primaries 3,1 --instances 2 --users 1000 --events 3000 --rounds 3
 
-Each round starts, for each `--primaries` count in turn (a comma list is run side by side,
-the order reversed every other round), a fresh Redis Cluster of that many primaries
-(`--replicas` each, none by default) and `--instances` servers on it (`REDIS_CLUSTER_URLS`,
-development mode, default settings apart from the per-address and rate limits, which are
-off since every client comes from 127.0.0.1). Three or more primaries are joined with
+Each round starts, for each `--primaries` and `--instances` count in turn (comma lists are
+run side by side, every pair, the order reversed every other round), a fresh Redis Cluster
+of that many primaries (`--replicas` each, none by default) and that many servers on it
+(`REDIS_CLUSTER_URLS`, development mode, default settings apart from the per-address and
+rate limits, which are off since every client comes from 127.0.0.1). Three or more primaries are joined with
 `redis-cli --cluster create`, as tests/api/redis_cluster.rs does; redis-cli refuses fewer
 than three, so one or two primaries are joined by hand (`CLUSTER ADDSLOTSRANGE`,
 `CLUSTER MEET`, `CLUSTER REPLICATE`): still a cluster, so the server runs the same
@@ -388,11 +388,11 @@ async def wait_for(seen, ids, within):
 
 # ---- one round ----
 
-def one_run(opts, primaries, procs):
+def one_run(opts, primaries, instances, procs):
     cluster = Cluster(primaries, opts.replicas, procs)
     servers = []
     try:
-        for _ in range(opts.instances):
+        for _ in range(instances):
             port = free_port()
             env = {k: v for k, v in os.environ.items()
                    if not k.startswith(("REDIS_", "JWT_", "API_TOKEN", "APP_ENV", "HISTORY_"))}
@@ -420,7 +420,7 @@ def one_run(opts, primaries, procs):
         for _, proc in servers:
             if proc.poll() is not None:
                 raise Failed(f"a server exited with {proc.returncode} during the run")
-        return figures(opts, cluster, marks, wall, posted)
+        return figures(opts, cluster, marks, wall, posted, instances)
     except (Failed, SystemExit):
         for port, _ in servers:
             with open(os.path.join(cluster.dir, f"server-{port}.log"), errors="replace") as log:
@@ -430,7 +430,7 @@ def one_run(opts, primaries, procs):
         cluster.remove_dir()
 
 
-def figures(opts, cluster, marks, wall, posted):
+def figures(opts, cluster, marks, wall, posted, instances):
     (r0, s0), (r1, s1) = marks["start"], marks["end"]
     redis_us = {p: (r1[p] - r0[p]) * 1e6 for p in r0}
     primaries = cluster.primaries()
@@ -451,8 +451,8 @@ def figures(opts, cluster, marks, wall, posted):
         "others_redis_us_per_event": sorted(redis_us[p] / e for p in primaries if p != busiest),
         "replicas_redis_us_per_event": sorted(redis_us[p] / e for p in everyone if p not in primaries),
         "ceiling_events_per_s": 1e6 / busiest_per_event if busiest_per_event else float("inf"),
-        "xread_per_event_per_instance": xread / e / opts.instances,
-        "entries_per_xread": e * opts.instances / xread if xread else 0.0,
+        "xread_per_event_per_instance": xread / e / instances,
+        "entries_per_xread": e * instances / xread if xread else 0.0,
         # On primaries only: a replica counts the XADDs it is sent too.
         "xadd_per_event": calls("xadd", primaries) / e,
         "evalsha_per_event": (calls("evalsha", primaries) + calls("eval", primaries)) / e,
@@ -494,14 +494,15 @@ def print_medians(labels, results):
     """One row per figure, one column per cluster: medians over the rounds (the slot
     owner row counts rounds instead)."""
     width = max(len(name) for name, _, _ in ROWS)
-    print(f"{'':<{width}} " + " ".join(f"{label:>14}" for label in labels))
+    col = max(14, *(len(label) for label in labels))
+    print(f"{'':<{width}} " + " ".join(f"{label:>{col}}" for label in labels))
     for name, get, fmt in ROWS:
         values = []
         for label in labels:
             runs = results[label]
             value = sum(map(get, runs)) if "rounds" in name else statistics.median(map(get, runs))
             values.append(fmt.format(value))
-        print(f"{name:<{width}} " + " ".join(f"{v:>14}" for v in values))
+        print(f"{name:<{width}} " + " ".join(f"{v:>{col}}" for v in values))
 
 
 def main():
@@ -509,23 +510,24 @@ def main():
     parser.add_argument("--bin", required=True, help="path of the fixrx-realtime binary")
     parser.add_argument("--primaries", default="3", help="primaries per cluster; a comma list runs each side by side")
     parser.add_argument("--replicas", type=int, default=0, help="replicas per primary")
-    parser.add_argument("--instances", type=int, default=2)
+    parser.add_argument("--instances", default="2", help="server instances; a comma list runs each side by side")
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--http", type=int, default=4, help="concurrent HTTP connections posting events")
     opts = parser.parse_args()
     opts.bin = os.path.abspath(opts.bin)
-    counts = [int(n) for n in opts.primaries.split(",")]
-    labels = [f"{n} primar{'y' if n == 1 else 'ies'}" for n in counts]
+    configs = [(int(n), int(m)) for n in opts.primaries.split(",") for m in opts.instances.split(",")]
+    labels = [f"{n} primar{'y' if n == 1 else 'ies'}" + (f", {m} inst." if "," in opts.instances else "")
+              for n, m in configs]
     results = {label: [] for label in labels}
     procs = []
     try:
         for r in range(opts.rounds):
-            order = list(zip(counts, labels))
-            for n, label in order if r % 2 == 0 else reversed(order):
+            order = list(zip(configs, labels))
+            for (n, m), label in order if r % 2 == 0 else reversed(order):
                 try:
-                    results[label].append(one_run(opts, n, procs))
+                    results[label].append(one_run(opts, n, m, procs))
                 finally:
                     stop(procs)
                 print(f"round {r + 1}/{opts.rounds} {label}: {json.dumps(results[label][-1])}", flush=True)
@@ -533,7 +535,7 @@ def main():
         sys.exit(f"FAILED: {e}")
     finally:
         stop(procs)
-    print(f"\nmedians of {opts.rounds} rounds: {opts.instances} instances, {opts.users} users, {opts.events} events, "
+    print(f"\nmedians of {opts.rounds} rounds: instances {opts.instances}, {opts.users} users, {opts.events} events, "
           f"{opts.replicas} replica(s) per primary")
     print_medians(labels, results)
     print("ceiling = 1e6 / the busiest primary's Redis CPU µs per event: a Redis runs commands on one thread,\n"
