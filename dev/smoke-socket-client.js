@@ -17,8 +17,8 @@
 // Fatal errors go to stderr, one line, exit code 1.
 //
 // It keeps the latest position of each room from the `offsets` of the events it
-// receives and sends them in `auth.offsets` on every (re)connect, as the README's
-// client recipe does, so after a network drop the server replays what it missed.
+// receives and sends them in `auth.offsets` on every (re)connect, as the recipe in
+// docs/frontend.md does, so after a network drop the server replays what it missed.
 //
 // Its one dependency (socket.io-client, pinned in dev/package.json) installs itself on
 // the first run.

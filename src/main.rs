@@ -7,7 +7,7 @@ use clap::Parser;
 use fixrx_realtime::{Config, telemetry};
 
 /// Real-time event server for FixRX (Socket.IO). Configured with environment
-/// variables and an optional `.env` file; see README.md and .env.example.
+/// variables and an optional `.env` file; see docs/configuration.md and .env.example.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {

@@ -239,7 +239,7 @@ async fn a_batch_hit_by_redis_restarting_empty_arrives_whole_or_not_at_all_and_a
 /// it. No server can deliver it then; what §7 asks instead is that the socket is told:
 /// it is dropped, and its positions come back `unknown`, so the app reloads. (Redis with
 /// `appendonly yes` and `appendfsync always`, or a cluster whose appends wait for a
-/// replica, keeps such a batch; the README says so.)
+/// replica, keeps such a batch; docs/delivery.md says so.)
 #[tokio::test]
 async fn a_batch_lost_with_redis_restarting_empty_before_the_reader_read_it_is_told_to_the_socket() {
     let seed = 0x4b11_0005_u64;

@@ -314,7 +314,7 @@ class Client:
     async def wait_ready(self, timeout: float = TIMEOUT) -> int:
         """Waits until the server answers a ``ping``; returns how many pings went unanswered.
 
-        Works around a server race (reported, see README.md): fixrx-realtime registers its
+        Works around a server race seen in earlier versions: fixrx-realtime registers its
         event handlers and joins the socket's own rooms in an async connect handler that
         socketioxide spawns *after* sending the CONNECT acknowledgement, so an event the
         client sends right after ``connect()`` returns can be dropped without an ack. A

@@ -211,7 +211,7 @@ describe('the running server, against docs/asyncapi.yaml', () => {
     const actor = { id: h.uid('a'), role: 'vendor' };
     const service = () => ({ id: h.uid('s'), vendorId, name: 'Plumbing' });
     const booking = () => ({ id: h.uid('b'), userId, vendorId, status: 'confirmed' });
-    // One event of each type, as README "Event catalog" describes them.
+    // One event of each type, as docs/frontend.md's event catalog describes them.
     const posted = [
       { type: 'service:created', service: service(), actor },
       { type: 'service:updated', service: service() },

@@ -1,7 +1,7 @@
 'use strict';
 // Presence webhooks across two instances sharing a real redis-server: one webhook per
 // transition whichever instance the sockets are on, and offline webhooks for the users
-// of an instance killed with SIGKILL (no goodbye), within the time the README states.
+// of an instance killed with SIGKILL (no goodbye), within the time docs/backend.md states.
 
 const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
