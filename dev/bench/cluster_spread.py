@@ -45,19 +45,14 @@ import sys
 import tempfile
 import time
 
-TICKS = os.sysconf("SC_CLK_TCK")
+from proc_kit import cpu_seconds, free_port, wait_port
+
 API_TOKEN = "dev-api-token"  # development mode's token (src/config/mod.rs, DEV_API_TOKEN)
 HISTORY_KEY = "fixrx:{history}:log"
 
 
 class Failed(Exception):
     """Lost, duplicated or misrouted events, or a refused request: the run fails."""
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cluster_port():
@@ -71,25 +66,6 @@ def cluster_port():
                     return port
                 except OSError:
                     pass
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def wait_port(port, proc, what, within=20):
-    deadline = time.time() + within
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"{what} exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"{what} did not listen on {port}")
 
 
 def redis(port, *args):
