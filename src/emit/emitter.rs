@@ -43,11 +43,17 @@ impl<A: Adapter> Emitter<A> {
         self.io.close().await;
     }
 
+    /// `Err(Closed)` once the server has begun closing: nothing new is emitted then.
+    fn open(&self) -> Result<(), EmitError> {
+        match self.closed.load(Ordering::Acquire) {
+            true => Err(EmitError::Closed),
+            false => Ok(()),
+        }
+    }
+
     /// The broadcast operator for `rooms`, unless the server is closing.
     fn to(&self, rooms: Vec<String>) -> Result<socketioxide::operators::BroadcastOperators<A>, EmitError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(EmitError::Closed);
-        }
+        self.open()?;
         Ok(self.io.to(rooms))
     }
 
@@ -76,9 +82,7 @@ impl<A: Adapter> Emitter<A> {
     /// Emits one event with its envelope to its rooms, on every instance: answered once
     /// the event is in the history, from which each instance delivers it.
     pub async fn emit(&self, event: &ServerEvent, meta: &EventMeta) -> Result<Emitted, EmitError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(EmitError::Closed);
-        }
+        self.open()?;
         self.publisher.emit(event, meta).await
     }
 
@@ -89,9 +93,7 @@ impl<A: Adapter> Emitter<A> {
         meta: &EventMeta,
         ttl: std::time::Duration,
     ) -> Result<EmittedOnce, EmitError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(EmitError::Closed);
-        }
+        self.open()?;
         self.publisher.emit_once(event, meta, ttl).await
     }
 
@@ -101,26 +103,20 @@ impl<A: Adapter> Emitter<A> {
         batch: &[BatchEvent<'_>],
         key_ttl: Option<std::time::Duration>,
     ) -> Result<Vec<EmittedOnce>, EmitError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(EmitError::Closed);
-        }
+        self.open()?;
         self.publisher.emit_batch(batch, key_ttl).await
     }
 
     /// `chat:message` to the recipient's room and every socket of the sender (a
     /// controller posting on someone's behalf has no sending socket to leave out).
     pub async fn chat(&self, message: &ChatMessage) -> Result<ChatPublished, EmitError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(EmitError::Closed);
-        }
+        self.open()?;
         self.publisher.chat(message, None).await
     }
 
     /// An `admin:test` event to `room` (the console's test button).
     pub async fn test_event(&self, room: &Room, message: &str) -> Result<Id, EmitError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(EmitError::Closed);
-        }
+        self.open()?;
         self.publisher.test_event(room, message).await
     }
 
