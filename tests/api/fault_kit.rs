@@ -130,23 +130,7 @@ pub async fn nothing_for(user: &mut TestClient, quiet: Duration) {
 /// runtime's threads: the first line of the reply.
 pub async fn redis_command(port: u16, line: &str) -> String {
     let line = line.to_owned();
-    tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("redis answers");
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-        stream.write_all(format!("{line}\r\n").as_bytes()).expect("command sent");
-        let mut reply = Vec::new();
-        let mut buf = [0u8; 256];
-        while !reply.windows(2).any(|w| w == b"\r\n") {
-            match stream.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => reply.extend_from_slice(&buf[..n]),
-            }
-        }
-        String::from_utf8_lossy(&reply).lines().next().unwrap_or_default().to_owned()
-    })
-    .await
-    .unwrap()
+    tokio::task::spawn_blocking(move || RedisServer::command_on(port, &line)).await.unwrap()
 }
 
 /// Restarts Redis (its data is not saved: it comes back empty) off the runtime's threads.

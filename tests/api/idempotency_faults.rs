@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::fault_kit::redis_command;
 use crate::helpers::*;
 use crate::redis_server::RedisServer;
 
@@ -81,9 +82,7 @@ async fn a_stalled_key_is_answered_and_delivered_once(stall: Stall) {
     // would still meet the stall).
     let resumed = match stall.retry {
         Retry::AfterThePause => {
-            let port = redis.port;
-            let probe = move || RedisServer::command_on(port, "SET fixrx-test:resumed 1");
-            assert_eq!(tokio::task::spawn_blocking(probe).await.unwrap(), "+OK", "seed {seed}");
+            assert_eq!(redis_command(redis.port, "SET fixrx-test:resumed 1").await, "+OK", "seed {seed}");
             Instant::now()
         }
         Retry::AtOnce => resumed,
