@@ -27,7 +27,7 @@ import threading
 import time
 import http.client
 
-from proc_kit import cpu_seconds, free_port, wait_port
+from bench_kit import cpu_seconds, free_port, wait_port, ws_frame
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 JWT_SECRET = "bench-secret-0123456789abcdef0123456789"
@@ -73,16 +73,7 @@ class Receiver(threading.Thread):
         self.send_text("40" + json.dumps({"token": token()}))
 
     def send_text(self, text):
-        data = text.encode()
-        mask = os.urandom(4)
-        n = len(data)
-        if n < 126:
-            header = bytes([0x81, 0x80 | n])
-        elif n < 65536:
-            header = bytes([0x81, 0x80 | 126]) + n.to_bytes(2, "big")
-        else:
-            header = bytes([0x81, 0x80 | 127]) + n.to_bytes(8, "big")
-        self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+        self.sock.sendall(ws_frame(text))
 
     def frame(self):
         def need(k):

@@ -45,7 +45,7 @@ import sys
 import tempfile
 import time
 
-from proc_kit import cpu_seconds, free_port, wait_port
+from bench_kit import cpu_seconds, free_port, wait_port, ws_frame
 
 API_TOKEN = "dev-api-token"  # development mode's token (src/config/mod.rs, DEV_API_TOKEN)
 HISTORY_KEY = "fixrx:{history}:log"
@@ -201,16 +201,6 @@ async def http(stream, method, path, body=None, headers=()):
     return int(status_line.split()[1]), text
 
 
-def ws_frame(text):
-    data, mask = text.encode(), os.urandom(4)
-    n = len(data)
-    if n < 126:
-        header = bytes([0x81, 0x80 | n])
-    elif n < 65536:
-        header = bytes([0x81, 0x80 | 126]) + n.to_bytes(2, "big")
-    else:
-        header = bytes([0x81, 0x80 | 127]) + n.to_bytes(8, "big")
-    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
 
 
 class Client:

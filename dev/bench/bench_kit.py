@@ -1,5 +1,5 @@
-"""Process helpers the benchmark scripts share: free ports, a process's CPU time from
-/proc, and waiting for a process to listen."""
+"""Helpers the benchmark scripts share: free ports, a process's CPU time from /proc,
+waiting for a process to listen, and a client's masked WebSocket text frame."""
 import os
 import socket
 import sys
@@ -33,3 +33,16 @@ def wait_port(port, proc, what, within=20):
         except OSError:
             time.sleep(0.05)
     sys.exit(f"{what} did not listen on {port}")
+
+
+def ws_frame(text):
+    """A client's WebSocket text frame for `text`, masked as clients must."""
+    data, mask = text.encode(), os.urandom(4)
+    n = len(data)
+    if n < 126:
+        header = bytes([0x81, 0x80 | n])
+    elif n < 65536:
+        header = bytes([0x81, 0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        header = bytes([0x81, 0x80 | 127]) + n.to_bytes(8, "big")
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
