@@ -5,10 +5,10 @@
 
 const { test, beforeEach, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
-const net = require('node:net');
 const h = require('../../../tests/js/test/helpers.js');
 const { startProxy } = require('../test-support/proxy.js');
 const rt = require('..');
+const { deadPort } = require('../test-support/dead-port.js');
 
 let server;
 h.serverPerFile((s) => {
@@ -22,15 +22,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await proxy.close();
 });
-
-/** A port nothing listens on (bound, then closed). */
-async function deadPort() {
-  const s = net.createServer();
-  await new Promise((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address();
-  await new Promise((resolve) => s.close(resolve));
-  return port;
-}
 
 const service = () => ({ service: { id: h.uid('s'), vendorId: h.uid('v') } });
 

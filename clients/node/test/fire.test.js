@@ -5,9 +5,9 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const net = require('node:net');
 const h = require('../../../tests/js/test/helpers.js');
 const rt = require('..');
+const { deadPort } = require('../test-support/dead-port.js');
 
 let server;
 h.serverPerFile((s) => {
@@ -20,14 +20,6 @@ before(() => process.on('unhandledRejection', onUnhandled));
 after(() => {
   process.off('unhandledRejection', onUnhandled);
 });
-
-async function deadPort() {
-  const s = net.createServer();
-  await new Promise((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address();
-  await new Promise((resolve) => s.close(resolve));
-  return port;
-}
 
 /** A client of a server that is down, failing fast. */
 async function downClient(opts = {}) {
