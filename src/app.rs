@@ -164,7 +164,7 @@ fn start_delivery<A: Adapter>(
         packets: config.socket.buffer_packets,
         horizon: config.socket.ping_interval + config.socket.ping_timeout,
     };
-    let hub = Arc::new(Hub::<A>::new(metrics.clone(), transports.clone(), budget));
+    let hub = Arc::new(Hub::<A>::new(metrics.clone(), transports.clone(), budget, history.partitioner()));
     let tap = config.admin.as_ref().map(|_| Arc::new(crate::admin::tap::Tap::default()));
     match &tap {
         Some(tap) => history.start_reader(Arc::new(crate::admin::tap::Tapped { sink: hub.clone(), tap: tap.clone() })),

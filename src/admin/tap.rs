@@ -237,6 +237,8 @@ mod tests {
             .expect("valid JSON");
         Arc::new(Entry {
             seq: Seq::ZERO.next(ms),
+            part: 0,
+            also: Vec::new(),
             event: event.into(),
             rooms: rooms.iter().map(|r| r.to_string()).collect(),
             except: None,

@@ -17,6 +17,9 @@ pub struct RedisConfig {
     /// `REDIS_CLUSTER_URLS`: seed nodes of a Redis Cluster (instead of `REDIS_URL`).
     pub cluster_urls: Vec<SecretString>,
     pub replicas: ReplicaPolicy,
+    /// `REDIS_HISTORY_PARTITIONS`: how many parts the history is split into, each under
+    /// its own hash tag, so that a cluster's primaries share its work (1: one part).
+    pub history_partitions: u16,
     /// `REDIS_TLS_*`: trust and identity on `rediss://` (empty otherwise).
     pub tls: RedisTls,
 }
@@ -73,10 +76,18 @@ pub(super) fn parse_redis(get: &impl Fn(&str) -> Option<String>) -> Result<Redis
     }
     let replicas =
         ReplicaPolicy { wait: Duration::from_millis(wait), required: parse_bool(get, "REDIS_REQUIRE_REPLICA", false)? };
-    let mut config = RedisConfig { url, cluster_urls, replicas, tls: RedisTls::default() };
+    let partitions = parse_bounded(get, "REDIS_HISTORY_PARTITIONS", 1, u64::from(MAX_PARTITIONS))?;
+    if partitions == 0 {
+        return Err(err("REDIS_HISTORY_PARTITIONS", "must be at least 1"));
+    }
+    let history_partitions = u16::try_from(partitions).unwrap_or(MAX_PARTITIONS);
+    let mut config = RedisConfig { url, cluster_urls, replicas, history_partitions, tls: RedisTls::default() };
     config.tls = parse_redis_tls(get, config.uses_tls())?;
     Ok(config)
 }
+
+/// Most history partitions: each is one reading connection per instance.
+const MAX_PARTITIONS: u16 = 256;
 
 /// `redis://host:port` (or `rediss://`) seed nodes, comma-separated.
 fn parse_cluster_urls(value: Option<&str>) -> Result<Vec<SecretString>, ConfigError> {

@@ -57,13 +57,13 @@ use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 use socketioxide::{SendError, SocketError};
 
-use crate::history::{Entry, LogSink, Seq};
+use crate::history::{Entry, LogSink, Partitioner, Seq};
 use crate::metrics::Metrics;
 use crate::net::Transports;
 use crate::sync::lock;
 
 pub use close::Close;
-pub use filter::Filter;
+pub use filter::{Filter, covered_elsewhere};
 pub use outbox::Budget;
 use outbox::{Carrier, Outbox, Outgoing};
 pub use recovery::{OffsetsRequest, RecoveryReport, recover};
@@ -82,7 +82,9 @@ enum State {
 
 struct Member<A: Adapter> {
     socket: SocketRef<A>,
-    rooms: Vec<String>,
+    /// Its rooms, each with the position (in the room's partition) from which it
+    /// receives them; `Seq::ZERO` for a room it recovered ([`covered_elsewhere`]).
+    rooms: Vec<(String, Seq)>,
     state: State,
     outbox: Outbox,
     /// The connection carrying the socket's session, whose writes free its outbox.
@@ -90,8 +92,8 @@ struct Member<A: Adapter> {
 }
 
 struct Registry<A: Adapter> {
-    /// The `Seq` of the last event handed to [`Hub::deliver`].
-    position: Seq,
+    /// Per partition, the `Seq` of the last event handed to [`Hub::deliver`].
+    position: Vec<Seq>,
     /// Bumped when the log lost continuity: a recovery begun before cannot go live.
     generation: u64,
     rooms: HashMap<String, Vec<Sid>>,
@@ -99,9 +101,12 @@ struct Registry<A: Adapter> {
 }
 
 /// Proof of where a pending member was attached.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Ticket {
-    pub since: Seq,
+    /// Per partition, the position it was attached at.
+    pub since: Vec<Seq>,
+    /// Its rooms, each with the position it receives them from.
+    pub rooms: Vec<(String, Seq)>,
     generation: u64,
 }
 
@@ -124,15 +129,19 @@ pub struct Hub<A: Adapter> {
     budget: Budget,
     /// Where outbox times count from.
     epoch: Instant,
-    /// The reader's position, for recoveries waiting for it to pass their snapshot.
-    position: watch::Sender<Seq>,
+    partitioner: Partitioner,
+    /// The readers' positions, for recoveries waiting for them to pass their snapshots.
+    position: watch::Sender<Vec<Seq>>,
 }
 
 impl<A: Adapter> Hub<A> {
-    pub fn new(metrics: Arc<Metrics>, transports: Arc<Transports>, budget: Budget) -> Hub<A> {
-        let registry = Registry { position: Seq::ZERO, generation: 0, rooms: HashMap::new(), members: HashMap::new() };
-        let position = watch::Sender::new(Seq::ZERO);
-        Hub { inner: Mutex::new(registry), metrics, transports, budget, epoch: Instant::now(), position }
+    pub fn new(metrics: Arc<Metrics>, transports: Arc<Transports>, budget: Budget, partitioner: Partitioner) -> Hub<A> {
+        let start = vec![Seq::ZERO; partitioner.count()];
+        let registry =
+            Registry { position: start.clone(), generation: 0, rooms: HashMap::new(), members: HashMap::new() };
+        let position = watch::Sender::new(start);
+        let inner = Mutex::new(registry);
+        Hub { inner, metrics, transports, budget, epoch: Instant::now(), partitioner, position }
     }
 
     /// The connections carrying this instance's sessions.
@@ -140,10 +149,17 @@ impl<A: Adapter> Hub<A> {
         &self.transports
     }
 
-    /// Waits (up to `timeout`) until the reader has delivered everything up to `seq`.
-    pub async fn reached(&self, seq: Seq, timeout: Duration) -> bool {
+    /// Waits (up to `timeout`) until every partition's reader has delivered everything up
+    /// to its `heads` entry.
+    pub async fn reached(&self, heads: &[Seq], timeout: Duration) -> bool {
         let mut rx = self.position.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|p| *p >= seq)).await.is_ok_and(|r| r.is_ok())
+        let passed = |p: &Vec<Seq>| heads.iter().enumerate().all(|(i, h)| p.get(i).is_some_and(|p| p >= h));
+        tokio::time::timeout(timeout, rx.wait_for(passed)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Which partition each room lives in.
+    pub fn partitioner(&self) -> Partitioner {
+        self.partitioner
     }
 
     /// Adds a socket in `rooms`, pending: its events are kept from now on, and sent from
@@ -153,31 +169,34 @@ impl<A: Adapter> Hub<A> {
     pub fn attach(&self, socket: &SocketRef<A>, rooms: Vec<String>) -> Ticket {
         let carrier = self.transports.route(&socket.id.to_string()).map(Carrier::new);
         let mut reg = lock(&self.inner);
-        let since = reg.position;
+        let since = reg.position.clone();
         let state = State::Pending { buffer: Vec::new() };
-        for room in &rooms {
+        let rooms: Vec<(String, Seq)> =
+            rooms.into_iter().map(|room| (room.clone(), reg.at(&room, &self.partitioner))).collect();
+        for (room, _) in &rooms {
             reg.rooms.entry(room.clone()).or_default().push(socket.id);
         }
-        let member = Member { socket: socket.clone(), rooms, state, outbox: Outbox::default(), carrier };
+        let member = Member { socket: socket.clone(), rooms: rooms.clone(), state, outbox: Outbox::default(), carrier };
         reg.members.insert(socket.id, member);
-        Ticket { since, generation: reg.generation }
+        Ticket { since, rooms, generation: reg.generation }
     }
 
     /// The socket joined `room`: it receives the room's events from now on.
     pub fn join(&self, sid: Sid, room: &str) {
         let mut reg = lock(&self.inner);
+        let since = reg.at(room, &self.partitioner);
         let Some(member) = reg.members.get_mut(&sid) else { return };
-        if member.rooms.iter().any(|r| r == room) {
+        if member.rooms.iter().any(|(r, _)| r == room) {
             return;
         }
-        member.rooms.push(room.to_owned());
+        member.rooms.push((room.to_owned(), since));
         reg.rooms.entry(room.to_owned()).or_default().push(sid);
     }
 
     pub fn leave(&self, sid: Sid, room: &str) {
         let mut reg = lock(&self.inner);
         let Some(member) = reg.members.get_mut(&sid) else { return };
-        member.rooms.retain(|r| r != room);
+        member.rooms.retain(|(r, _)| r != room);
         reg.unlist(sid, room);
     }
 
@@ -201,12 +220,17 @@ impl<A: Adapter> Hub<A> {
             reg.remove(sid);
             return Err(GoLiveError::Gap);
         }
-        let position = reg.position;
+        let position = reg.position.clone();
         let now = outbox::now_ms(self.epoch);
         let Some(member) = reg.members.get_mut(&sid) else { return Err(GoLiveError::Gone) };
         let State::Pending { buffer, .. } = std::mem::replace(&mut member.state, State::Live(None)) else {
             return Ok(0);
         };
+        for (room, since) in &mut member.rooms {
+            if filter.rooms().iter().any(|(r, s)| r == room && *s == Seq::ZERO) {
+                *since = Seq::ZERO;
+            }
+        }
         let mut sent = Ok(());
         for e in buffer.iter().filter(|e| !filter.replayed(e) && filter.wanted(e)) {
             sent = member.send(e, &self.budget, now);
@@ -218,9 +242,9 @@ impl<A: Adapter> Hub<A> {
             }
         }
         if let (Ok(()), Some(report)) = (&sent, &report) {
-            sent = member.socket.emit(crate::events::wire::RECOVERY, &report.to_json(position)).map_err(|e| e.into());
+            sent = member.socket.emit(crate::events::wire::RECOVERY, &report.to_json(&position)).map_err(|e| e.into());
         }
-        let spent = filter.spent(position);
+        let spent = filter.spent(&position);
         let Some(member) = reg.members.get_mut(&sid) else { return Err(GoLiveError::Gone) };
         member.state = State::Live((!spent).then_some(filter));
         match sent {
@@ -271,15 +295,23 @@ impl<A: Adapter> Registry<A> {
 
     fn remove(&mut self, sid: Sid) -> Option<Member<A>> {
         let member = self.members.remove(&sid)?;
-        for room in &member.rooms {
+        for (room, _) in &member.rooms {
             self.unlist(sid, room);
         }
         Some(member)
     }
 
+    /// Where `room`'s partition's reader is: a room joined now receives what follows.
+    fn at(&self, room: &str, partitioner: &Partitioner) -> Seq {
+        self.position.get(partitioner.of(room)).copied().unwrap_or(Seq::ZERO)
+    }
+
     /// Hands one event to its members; returns the sockets that must be evicted, and why.
     fn deliver_one(&mut self, e: &Arc<Entry>, out: &Outgoing, evicted: &mut Vec<(SocketRef<A>, Close)>) {
-        self.position = self.position.max(e.seq);
+        if self.position.len() <= e.part {
+            self.position.resize(e.part + 1, Seq::ZERO);
+        }
+        self.position[e.part] = self.position[e.part].max(e.seq);
         let mut targets: Vec<Sid> = Vec::new();
         for room in &e.rooms {
             if let Some(list) = self.rooms.get(room) {
@@ -302,8 +334,9 @@ impl<A: Adapter> Registry<A> {
                     if buffer.len() > PENDING_MAX { Err(Failure::Full) } else { Ok(()) }
                 }
                 State::Live(Some(filter)) if filter.replayed(e) || !filter.wanted(e) => Ok(()),
+                State::Live(None) if !e.also.is_empty() && covered_elsewhere(&member.rooms, e) => Ok(()),
                 State::Live(filter) => {
-                    if filter.as_ref().is_some_and(|f| f.spent(e.seq)) {
+                    if filter.as_ref().is_some_and(|f| f.spent(&self.position)) {
                         *filter = None;
                     }
                     member.send(e, out.budget, out.now)
@@ -336,9 +369,9 @@ impl<A: Adapter> LogSink for Hub<A> {
             for e in entries {
                 reg.deliver_one(e, &out, &mut evicted);
             }
-            reg.position
+            reg.position.clone()
         };
-        self.position.send_if_modified(|p| std::mem::replace(p, position) != position);
+        self.position.send_if_modified(|p| std::mem::replace(p, position.clone()) != position);
         for (socket, why) in evicted {
             self.evict(socket, why);
         }

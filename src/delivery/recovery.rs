@@ -29,7 +29,9 @@ use socketioxide::{SendError, SocketError};
 
 use super::{Close, Filter, GoLiveError, Hub, Ticket};
 use crate::history::pages::{Replay, ReplayError};
-use crate::history::{Entry, Epoch, History, Position, RECOVERY_PAGE, RoomStatus, RoomView, Seq, Snapshot, classify};
+use crate::history::{
+    Entry, Epoch, History, PartSnapshot, Position, RECOVERY_PAGE, RoomStatus, RoomView, Seq, Snapshot, classify,
+};
 use crate::metrics::StatusLabels;
 
 /// How long a replay waits for a client whose queue stays full before giving up on it.
@@ -63,6 +65,15 @@ impl OffsetsRequest {
     }
 }
 
+/// One of the socket's own rooms, as the `recovery` event gives its position.
+#[derive(Debug, Clone)]
+pub struct OwnRoom {
+    pub room: String,
+    pub part: usize,
+    /// Its partition's history, once a snapshot read it.
+    pub epoch: Option<Epoch>,
+}
+
 /// What the `recovery` event reports.
 #[derive(Debug, Clone, Default)]
 pub struct RecoveryReport {
@@ -70,33 +81,41 @@ pub struct RecoveryReport {
     /// The rooms the client named, with their outcome.
     pub rooms: Vec<(String, RoomStatus)>,
     /// The socket's own rooms, each given a position in the report (history on).
-    pub own: Vec<String>,
-    pub epoch: Option<Epoch>,
-    /// The snapshot's head, and the rooms replayed up to it.
-    pub head: Seq,
+    pub own: Vec<OwnRoom>,
+    /// The history was read (it is on, and the snapshots were taken).
+    pub read: bool,
+    /// Per partition, the snapshot's head (`Seq::ZERO` where none was taken).
+    pub heads: Vec<Seq>,
+    /// The rooms replayed up to their partition's head.
     pub known: Vec<String>,
 }
 
 impl RecoveryReport {
     /// True when every room the client named recovered (and history is on).
     pub fn recovered(&self) -> bool {
-        self.epoch.is_some() && self.rooms.iter().all(|(_, s)| *s == RoomStatus::Recovered)
+        self.read && self.rooms.iter().all(|(_, s)| *s == RoomStatus::Recovered)
     }
 
-    /// The `recovery` event, once the member is live at `position`. Its `offsets` give a
-    /// position in each of the socket's own rooms, up to which it has every event, so a
-    /// room that sent it nothing yet is recoverable too (the recipe's `onAny` keeps them).
-    pub fn to_json(&self, position: Seq) -> Value {
+    /// The `recovery` event, once the member is live at `position` (per partition). Its
+    /// `offsets` give a position in each of the socket's own rooms, up to which it has
+    /// every event, so a room that sent it nothing yet is recoverable too (the recipe's
+    /// `onAny` keeps them).
+    pub fn to_json(&self, position: &[Seq]) -> Value {
         let rooms: Map<String, Value> =
             self.rooms.iter().map(|(room, status)| (room.clone(), json!(status.as_str()))).collect();
         let mut event = json!({ "recovered": self.recovered(), "replayed": self.replayed, "rooms": rooms });
-        if let (Some(epoch), Some(fields)) = (self.epoch, event.as_object_mut()) {
+        if let (true, Some(fields)) = (self.read, event.as_object_mut()) {
+            let at = |bounds: &[Seq], part: usize| bounds.get(part).copied().unwrap_or(Seq::ZERO);
             let offsets: Map<String, Value> = self
                 .own
                 .iter()
-                .map(|room| {
-                    let seq = if self.known.contains(room) { position.max(self.head) } else { position };
-                    (room.clone(), json!(Position::new(epoch, seq, room).to_string()))
+                .filter_map(|own| {
+                    let mut seq = at(position, own.part);
+                    if self.known.contains(&own.room) {
+                        seq = seq.max(at(&self.heads, own.part));
+                    }
+                    let position = Position::new(own.epoch?, seq, &own.room);
+                    Some((own.room.clone(), json!(position.to_string())))
                 })
                 .collect();
             fields.insert("offsets".into(), Value::Object(offsets));
@@ -120,20 +139,21 @@ pub async fn recover<A: Adapter>(
     own: Vec<String>,
     request: Option<OffsetsRequest>,
 ) {
-    let since = Filter::new(ticket.since, ticket.since, Vec::new());
+    let plain = Filter::new(ticket.since.clone(), Vec::new(), Vec::new(), &ticket.rooms);
     let Some(request) = request else {
-        if let Err(e) = hub.go_live(socket.id, ticket, since, None) {
+        if let Err(e) = hub.go_live(socket.id, ticket, plain, None) {
             tracing::debug!(sid = %crate::telemetry::log_id(socket.id), error = %e, "delivery did not start");
         }
         return;
     };
+    let partitioner = hub.partitioner();
+    let own_rooms = own.iter().map(|room| OwnRoom { room: room.clone(), part: partitioner.of(room), epoch: None });
+    let mut report = RecoveryReport { own: own_rooms.collect(), ..RecoveryReport::default() };
     if !history.enabled() {
-        let rooms = own.iter().map(|room| (room.clone(), RoomStatus::Unknown)).collect();
-        let report = RecoveryReport { rooms, own, ..RecoveryReport::default() };
-        finish(hub, socket, ticket, since, report);
+        report.rooms = own.iter().map(|room| (room.clone(), RoomStatus::Unknown)).collect();
+        finish(hub, socket, ticket, plain, report);
         return;
     }
-    let mut report = RecoveryReport { own, ..RecoveryReport::default() };
     let mut candidates = Vec::new();
     for (room, position) in request.named {
         match position {
@@ -142,7 +162,7 @@ pub async fn recover<A: Adapter>(
         }
     }
     let seqs: Vec<(String, Seq)> = candidates.iter().map(|(r, p)| (r.clone(), p.seq)).collect();
-    let mut snapshot = match history.snapshot(&seqs, RECOVERY_PAGE).await {
+    let snapshots = match history.snapshot(&seqs, RECOVERY_PAGE, &own).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(sid = %crate::telemetry::log_id(socket.id), error = %e, "recovery impossible now: history unreadable");
@@ -151,45 +171,66 @@ pub async fn recover<A: Adapter>(
             return;
         }
     };
-    let (known, recovered) = judge(candidates, &mut snapshot, &mut report);
-    let filter = Filter::new(ticket.since, snapshot.head, known);
-    let replayed = match Replay::new(history, snapshot.epoch, RECOVERY_PAGE, recovered) {
-        Ok(replay) => replay_paced(hub, socket, &filter, replay, &mut report).await,
-        Err(e) => stop(hub, socket, &e),
-    };
-    if !replayed {
-        return;
+    report.heads = vec![Seq::ZERO; partitioner.count()];
+    let (known, replays) = judge(&candidates, snapshots, &mut report);
+    let filter = Filter::new(ticket.since.clone(), report.heads.clone(), known, &ticket.rooms);
+    for (epoch, recovered) in replays {
+        let replayed = match Replay::new(history, epoch, RECOVERY_PAGE, recovered) {
+            Ok(replay) => replay_paced(hub, socket, &filter, replay, &mut report).await,
+            Err(e) => stop(hub, socket, &e),
+        };
+        if !replayed {
+            return;
+        }
     }
-    if !hub.reached(snapshot.head, READER_CATCH_UP).await {
+    if !hub.reached(&report.heads, READER_CATCH_UP).await {
         tracing::debug!(sid = %crate::telemetry::log_id(socket.id), "reader behind the recovery snapshot; positions given are older");
     }
     finish(hub, socket, ticket, filter, report);
 }
 
-/// Decides each named room against the snapshot; returns the recovered rooms with the
-/// client's positions, and the same with their views (the first page of what to replay).
-#[allow(clippy::type_complexity)]
+/// The rooms a partition's replay reads: each with the client's position and its view.
+type Recovered = Vec<(String, Seq, RoomView)>;
+/// Per partition, its epoch and what its replay reads.
+type Replays = Vec<(Epoch, Recovered)>;
+
+/// Decides each named room against its partition's snapshot; returns the recovered rooms
+/// with the client's positions, and, per partition, its epoch and what to replay (the
+/// recovered rooms with their views: the first page of each).
 fn judge(
-    candidates: Vec<(String, Position)>,
-    snapshot: &mut Snapshot,
+    candidates: &[(String, Position)],
+    snapshots: Vec<PartSnapshot>,
     report: &mut RecoveryReport,
-) -> (Vec<(String, Seq)>, Vec<(String, Seq, RoomView)>) {
+) -> (Vec<(String, Seq)>, Replays) {
     let mut known = Vec::new();
-    let mut recovered = Vec::new();
-    let views = std::mem::take(&mut snapshot.rooms);
-    for ((room, p), view) in candidates.into_iter().zip(views) {
-        let status =
-            if p.belongs_to(snapshot.epoch, &room) { classify(p.seq, &view, snapshot) } else { RoomStatus::Unknown };
-        if status == RoomStatus::Recovered {
-            known.push((room.clone(), p.seq));
-            recovered.push((room.clone(), p.seq, view));
+    let mut replays = Vec::new();
+    for PartSnapshot { part, rooms, mut snapshot } in snapshots {
+        if let Some(head) = report.heads.get_mut(part) {
+            *head = snapshot.head;
         }
-        report.rooms.push((room, status));
+        for own in report.own.iter_mut().filter(|own| own.part == part) {
+            own.epoch = Some(snapshot.epoch);
+        }
+        let mut recovered = Vec::new();
+        let views = std::mem::take(&mut snapshot.rooms);
+        for ((room, _), view) in rooms.into_iter().zip(views) {
+            let Some((_, p)) = candidates.iter().find(|(r, _)| *r == room) else { continue };
+            let status = judge_room(p, &room, &view, &snapshot);
+            if status == RoomStatus::Recovered {
+                known.push((room.clone(), p.seq));
+                recovered.push((room.clone(), p.seq, view));
+            }
+            report.rooms.push((room, status));
+        }
+        replays.push((snapshot.epoch, recovered));
     }
-    report.epoch = Some(snapshot.epoch);
-    report.head = snapshot.head;
+    report.read = true;
     report.known = known.iter().map(|(room, _)| room.clone()).collect();
-    (known, recovered)
+    (known, replays)
+}
+
+fn judge_room(p: &Position, room: &str, view: &RoomView, snapshot: &Snapshot) -> RoomStatus {
+    if p.belongs_to(snapshot.epoch, room) { classify(p.seq, view, snapshot) } else { RoomStatus::Unknown }
 }
 
 /// Sends what the client lacks, merged in `Seq` order, each once, a page at a time.

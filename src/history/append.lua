@@ -1,5 +1,5 @@
--- The history's append, run whole by Redis: see `APPEND` in redis.rs for its keys,
--- arguments and reply.
+-- The history's append, run whole by Redis on one partition: see `APPEND` in redis.rs
+-- for its keys, arguments and reply.
 local done = redis.call('GET', KEYS[4])
 if done then return cjson.decode(done) end
 local t = redis.call('TIME')
@@ -12,7 +12,7 @@ local prev = redis.call('GET', KEYS[2]) or '0-0'
 local appended = false
 local out = {epoch, tostring(now)}
 local k = 5
-for a = 8, #ARGV, 8 do
+for a = 8, #ARGV, 9 do
   local rooms = tonumber(ARGV[a + 4])
   local keyed = ARGV[a + 5] == '1'
   local idem = KEYS[k + 2 * rooms]
@@ -21,8 +21,8 @@ for a = 8, #ARGV, 8 do
     out[#out + 1] = 'r'; out[#out + 1] = seen
   else
     local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*',
-      'v', prev, 'e', epoch, 'n', ARGV[a], 'r', ARGV[a + 1], 'x', ARGV[a + 2], 'p', ARGV[a + 3])
-    if keyed then redis.call('SET', idem, ARGV[a + 6], 'PX', ARGV[a + 7]) end
+      'v', prev, 'e', epoch, 'n', ARGV[a], 'r', ARGV[a + 1], 'x', ARGV[a + 2], 'p', ARGV[a + 3], 'a', ARGV[a + 8])
+    if keyed then redis.call('SET', idem, id .. '\n' .. ARGV[a + 6], 'PX', ARGV[a + 7]) end
     prev = id
     appended = true
     if on then
@@ -30,7 +30,8 @@ for a = 8, #ARGV, 8 do
       for i = k, k + rooms - 1 do
         local last = KEYS[i + rooms]
         local rp = redis.call('GET', last) or '0-0'
-        redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[3], id, 'v', rp, 'n', ARGV[a], 'r', ARGV[a + 1], 'p', ARGV[a + 3])
+        redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[3], id,
+          'v', rp, 'n', ARGV[a], 'r', ARGV[a + 1], 'p', ARGV[a + 3], 'a', ARGV[a + 8])
         if cutoff > 0 then redis.call('XTRIM', KEYS[i], 'MINID', '~', cutoff) end
         redis.call('PEXPIRE', KEYS[i], ARGV[4])
         redis.call('SET', last, id, 'PX', ARGV[4])

@@ -169,7 +169,15 @@ mod tests {
         let (tx, mut rx) = channel(8, 1 << 20);
         let entry = |n: u64| {
             let payload = serde_json::value::RawValue::from_string("{}".into()).unwrap();
-            Arc::new(Entry { seq: Seq { ms: n, n: 0 }, event: "e".into(), rooms: vec![], except: None, payload })
+            Arc::new(Entry {
+                seq: Seq { ms: n, n: 0 },
+                part: 0,
+                also: vec![],
+                event: "e".into(),
+                rooms: vec![],
+                except: None,
+                payload,
+            })
         };
         tx.try_send(entry(1)).unwrap();
         tx.try_send(entry(2)).unwrap();

@@ -127,6 +127,8 @@ impl MemoryHistory {
                 .map_err(|e| HistoryError::Unavailable(format!("envelope is not JSON: {e}")))?;
             entries.push(Arc::new(Entry {
                 seq,
+                part: 0,
+                also: Vec::new(),
                 event: publish.event.to_owned(),
                 rooms: publish.rooms,
                 except: publish.except,
@@ -157,7 +159,15 @@ impl MemoryHistory {
         let tick = inner.head.next(now);
         let payload =
             payload_with_offsets("{}", None, tick, &[]).map_err(|e| HistoryError::Unavailable(format!("tick: {e}")))?;
-        let entry = Arc::new(Entry { seq: tick, event: String::new(), rooms: Vec::new(), except: None, payload });
+        let entry = Arc::new(Entry {
+            seq: tick,
+            part: 0,
+            also: Vec::new(),
+            event: String::new(),
+            rooms: Vec::new(),
+            except: None,
+            payload,
+        });
         let tx = inner.log_tx.clone().ok_or(HistoryError::Closed)?;
         tx.try_send(entry)?;
         inner.head = tick;

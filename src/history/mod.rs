@@ -22,11 +22,13 @@
 mod log;
 pub mod memory;
 pub mod pages;
+pub mod partition;
 pub mod position;
 pub mod redis;
 mod redis_keys;
 mod redis_reader;
 mod redis_reply;
+mod redis_spread;
 mod replicas;
 
 use std::sync::Arc;
@@ -35,6 +37,7 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 
 pub use crate::config::HistoryConfig;
+pub use partition::Partitioner;
 pub use position::{Epoch, Position, Seq};
 
 /// Most events one read of a recovery returns: a snapshot's first pages together, or a
@@ -42,19 +45,54 @@ pub use position::{Epoch, Position, Seq};
 /// 64 MiB in theory, and a few hundred KiB for ordinary events.
 pub const RECOVERY_PAGE: usize = 256;
 
-/// One event as every reader delivers it.
+/// One event as every reader delivers it: its copy in one partition of the history
+/// ([`partition`]), the only one with a single partition.
 #[derive(Debug)]
 pub struct Entry {
+    /// Its place in its partition's sequence.
     pub seq: Seq,
+    /// The partition whose log and rooms hold this copy.
+    pub part: usize,
     /// The Socket.IO event name.
     pub event: String,
-    /// The rooms it was sent to.
+    /// The rooms of this partition it was sent to.
     pub rooms: Vec<String>,
+    /// Its rooms in the partitions appended before this one, with its place there: a
+    /// socket in one of them receives the event through that room's copy, not this one.
+    pub also: Vec<Also>,
     /// A socket (by sid) that must not receive it: the sender of a `chat:send`, whose ack
     /// carries the message.
     pub except: Option<String>,
     /// The envelope as sent, `offsets` included when history is on.
     pub payload: Box<RawValue>,
+}
+
+/// An event's copy in a room of another partition (see [`Entry::also`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Also {
+    pub room: String,
+    pub epoch: Epoch,
+    pub seq: Seq,
+}
+
+impl Also {
+    /// One per line, `<epoch> <seq> <room>`, as the log stores them (rooms hold no `\n`).
+    pub fn encode(list: &[Also]) -> String {
+        list.iter().map(|a| format!("{} {} {}", a.epoch, a.seq, a.room)).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Reads [`Also::encode`]'s text; `None` if any line is malformed.
+    pub fn decode(text: &str) -> Option<Vec<Also>> {
+        let lines = text.split('\n').filter(|l| !l.is_empty());
+        lines
+            .map(|line| {
+                let mut parts = line.splitn(3, ' ');
+                let epoch = Epoch::parse(parts.next()?)?;
+                let seq = Seq::parse(parts.next()?)?;
+                Some(Also { room: parts.next()?.to_owned(), epoch, seq })
+            })
+            .collect()
+    }
 }
 
 /// What to publish: an event name, its rooms and its envelope (a JSON object, without
@@ -179,6 +217,15 @@ pub struct Snapshot {
     pub rooms: Vec<RoomView>,
 }
 
+/// A recovery's snapshot of the rooms of one partition: `rooms` (with the positions
+/// asked) in the order of `snapshot.rooms`.
+#[derive(Debug)]
+pub struct PartSnapshot {
+    pub part: usize,
+    pub rooms: Vec<(String, Seq)>,
+    pub snapshot: Snapshot,
+}
+
 /// Why the history could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
@@ -186,6 +233,9 @@ pub enum HistoryError {
     Unavailable(String),
     #[error("the server is shutting down")]
     Closed,
+    /// A request this history cannot take as asked, now or later (a retry fails alike).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// The history of a server: in memory, or in Redis shared by every instance. Built
@@ -246,13 +296,31 @@ impl History {
         }
     }
 
-    /// Reads the rooms after the given sequences (at most `page` events in all: the
-    /// first page of each room, [`first_page`]) and takes a tick ([`Snapshot::head`]),
-    /// atomically.
-    pub async fn snapshot(&self, rooms: &[(String, Seq)], page: usize) -> Result<Snapshot, HistoryError> {
+    /// Reads the rooms after the given sequences and takes a tick ([`Snapshot::head`]),
+    /// atomically within each partition the rooms live in: one snapshot per partition
+    /// (at most `page` events in each: the first page of each of its rooms, [`first_page`]).
+    /// The partitions of the `also` rooms are snapshotted too (a tick, no room read), so
+    /// that the caller learns their epochs and heads.
+    pub async fn snapshot(
+        &self,
+        rooms: &[(String, Seq)],
+        page: usize,
+        also: &[String],
+    ) -> Result<Vec<PartSnapshot>, HistoryError> {
         match self {
-            History::Memory(h) => h.snapshot(rooms, page),
-            History::Redis(h) => h.snapshot(rooms, page).await,
+            History::Memory(h) => {
+                let snapshot = h.snapshot(rooms, page)?;
+                Ok(vec![PartSnapshot { part: 0, rooms: rooms.to_vec(), snapshot }])
+            }
+            History::Redis(h) => h.snapshot(rooms, page, also).await,
+        }
+    }
+
+    /// Which partition each room lives in.
+    pub fn partitioner(&self) -> Partitioner {
+        match self {
+            History::Memory(_) => Partitioner::ONE,
+            History::Redis(h) => h.partitioner(),
         }
     }
 
@@ -326,6 +394,22 @@ pub fn payload_with_offsets(
     RawValue::from_string(json)
 }
 
+/// [`payload_with_offsets`] for a copy that knows its place in rooms of earlier
+/// partitions too ([`Entry::also`]): their positions come first.
+pub fn payload_with_also(
+    envelope: &str,
+    epoch: Option<Epoch>,
+    (seq, rooms): (Seq, &[String]),
+    also: &[Also],
+) -> Result<Box<RawValue>, serde_json::Error> {
+    let (Some(epoch), false) = (epoch, also.is_empty()) else {
+        return payload_with_offsets(envelope, epoch, seq, rooms);
+    };
+    let earlier = also.iter().map(|a| (a.room.as_str(), Position::new(a.epoch, a.seq, &a.room)));
+    let own = rooms.iter().map(|room| (room.as_str(), Position::new(epoch, seq, room)));
+    RawValue::from_string(position::splice_positions(envelope, earlier.chain(own)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +421,8 @@ mod tests {
     fn entry(ms: u64) -> Arc<Entry> {
         Arc::new(Entry {
             seq: s(ms),
+            part: 0,
+            also: vec![],
             event: "e".into(),
             rooms: vec![],
             except: None,

@@ -136,20 +136,25 @@ impl fmt::Display for Position {
 /// event, under the history's lock). `object` is our own serializer's output: an object,
 /// so it ends with `}`.
 pub fn splice_offsets(object: &str, epoch: Epoch, seq: Seq, rooms: &[String]) -> String {
+    splice_positions(object, rooms.iter().map(|room| (room.as_str(), Position::new(epoch, seq, room))))
+}
+
+/// [`splice_offsets`] with each room's position given (rooms of several partitions).
+pub fn splice_positions<'r>(object: &str, positions: impl Iterator<Item = (&'r str, Position)> + Clone) -> String {
     use std::fmt::Write as _;
     let body = object.trim_end();
     let Some(inner) = body.strip_suffix('}') else { return object.to_owned() };
-    let mut out = String::with_capacity(body.len() + 16 + rooms.iter().map(|r| r.len() + 52).sum::<usize>());
+    let mut out = String::with_capacity(body.len() + 16 + positions.clone().map(|(r, _)| r.len() + 52).sum::<usize>());
     out.push_str(inner);
     out.push_str(if inner.trim_end().ends_with('{') { "\"offsets\":{" } else { ",\"offsets\":{" });
-    for (i, room) in rooms.iter().enumerate() {
+    for (i, (room, position)) in positions.enumerate() {
         if i > 0 {
             out.push(',');
         }
         // A JSON string key, escaped as serde_json escapes (ids may hold `"` or `\\`).
         let key = serde_json::to_string(room).unwrap_or_else(|_| "\"\"".to_owned());
         out.push_str(&key);
-        let _ = write!(out, ":\"{}\"", Position::new(epoch, seq, room));
+        let _ = write!(out, ":\"{position}\"");
     }
     out.push_str("}}");
     out

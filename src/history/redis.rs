@@ -6,7 +6,9 @@
 //! resume from its last id after a lost connection, so nothing published while it was
 //! reconnecting is skipped (pub/sub would have dropped it).
 //!
-//! Its keys are laid out in `history/redis_keys.rs`.
+//! Its keys are laid out in `history/redis_keys.rs`, once per partition
+//! (`history/partition.rs`); an event to rooms of several partitions is appended to each
+//! in turn (`history/redis_spread.rs`).
 //!
 //! Every read of a room has a `COUNT`: a snapshot's first pages share one page between
 //! them, and a recovery reads the rest with `XRANGE room (<last sent> <room's newest>
@@ -22,11 +24,13 @@ use crate::config::ReplicaPolicy;
 use crate::redis_link::RedisConn;
 use crate::redis_link::{RedisHealth, RedisSource};
 
+use super::partition::{Partitioner, hash_tag};
 use super::redis_keys::Keys;
 use super::redis_reply::{array, int, room_entries, room_view, text};
 use super::replicas::ReplicaGate;
 use super::{
-    Appended, AppendedOnce, Entry, Epoch, HistoryConfig, HistoryError, LogSink, OnceKey, Publish, Seq, Snapshot,
+    Appended, AppendedOnce, Entry, Epoch, HistoryConfig, HistoryError, LogSink, OnceKey, PartSnapshot, Publish, Seq,
+    Snapshot,
 };
 
 /// Events the log keeps for readers that fall behind (a reader further behind than this
@@ -47,12 +51,16 @@ const CALL_RECORD_MS: u64 = 30_000;
 /// order, all in one script: Redis runs a script whole, so either every event of the
 /// batch is appended or none is. A single event is a batch of one.
 ///
+/// It runs on one partition: every key is under the partition's hash tag, and the events'
+/// rooms are that partition's rooms.
+///
 /// `KEYS`: epoch, head, log, this call's record, then for each event its rooms' streams,
 /// their `last:` keys in the same order, and its idempotency key when it has one.
 /// `ARGV[1..7]`: a fresh epoch, history on (`1`), room size, TTL (ms), log length, a
 /// deadline in Redis's own clock (unix ms, or empty for none), and how long the call's
-/// record is kept (ms); then eight per event: name, rooms (`\n`-joined), except, payload,
-/// room count, keyed (`1`), answer, key TTL (ms).
+/// record is kept (ms); then nine per event: name, rooms (`\n`-joined), except, payload,
+/// room count, keyed (`1`), answer, key TTL (ms), and its places in earlier partitions
+/// ([`super::Also::encode`], empty for most).
 ///
 /// The call's record makes the script idempotent: each call has a random key, and its
 /// answer is recorded there. A call whose connection dropped (a `CLIENT KILL`, a
@@ -68,17 +76,26 @@ const CALL_RECORD_MS: u64 = 30_000;
 /// as a retry without ids would emit it twice. A single event has no deadline: a late
 /// run is settled by its key's retry (`Publisher::emit_once`).
 ///
+/// A key is recorded as `<log id>\n<answer>`, so that a retry knows the event's place.
+///
 /// Returns `{epoch, now, tag, value, tag, value, ...}` (`now`: Redis's clock, unix ms):
-/// per event `a` and its log id, or `r` and the recorded answer; or `{'late', now}`. Its work is bounded by the batch:
+/// per event `a` and its log id, or `r` and the recorded key; or `{'late', now}`. Its work is bounded by the batch:
 /// at most `MAX_BATCH` (500) events of at most a REST body (256 KiB) in all, each with
 /// about 4 commands per room, a few milliseconds of Redis's time.
 const APPEND: &str = include_str!("append.lua");
 
 const SNAPSHOT: &str = include_str!("snapshot.lua");
 
+/// One partition of the history: its keys, and the state of its shard's replicas.
+pub(super) struct Part {
+    pub(super) keys: Arc<Keys>,
+    pub(super) replicas: Arc<ReplicaGate>,
+}
+
 pub struct RedisHistory {
     config: HistoryConfig,
-    replicas: Arc<ReplicaGate>,
+    pub(super) partitioner: Partitioner,
+    pub(super) parts: Vec<Part>,
     /// Where round trips are timed (`fixrx_redis_round_trip_seconds`).
     health: Arc<RedisHealth>,
     /// Redis's clock minus ours (ms), learned from every answer: deadlines are in
@@ -86,7 +103,6 @@ pub struct RedisHistory {
     clock_offset_ms: std::sync::atomic::AtomicI64,
     conn: RedisConn,
     source: RedisSource,
-    keys: Arc<Keys>,
     closed: Arc<AtomicBool>,
     append: Script,
     snapshot: Script,
@@ -98,28 +114,52 @@ enum AppendReply {
     Late,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> HistoryError {
+/// One event of an append on one partition, with its places in earlier partitions
+/// ([`super::Also::encode`]).
+pub(super) struct Item<'a> {
+    pub(super) publish: &'a Publish,
+    pub(super) once: Option<&'a OnceKey>,
+    pub(super) also: String,
+}
+
+/// What an append did to one event on one partition.
+pub(super) enum Step {
+    Appended(Seq),
+    /// Its key was recorded: where the event was then (unknown for a key an older
+    /// version recorded), and the recorded answer.
+    Replayed(Option<Seq>, String),
+}
+
+pub(super) fn unavailable(e: impl std::fmt::Display) -> HistoryError {
     HistoryError::Unavailable(e.to_string())
 }
 
 impl RedisHistory {
-    /// `conn` carries appends and snapshots; the reader opens its own connection from
-    /// `source` (its blocking reads must not hold up commands).
+    /// `conn` carries appends and snapshots; the readers open their own connections from
+    /// `source` (their blocking reads must not hold up commands).
     /// `health` carries what the replica check sees to `/ready` and `/metrics`.
     pub fn new(
         config: HistoryConfig,
-        policy: ReplicaPolicy,
+        (policy, partitions): (ReplicaPolicy, u16),
         health: Arc<RedisHealth>,
         (conn, source): (RedisConn, RedisSource),
     ) -> Result<RedisHistory, redis::RedisError> {
+        let partitioner = Partitioner::new(partitions);
+        let n = partitioner.count();
+        let parts = (0..n)
+            .map(|k| Part {
+                keys: Arc::new(Keys::new(&hash_tag(k, n))),
+                replicas: Arc::new(ReplicaGate::new(policy, health.clone())),
+            })
+            .collect();
         Ok(RedisHistory {
-            replicas: Arc::new(ReplicaGate::new(policy, health.clone())),
+            partitioner,
+            parts,
             health,
             clock_offset_ms: std::sync::atomic::AtomicI64::new(0),
             config,
             conn,
             source,
-            keys: Arc::new(Keys::new()),
             closed: Arc::new(AtomicBool::new(false)),
             append: Script::new(APPEND),
             snapshot: Script::new(SNAPSHOT),
@@ -158,22 +198,27 @@ impl RedisHistory {
         self.append_events(batch, true).await
     }
 
-    async fn append_events(
+    /// Appends `items` on partition `part` in one script, in order, all or none; with
+    /// `deadline`, never later than the caller waits ([`SCRIPT_DEADLINE_MS`]). Returns the
+    /// partition's epoch and what happened to each item.
+    pub(super) async fn append_in(
         &self,
-        batch: Vec<(Publish, Option<OnceKey>)>,
+        part: usize,
+        items: &[Item<'_>],
         deadline: bool,
-    ) -> Result<Vec<AppendedOnce>, HistoryError> {
+    ) -> Result<(Epoch, Vec<Step>), HistoryError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(HistoryError::Closed);
         }
-        self.replicas.admit(&self.conn, &self.keys.log).await?;
-        let call = self.keys.call();
-        let reply = match self.invoke_append(&batch, &call, deadline).await? {
+        let Some(p) = self.parts.get(part) else { return Err(unavailable("no such history partition")) };
+        p.replicas.admit(&self.conn, &p.keys.log).await?;
+        let call = p.keys.call();
+        let reply = match self.invoke_append(p, items, &call, deadline).await? {
             AppendReply::Late => {
                 // Answered in time, yet late by Redis's clock: it waited (a stall shorter
                 // than the connection's timeout), or the clocks differ. Nothing was
                 // appended, and the clocks' difference is learned: try once more.
-                match self.invoke_append(&batch, &call, deadline).await? {
+                match self.invoke_append(p, items, &call, deadline).await? {
                     AppendReply::Done(reply) => reply,
                     AppendReply::Late => return Err(unavailable("Redis's clock is running away")),
                 }
@@ -181,29 +226,44 @@ impl RedisHistory {
             AppendReply::Done(reply) => reply,
         };
         // On a cluster the replica wait covers the keys too: same slot, same connection.
-        self.replicas.check(&self.conn, &self.keys.log).await?;
+        p.replicas.check(&self.conn, &p.keys.log).await?;
         let malformed = || unavailable("unexpected append reply from Redis");
         let mut parts = reply.into_iter();
         let epoch = parts.next().and_then(|e| Epoch::parse(&e)).ok_or_else(malformed)?;
         let _redis_now = parts.next().ok_or_else(malformed)?;
-        let mut answers = Vec::with_capacity(batch.len());
-        for (_, once) in &batch {
+        let mut steps = Vec::with_capacity(items.len());
+        for item in items {
             let (tag, value) = parts.next().zip(parts.next()).ok_or_else(malformed)?;
-            answers.push(match tag.as_str() {
-                "a" => {
-                    let seq = Seq::parse(&value).ok_or_else(|| unavailable("Redis returned a malformed stream id"))?;
-                    AppendedOnce::Appended(Appended { seq, epoch: self.config.enabled.then_some(epoch) })
-                }
-                "r" if once.is_some() => AppendedOnce::Replayed(value),
+            steps.push(match tag.as_str() {
+                "a" => Step::Appended(
+                    Seq::parse(&value).ok_or_else(|| unavailable("Redis returned a malformed stream id"))?,
+                ),
+                "r" if item.once.is_some() => match value.split_once('\n') {
+                    Some((seq, answer)) if Seq::parse(seq).is_some() => {
+                        Step::Replayed(Seq::parse(seq), answer.to_owned())
+                    }
+                    _ => Step::Replayed(None, value),
+                },
                 _ => return Err(malformed()),
             });
         }
-        Ok(answers)
+        Ok((epoch, steps))
+    }
+
+    /// The answer to an append on one partition, event by event.
+    pub(super) fn answers(&self, epoch: Epoch, steps: Vec<Step>) -> Vec<AppendedOnce> {
+        let epoch = self.config.enabled.then_some(epoch);
+        let answer = |step| match step {
+            Step::Appended(seq) => AppendedOnce::Appended(Appended { seq, epoch }),
+            Step::Replayed(_, answer) => AppendedOnce::Replayed(answer),
+        };
+        steps.into_iter().map(answer).collect()
     }
 
     async fn invoke_append(
         &self,
-        batch: &[(Publish, Option<OnceKey>)],
+        p: &Part,
+        items: &[Item<'_>],
         call_key: &str,
         deadline: bool,
     ) -> Result<AppendReply, HistoryError> {
@@ -213,8 +273,9 @@ impl RedisHistory {
             true => (local_ms + self.clock_offset_ms.load(Ordering::Relaxed) + SCRIPT_DEADLINE_MS).to_string(),
             false => String::new(),
         };
-        let mut call = self.append.key(&self.keys.epoch);
-        call.key(&self.keys.head).key(&self.keys.log).key(call_key);
+        let keys = &p.keys;
+        let mut call = self.append.key(&keys.epoch);
+        call.key(&keys.head).key(&keys.log).key(call_key);
         // A fresh epoch each time, used only if the store has none: a history recreated
         // (Redis restarted empty) must never get back an epoch it had before.
         call.arg(Epoch::random().to_string())
@@ -224,13 +285,13 @@ impl RedisHistory {
             .arg(LOG_MAXLEN)
             .arg(deadline)
             .arg(CALL_RECORD_MS);
-        for (publish, once) in batch {
+        for Item { publish, once, also } in items {
             // The rooms' streams, then their newest ids, in the same order.
             for room in &publish.rooms {
-                call.key(self.keys.room(room));
+                call.key(keys.room(room));
             }
             for room in &publish.rooms {
-                call.key(self.keys.last(room));
+                call.key(keys.last(room));
             }
             call.arg(publish.event)
                 .arg(publish.rooms.join("\n"))
@@ -240,12 +301,13 @@ impl RedisHistory {
             match once {
                 Some(once) => {
                     let key_ttl_ms = u64::try_from(once.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-                    call.key(self.keys.idem(&once.key)).arg("1").arg(&once.answer).arg(key_ttl_ms);
+                    call.key(keys.idem(&once.key)).arg("1").arg(&once.answer).arg(key_ttl_ms);
                 }
                 None => {
                     call.arg("0").arg("").arg(0);
                 }
             }
+            call.arg(also);
         }
         let append = || async { self.health.timed("append", call.invoke_async(&mut self.conn.clone())).await };
         let reply: Vec<String> = match append().await {
@@ -268,14 +330,49 @@ impl RedisHistory {
         Ok(AppendReply::Done(reply))
     }
 
-    /// Reads the rooms (at most `page` events in all) and appends a tick to the log, in
-    /// one script.
-    pub async fn snapshot(&self, rooms: &[(String, Seq)], page: usize) -> Result<Snapshot, HistoryError> {
-        let mut call = self.snapshot.key(&self.keys.epoch);
-        call.key(&self.keys.head).key(&self.keys.log).arg(Epoch::random().to_string()).arg(LOG_MAXLEN);
+    /// Reads the rooms of each partition they live in (at most `page` events from each)
+    /// and appends a tick to that partition's log, in one script per partition.
+    /// The partitions of `also` are snapshotted too, without reading their rooms.
+    pub async fn snapshot(
+        &self,
+        rooms: &[(String, Seq)],
+        page: usize,
+        also: &[String],
+    ) -> Result<Vec<PartSnapshot>, HistoryError> {
+        let mut groups: Vec<(usize, Vec<(String, Seq)>)> = Vec::new();
+        for (room, p) in rooms {
+            let part = self.partitioner.of(room);
+            match groups.iter_mut().find(|(g, _)| *g == part) {
+                Some((_, list)) => list.push((room.clone(), *p)),
+                None => groups.push((part, vec![(room.clone(), *p)])),
+            }
+        }
+        for room in also {
+            let part = self.partitioner.of(room);
+            if !groups.iter().any(|(g, _)| *g == part) {
+                groups.push((part, Vec::new()));
+            }
+        }
+        if groups.is_empty() {
+            groups.push((0, Vec::new()));
+        }
+        let mut snapshots = Vec::with_capacity(groups.len());
+        for (part, rooms) in groups {
+            let snapshot = self.snapshot_in(part, &rooms, page).await?;
+            snapshots.push(PartSnapshot { part, rooms, snapshot });
+        }
+        Ok(snapshots)
+    }
+
+    async fn snapshot_in(&self, part: usize, rooms: &[(String, Seq)], page: usize) -> Result<Snapshot, HistoryError> {
+        let Some(keys) = self.parts.get(part).map(|p| &p.keys) else {
+            return Err(unavailable("no such history partition"));
+        };
+        let mut call = self.snapshot.key(&keys.epoch);
+        call.key(&keys.head).key(&keys.log).arg(Epoch::random().to_string()).arg(LOG_MAXLEN);
         call.arg(super::first_page(page, rooms.len()));
         for (room, p) in rooms {
-            call.key(self.keys.room(room)).arg(p.to_string());
+            call.key(keys.room(room)).arg(p.to_string());
         }
         let reply: Value =
             self.health.timed("snapshot", call.invoke_async(&mut self.conn.clone())).await.map_err(unavailable)?;
@@ -286,7 +383,8 @@ impl RedisHistory {
         let now_ms = parts.next().and_then(int).ok_or_else(malformed)?;
         let mut views = Vec::with_capacity(rooms.len());
         for _ in rooms {
-            let view = parts.next().and_then(|v| room_view(v, epoch, self.config.enabled)).ok_or_else(malformed)?;
+            let view =
+                parts.next().and_then(|v| room_view(v, epoch, self.config.enabled, part)).ok_or_else(malformed)?;
             views.push(view);
         }
         Ok(Snapshot {
@@ -308,30 +406,45 @@ impl RedisHistory {
         count: usize,
     ) -> Result<Vec<(Arc<Entry>, Seq)>, HistoryError> {
         let mut cmd = redis::cmd("XRANGE");
-        cmd.arg(self.keys.room(room)).arg(format!("({after}")).arg(upto.to_string()).arg("COUNT").arg(count);
+        let part = self.partitioner.of(room);
+        cmd.arg(self.keys_of(part).room(room)).arg(format!("({after}")).arg(upto.to_string()).arg("COUNT").arg(count);
         let reply: Value =
             self.health.timed("page", cmd.query_async(&mut self.conn.clone())).await.map_err(unavailable)?;
-        Ok(room_entries(reply, self.config.enabled.then_some(epoch)))
+        Ok(room_entries(reply, self.config.enabled.then_some(epoch), part))
     }
 
     /// The room's latest `max` held events, newest first (without `offsets`).
     pub async fn recent(&self, room: &str, max: usize) -> Result<Vec<Arc<Entry>>, HistoryError> {
         let mut cmd = redis::cmd("XREVRANGE");
-        cmd.arg(self.keys.room(room)).arg("+").arg("-").arg("COUNT").arg(max);
+        let part = self.partitioner.of(room);
+        cmd.arg(self.keys_of(part).room(room)).arg("+").arg("-").arg("COUNT").arg(max);
         let reply: Value =
             self.health.timed("recent", cmd.query_async(&mut self.conn.clone())).await.map_err(unavailable)?;
-        Ok(room_entries(reply, None).into_iter().map(|(entry, _)| entry).collect())
+        Ok(room_entries(reply, None, part).into_iter().map(|(entry, _)| entry).collect())
     }
 
+    /// Starts one reader per partition, each on its own connection.
     pub fn start_reader(&self, sink: Arc<dyn LogSink>) {
-        let reader = super::redis_reader::Reader {
-            source: self.source.clone(),
-            keys: self.keys.clone(),
-            closed: self.closed.clone(),
-            offsets: self.config.enabled,
-            replicas: self.replicas.clone(),
-        };
-        tokio::spawn(reader.run(sink));
+        for (part, p) in self.parts.iter().enumerate() {
+            let reader = super::redis_reader::Reader {
+                source: self.source.clone(),
+                keys: p.keys.clone(),
+                part,
+                closed: self.closed.clone(),
+                offsets: self.config.enabled,
+                replicas: p.replicas.clone(),
+            };
+            tokio::spawn(reader.run(sink.clone()));
+        }
+    }
+
+    pub fn partitioner(&self) -> Partitioner {
+        self.partitioner
+    }
+
+    /// The keys of partition `part` (of a room the partitioner placed: always there).
+    fn keys_of(&self, part: usize) -> &Keys {
+        &self.parts[part.min(self.parts.len() - 1)].keys
     }
 
     pub fn close(&self) {

@@ -1,7 +1,8 @@
 //! The Redis history's keys.
 //!
-//! Keys, all under one hash tag so that one script touches them atomically (on a Redis
-//! Cluster they live in one slot; a socket in two rooms needs one order across them):
+//! Each partition of the history (`history::partition`) has these keys, all under the
+//! partition's hash tag so that one script touches them atomically (on a Redis Cluster
+//! they live in one slot):
 //! - `epoch`: this history's identity, created by the first writer or reader to find none
 //!   (Redis restarted empty: a new epoch, so older positions are `unknown`);
 //! - `head`: the newest log id;
@@ -14,7 +15,7 @@
 //!   (`XREVRANGE … COUNT 1`) brings its payload along, and cost Redis 4.2 µs per call,
 //!   against 0.5 for this `GET` and 0.7 for the `SET` (`INFO commandstats`).
 
-/// Every key the Redis history touches, all under the `{history}` hash tag.
+/// Every key of one partition of the Redis history, all under its hash tag.
 pub(super) struct Keys {
     pub(super) epoch: String,
     pub(super) head: String,
@@ -26,8 +27,9 @@ pub(super) struct Keys {
 }
 
 impl Keys {
-    pub(super) fn new() -> Keys {
-        let tag = "fixrx:{history}:";
+    /// The keys of the partition with hash tag `tag` (`history` for a single partition).
+    pub(super) fn new(tag: &str) -> Keys {
+        let tag = format!("fixrx:{{{tag}}}:");
         Keys {
             epoch: format!("{tag}epoch"),
             head: format!("{tag}head"),
@@ -62,6 +64,7 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::Keys;
+    use crate::history::partition::hash_tag as partition_tag;
 
     /// The hash tag a Redis Cluster reads: the text inside the first `{...}` (non-empty).
     fn hash_tag(key: &str) -> &str {
@@ -74,7 +77,14 @@ mod tests {
 
     #[test]
     fn every_key_of_a_batch_shares_the_history_hash_tag_whatever_the_room_or_key() {
-        let keys = Keys::new();
+        for n in [1, 3] {
+            for k in 0..n {
+                let tag = partition_tag(k, n);
+                let keys = Keys::new(&tag);
+                assert_eq!(hash_tag(&keys.epoch), tag);
+            }
+        }
+        let keys = Keys::new("history");
         let mut batch_keys = vec![keys.epoch.clone(), keys.head.clone(), keys.log.clone()];
         for name in ["user:u1", "vendor:{v1}", "user:}{", "{}"] {
             batch_keys.extend([keys.room(name), keys.last(name), keys.idem(name)]);

@@ -1,6 +1,7 @@
-//! The reader of the Redis history's log: one per instance, on its own connection (its
-//! blocking reads must not hold up commands), handing the log to the instance's sockets
-//! in order and resuming after a lost connection from the last id it delivered.
+//! The readers of the Redis history's logs: one per partition and instance, each on its
+//! own connection (its blocking reads must not hold up commands), handing its
+//! partition's log to the instance's sockets in order and resuming after a lost
+//! connection from the last id it delivered.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,10 +29,11 @@ if not epoch then epoch = ARGV[1]; redis.call('SET', KEYS[1], epoch) end
 return {epoch, redis.call('GET', KEYS[2]) or '0-0'}
 ";
 
-/// Reads the log in order and hands it to the instance's sockets.
+/// Reads one partition's log in order and hands it to the instance's sockets.
 pub(super) struct Reader {
     pub(super) source: RedisSource,
     pub(super) keys: Arc<Keys>,
+    pub(super) part: usize,
     pub(super) closed: Arc<AtomicBool>,
     pub(super) offsets: bool,
     /// On a cluster: whether the history's shard has a replica to read from.
@@ -109,7 +111,7 @@ impl Reader {
                     at.epoch = raw.epoch;
                 }
                 at.last = raw.seq;
-                match raw.into_entry(self.offsets) {
+                match raw.into_entry(self.offsets, self.part) {
                     Some(entry) => batch.push(Arc::new(entry)),
                     None => tracing::error!(seq = %at.last, "unreadable history log entry skipped"),
                 }

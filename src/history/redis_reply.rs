@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use redis::Value;
 
-use super::{Entry, Epoch, RoomView, Seq, payload_with_offsets};
+use super::{Also, Entry, Epoch, RoomView, Seq, payload_with_also};
 
 /// One log entry as stored.
 pub(super) struct RawEntry {
@@ -17,14 +17,17 @@ pub(super) struct RawEntry {
     rooms: Vec<String>,
     except: Option<String>,
     payload: String,
+    also: Vec<Also>,
 }
 
 impl RawEntry {
-    pub fn into_entry(self, offsets: bool) -> Option<Entry> {
+    /// The entry as delivered, from partition `part`.
+    pub fn into_entry(self, offsets: bool, part: usize) -> Option<Entry> {
         // A snapshot's tick: no rooms, nothing to splice.
         let epoch = (offsets && !self.rooms.is_empty()).then_some(self.epoch);
-        let payload = payload_with_offsets(&self.payload, epoch, self.seq, &self.rooms).ok()?;
-        Some(Entry { seq: self.seq, event: self.event, rooms: self.rooms, except: self.except, payload })
+        let payload = payload_with_also(&self.payload, epoch, (self.seq, &self.rooms), &self.also).ok()?;
+        let (seq, event, rooms, except, also) = (self.seq, self.event, self.rooms, self.except, self.also);
+        Some(Entry { seq, part, event, rooms, also, except, payload })
     }
 }
 
@@ -49,7 +52,17 @@ fn raw_log_entry(seq: Seq, fields: &[(String, String)]) -> Option<RawEntry> {
         rooms: split_rooms(get("r")?),
         except: get("x").filter(|x| !x.is_empty()).map(str::to_owned),
         payload: get("p")?.to_owned(),
+        also: also(get("a"))?,
     })
+}
+
+/// An entry's places in earlier partitions: none when the field is empty or absent
+/// (written by an older version); `None` when it is malformed.
+fn also(field: Option<&str>) -> Option<Vec<Also>> {
+    match field {
+        None | Some("") => Some(Vec::new()),
+        Some(text) => Also::decode(text),
+    }
 }
 
 fn split_rooms(joined: &str) -> Vec<String> {
@@ -58,13 +71,13 @@ fn split_rooms(joined: &str) -> Vec<String> {
 
 /// One room of the snapshot reply: `{0}` (no such room) or `{1, first page, newest id}`
 /// (the newest id empty when the page holds the rest of the room).
-pub(super) fn room_view(v: Value, epoch: Epoch, offsets: bool) -> Option<RoomView> {
+pub(super) fn room_view(v: Value, epoch: Epoch, offsets: bool, part: usize) -> Option<RoomView> {
     let mut parts = array(v)?.into_iter();
     if int(parts.next()?)? == 0 {
         return Some(RoomView::default());
     }
     let epoch = offsets.then_some(epoch);
-    let after: Vec<_> = array(parts.next()?)?.into_iter().filter_map(|e| room_entry(e, epoch)).collect();
+    let after: Vec<_> = array(parts.next()?)?.into_iter().filter_map(|e| room_entry(e, epoch, part)).collect();
     let last = match text(parts.next()?)?.as_str() {
         "" => after.last().map_or(Seq::ZERO, |(e, _)| e.seq),
         id => Seq::parse(id)?,
@@ -73,17 +86,18 @@ pub(super) fn room_view(v: Value, epoch: Epoch, offsets: bool) -> Option<RoomVie
 }
 
 /// The entries of a room's stream (`XRANGE`/`XREVRANGE`), each with its room predecessor.
-pub(super) fn room_entries(v: Value, epoch: Option<Epoch>) -> Vec<(Arc<Entry>, Seq)> {
-    array(v).unwrap_or_default().into_iter().filter_map(|e| room_entry(e, epoch)).collect()
+pub(super) fn room_entries(v: Value, epoch: Option<Epoch>, part: usize) -> Vec<(Arc<Entry>, Seq)> {
+    array(v).unwrap_or_default().into_iter().filter_map(|e| room_entry(e, epoch, part)).collect()
 }
 
-fn room_entry(e: Value, epoch: Option<Epoch>) -> Option<(Arc<Entry>, Seq)> {
+fn room_entry(e: Value, epoch: Option<Epoch>, part: usize) -> Option<(Arc<Entry>, Seq)> {
     let (seq, fields) = stream_entry(e)?;
     let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
     let prev = Seq::parse(get("v")?)?;
     let rooms = split_rooms(get("r")?);
-    let payload = payload_with_offsets(get("p")?, epoch, seq, &rooms).ok()?;
-    let entry = Entry { seq, event: get("n")?.to_owned(), rooms, except: None, payload };
+    let also = also(get("a"))?;
+    let payload = payload_with_also(get("p")?, epoch, (seq, &rooms), &also).ok()?;
+    let entry = Entry { seq, part, event: get("n")?.to_owned(), rooms, also, except: None, payload };
     Some((Arc::new(entry), prev))
 }
 
@@ -171,13 +185,13 @@ mod tests {
         let page = || Value::Array(vec![entry("5-0", "4-0"), entry("6-0", "5-0")]);
         let epoch = Epoch(1);
         // A full page: more to read, up to the newest id.
-        let view = room_view(Value::Array(vec![Value::Int(1), page(), bulk("9-0")]), epoch, true).unwrap();
+        let view = room_view(Value::Array(vec![Value::Int(1), page(), bulk("9-0")]), epoch, true, 0).unwrap();
         assert_eq!((view.after.len(), view.last), (2, Seq { ms: 9, n: 0 }));
         // The page holds the rest: its own last entry is the newest.
-        let view = room_view(Value::Array(vec![Value::Int(1), page(), bulk("")]), epoch, true).unwrap();
+        let view = room_view(Value::Array(vec![Value::Int(1), page(), bulk("")]), epoch, true, 0).unwrap();
         assert_eq!(view.last, Seq { ms: 6, n: 0 });
-        let view = room_view(Value::Array(vec![Value::Int(0)]), epoch, true).unwrap();
+        let view = room_view(Value::Array(vec![Value::Int(0)]), epoch, true, 0).unwrap();
         assert!(!view.exists && view.after.is_empty());
-        assert!(room_view(Value::Array(vec![Value::Int(1), page(), bulk("nope")]), epoch, true).is_none());
+        assert!(room_view(Value::Array(vec![Value::Int(1), page(), bulk("nope")]), epoch, true, 0).is_none());
     }
 }

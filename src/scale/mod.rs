@@ -81,7 +81,7 @@ pub async fn build(config: &Config) -> Result<Built, ScaleError> {
     };
     let history = RedisHistory::new(
         config.history.clone(),
-        config.redis.replicas,
+        (config.redis.replicas, config.redis.history_partitions),
         driver.health.clone(),
         (driver.commands(), driver.source()),
     )?;

@@ -1,0 +1,4 @@
+'use strict';
+// The recovery suite (recovery-suite.js) with the history on one Redis.
+
+require('./recovery-suite').recoverySuite('redis');
