@@ -35,6 +35,7 @@ mod limits;
 mod memory;
 mod openapi;
 mod ops_metrics;
+mod partitions;
 mod presence;
 mod property;
 mod proxies;

@@ -1,0 +1,182 @@
+//! The Redis history split into partitions (`REDIS_HISTORY_PARTITIONS`): its work spread
+//! over a cluster's primaries, a vendor's staff whose two rooms live in two partitions
+//! served each event once, and a batch that would span partitions refused whole.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use fixrx_realtime::history::Partitioner;
+use serde_json::{Map, Value, json};
+
+use crate::helpers::*;
+use crate::redis_cluster::{RedisCluster, command};
+use crate::redis_server::RedisServer;
+
+const PARTITIONS: u16 = 4;
+
+/// A staff member (`sub`) of a vendor whose two rooms live in different partitions.
+fn staff_in_two_partitions(tag: &str) -> (String, String) {
+    let p = Partitioner::new(PARTITIONS);
+    let sub = format!("{tag}-staff");
+    let vendor = (0..)
+        .map(|i| format!("{tag}-vendor-{i}"))
+        .find(|v| p.of(&format!("vendor:{v}")) != p.of(&format!("user:{sub}")))
+        .expect("some vendor id lands elsewhere");
+    (sub, vendor)
+}
+
+fn payment(user: &str, vendor: Option<&str>, id: &str) -> Value {
+    let mut payment = json!({ "id": id, "userId": user, "amount": 5 });
+    if let Some(v) = vendor {
+        payment["vendorId"] = json!(v);
+    }
+    json!({ "type": "payment:completed", "payment": payment })
+}
+
+fn service(vendor: &str, id: &str) -> Value {
+    json!({ "type": "service:updated", "service": { "id": id, "vendorId": vendor } })
+}
+
+async fn accepted(app: &TestApp, body: Value) -> String {
+    let (status, answer) = app.post_event(body).await;
+    assert_eq!(status, 202, "{answer}");
+    answer["id"].as_str().expect("an id").to_owned()
+}
+
+/// The ids of the events a client receives until it is quiet, keeping its offsets.
+async fn drain(client: &mut TestClient, offsets: &mut Map<String, Value>) -> Vec<String> {
+    let mut ids = Vec::new();
+    while let Ok(Some(seen)) = tokio::time::timeout(Duration::from_millis(800), client.rx.recv()).await {
+        if let Seen::Event(name, payload) = seen {
+            if let Some(o) = payload.get("offsets").and_then(Value::as_object) {
+                offsets.extend(o.clone());
+            }
+            if name != "recovery" {
+                ids.push(payload["id"].as_str().unwrap_or_default().to_owned());
+            } else {
+                assert_eq!(payload["recovered"], true, "{payload}");
+                ids.push("recovery".into());
+            }
+        }
+    }
+    ids
+}
+
+/// Where each id sits in `order` (the order posted), for the ids present.
+fn ranks(ids: &[String], order: &[String]) -> Vec<usize> {
+    ids.iter().filter_map(|id| order.iter().position(|o| o == id)).collect()
+}
+
+#[tokio::test]
+async fn a_staff_socket_whose_rooms_live_in_two_partitions_gets_every_event_once_live_and_on_recovery() {
+    let redis = RedisServer::start();
+    let parts = PARTITIONS.to_string();
+    let vars = [("REDIS_URL", redis.url()), ("REDIS_HISTORY_PARTITIONS", parts)];
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = spawn_node(&vars).await;
+    let (sub, vendor) = staff_in_two_partitions("pt");
+    let token = vendor_token(&sub, &vendor);
+    let auth = |offsets: &Map<String, Value>| TokenAt::AuthObject(json!({ "token": token, "offsets": offsets }));
+
+    let mut offsets = Map::new();
+    let mut staff = connect(&app, auth(&offsets)).await.expect("staff connects");
+    let mut customer = connect_user(&app, &sub).await;
+    assert_eq!(drain(&mut staff, &mut offsets).await, ["recovery"]);
+
+    // To both rooms (two partitions), to the user room alone, to the vendor room alone.
+    let mut posted = Vec::new();
+    for i in 0..6 {
+        posted.push(accepted(&app, payment(&sub, Some(&vendor), &format!("both-{i}"))).await);
+        posted.push(accepted(&app, payment(&sub, None, &format!("user-{i}"))).await);
+        posted.push(accepted(&app, service(&vendor, &format!("svc-{i}"))).await);
+    }
+    let got = drain(&mut staff, &mut offsets).await;
+    let mut sorted = got.clone();
+    sorted.sort();
+    let mut want = posted.clone();
+    want.sort();
+    assert_eq!(sorted, want, "each event once: got {got:?}");
+    // Per room: the events sent to one room alone arrive in their order, and so do the
+    // events to both rooms (the order of the first of them).
+    let user_only: Vec<String> = posted.iter().skip(1).step_by(3).cloned().collect();
+    let vendor_only: Vec<String> = posted.iter().skip(2).step_by(3).cloned().collect();
+    let both: Vec<String> = posted.iter().step_by(3).cloned().collect();
+    for (what, order) in [("user room alone", &user_only), ("vendor room alone", &vendor_only), ("both", &both)] {
+        let r = ranks(&got, order);
+        assert!(r.windows(2).all(|w| w[0] < w[1]), "{what} out of order: {got:?}");
+    }
+    // The customer (the same user id, its user room only) got what went to that room.
+    let mut none = Map::new();
+    let customer_got = drain(&mut customer, &mut none).await;
+    let mut expected: Vec<String> = both.iter().chain(&user_only).cloned().collect();
+    expected.sort();
+    let mut customer_sorted = customer_got.clone();
+    customer_sorted.sort();
+    assert_eq!(customer_sorted, expected);
+    assert!(offsets.contains_key(&format!("user:{sub}")) && offsets.contains_key(&format!("vendor:{vendor}")));
+
+    // Away, then back with the offsets: what it missed, once, then recovery.
+    staff.client.disconnect().await.expect("disconnects");
+    let mut missed = Vec::new();
+    for i in 0..4 {
+        missed.push(accepted(&app, payment(&sub, Some(&vendor), &format!("away-both-{i}"))).await);
+        missed.push(accepted(&app, service(&vendor, &format!("away-svc-{i}"))).await);
+        missed.push(accepted(&app, payment(&sub, None, &format!("away-user-{i}"))).await);
+    }
+    let mut back = connect(&app, auth(&offsets)).await.expect("staff reconnects");
+    let replayed = drain(&mut back, &mut offsets).await;
+    assert_eq!(replayed.last().map(String::as_str), Some("recovery"), "{replayed:?}");
+    let mut replayed_sorted: Vec<String> = replayed.iter().filter(|id| *id != "recovery").cloned().collect();
+    replayed_sorted.sort();
+    missed.sort();
+    assert_eq!(replayed_sorted, missed, "the missed events, once each: {replayed:?}");
+    let live = accepted(&app, payment(&sub, Some(&vendor), "after")).await;
+    assert_eq!(drain(&mut back, &mut offsets).await, [live]);
+}
+
+#[tokio::test]
+async fn on_three_primaries_every_primary_holds_history_and_a_batch_may_not_span_partitions() {
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    let vars = [("REDIS_CLUSTER_URLS", urls.as_str()), ("REDIS_HISTORY_PARTITIONS", "3")];
+    let app = spawn_node(&vars).await;
+    let mut vendors = Vec::new();
+    for i in 0..60 {
+        vendors.push(connect_vendor(&app, &format!("spread-{i}"), &format!("spread-{i}")).await);
+    }
+    for i in 0..60 {
+        accepted(&app, service(&format!("spread-{i}"), &format!("s-{i}"))).await;
+    }
+    for (i, v) in vendors.iter_mut().enumerate() {
+        let got = v.expect_event("service:updated").await;
+        assert_eq!(got["service"]["vendorId"], format!("spread-{i}"));
+    }
+    // Each primary holds one partition: its log, and rooms' streams.
+    let mut logs_by_primary: HashMap<u16, usize> = HashMap::new();
+    for k in 0..3 {
+        let tag = fixrx_realtime::history::partition::hash_tag(k, 3);
+        let log = format!("fixrx:{{{tag}}}:log");
+        let primary = cluster.primary_of(&log);
+        let len: usize = command(primary, &format!("XLEN {log}")).trim_start_matches(':').trim().parse().expect("XLEN");
+        assert!(len > 0, "partition {k}'s log is empty");
+        *logs_by_primary.entry(primary).or_default() += 1;
+    }
+    assert_eq!(logs_by_primary.len(), 3, "three partitions on three primaries: {logs_by_primary:?}");
+
+    // A batch to rooms of one partition is taken whole; one spanning two is refused
+    // whole, with nothing delivered.
+    let p = Partitioner::new(3);
+    let same: Vec<usize> = (1..60).filter(|i| p.of(&format!("vendor:spread-{i}")) == p.of("vendor:spread-0")).collect();
+    let other = (1..60).find(|i| p.of(&format!("vendor:spread-{i}")) != p.of("vendor:spread-0")).expect("another");
+    let one = json!({ "events": [service("spread-0", "b1"), service(&format!("spread-{}", same[0]), "b2")] });
+    let (status, answer) = app.post("/api/v1/events/batch", one).await;
+    assert_eq!(status, 202, "{answer}");
+    vendors[0].expect_event("service:updated").await;
+    vendors[same[0]].expect_event("service:updated").await;
+    let spanning = json!({ "events": [service("spread-0", "b3"), service(&format!("spread-{other}"), "b4")] });
+    let (status, answer) = app.post("/api/v1/events/batch", spanning).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["error"]["field"], "events", "{answer}");
+    vendors[0].expect_nothing().await;
+    vendors[other].expect_nothing().await;
+}
