@@ -3,6 +3,10 @@
 
     python3 dev/bench/cluster_spread.py --bin target/release/fixrx-realtime \\
         --primaries 3,1 --instances 2 --users 1000 --events 3000 --rounds 3
+    python3 dev/bench/cluster_spread.py --bin target/release/fixrx-realtime \\
+        --primaries 3 --partitions 1,3,12 --instances 2 --users 1000 --events 20000 --rounds 3
+
+`--partitions` sets REDIS_HISTORY_PARTITIONS (a comma list runs each side by side).
 
 Each round starts, for each `--primaries` and `--instances` count in turn (comma lists are
 run side by side, every pair, the order reversed every other round), a fresh Redis Cluster
@@ -27,10 +31,11 @@ commandstats` of every node (reset just before the window). Printed per round an
 medians: the busiest primary's share of the primaries' Redis CPU, its CPU per event, the
 implied ceiling (1e6 / that: the event rate at which its one core is busy all the time; a
 Redis runs commands on one thread), XREAD calls per event per instance, and server CPU per
-event. Every instance's reader reads every log entry (src/history/redis_reader.rs: one
-XREAD cursor on the whole log, each entry checked against its predecessor), so log
-entries read per event per instance is 1 by construction; the script reports the
-entries an XREAD returned on average (events × instances / XREAD calls).
+event. Every instance reads every partition's log (src/history/redis_reader.rs: one
+reader per partition, an XREAD cursor on its log, each entry checked against its
+predecessor), so each copy of an event (one per partition its rooms live in) is read once
+per instance; the script reports the entries an XREAD returned on average (events ×
+instances / XREAD calls).
 """
 import argparse
 import asyncio
@@ -354,7 +359,7 @@ async def wait_for(seen, ids, within):
 
 # ---- one round ----
 
-def one_run(opts, primaries, instances, procs):
+def one_run(opts, primaries, instances, partitions, procs):
     cluster = Cluster(primaries, opts.replicas, procs)
     servers = []
     try:
@@ -364,7 +369,7 @@ def one_run(opts, primaries, instances, procs):
                    if not k.startswith(("REDIS_", "JWT_", "API_TOKEN", "APP_ENV", "HISTORY_"))}
             env.update(PORT=str(port), HOST="127.0.0.1", REDIS_CLUSTER_URLS=cluster.urls(), RUST_LOG="warn",
                        SOCKET_RATE_LIMIT="0", API_RATE_LIMIT="0", MAX_CONNECTIONS_PER_IP="0",
-                       HANDSHAKES_PER_IP_PER_SEC="0")
+                       HANDSHAKES_PER_IP_PER_SEC="0", REDIS_HISTORY_PARTITIONS=str(partitions))
             with open(os.path.join(cluster.dir, f"server-{port}.log"), "wb") as log:
                 proc = subprocess.Popen([opts.bin], env=env, cwd="/tmp", stdout=subprocess.DEVNULL, stderr=log)
             procs.append(proc)
@@ -477,23 +482,26 @@ def main():
     parser.add_argument("--primaries", default="3", help="primaries per cluster; a comma list runs each side by side")
     parser.add_argument("--replicas", type=int, default=0, help="replicas per primary")
     parser.add_argument("--instances", default="2", help="server instances; a comma list runs each side by side")
+    parser.add_argument("--partitions", default="1",
+                        help="REDIS_HISTORY_PARTITIONS; a comma list runs each side by side")
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--http", type=int, default=4, help="concurrent HTTP connections posting events")
     opts = parser.parse_args()
     opts.bin = os.path.abspath(opts.bin)
-    configs = [(int(n), int(m)) for n in opts.primaries.split(",") for m in opts.instances.split(",")]
+    configs = [(int(n), int(m), int(k)) for n in opts.primaries.split(",") for m in opts.instances.split(",")
+               for k in opts.partitions.split(",")]
     labels = [f"{n} primar{'y' if n == 1 else 'ies'}" + (f", {m} inst." if "," in opts.instances else "")
-              for n, m in configs]
+              + (f", {k} part." if "," in opts.partitions else "") for n, m, k in configs]
     results = {label: [] for label in labels}
     procs = []
     try:
         for r in range(opts.rounds):
             order = list(zip(configs, labels))
-            for (n, m), label in order if r % 2 == 0 else reversed(order):
+            for (n, m, k), label in order if r % 2 == 0 else reversed(order):
                 try:
-                    results[label].append(one_run(opts, n, m, procs))
+                    results[label].append(one_run(opts, n, m, k, procs))
                 finally:
                     stop(procs)
                 print(f"round {r + 1}/{opts.rounds} {label}: {json.dumps(results[label][-1])}", flush=True)
@@ -501,7 +509,8 @@ def main():
         sys.exit(f"FAILED: {e}")
     finally:
         stop(procs)
-    print(f"\nmedians of {opts.rounds} rounds: instances {opts.instances}, {opts.users} users, {opts.events} events, "
+    print(f"\nmedians of {opts.rounds} rounds: instances {opts.instances}, partitions {opts.partitions}, "
+          f"{opts.users} users, {opts.events} events, "
           f"{opts.replicas} replica(s) per primary")
     print_medians(labels, results)
     print("ceiling = 1e6 / the busiest primary's Redis CPU µs per event: a Redis runs commands on one thread,\n"

@@ -40,11 +40,36 @@
 //!    the lost one), and its transport is closed, so it reconnects and recovers from its
 //!    offsets. The same goes for a send that would take the bytes the socket may have
 //!    queued past `SOCKET_BUFFER_BYTES` (see [`outbox`]): it is not sent.
+//!
+//! With the history in partitions (`history::partition`, Redis only), steps 1 to 5 hold
+//! per partition: each has its own reader, log and `Seq`s, and the registry keeps one
+//! reader position per partition (a member is attached at all of them, and a recovery
+//! waits for each reader to pass its partition's snapshot). A room lives in one
+//! partition, so each room's events reach its sockets in its log's order, each once.
+//! What is left is an event to rooms of two partitions, stored as one copy in each, the
+//! later copy naming the earlier one's place in its rooms (`Entry::also`):
+//! 6. A socket in rooms of both takes the event through the first copy that reaches it
+//!    through one of its rooms ([`covered_elsewhere`]): a later copy is skipped for a
+//!    member that is in a room of an earlier copy from a position before that copy
+//!    (it received that copy, or will), or that recovered such a room (its client had
+//!    the event, or is replayed it there). Every member keeps, per room, the position in
+//!    that room's partition from which it receives it (`Seq::ZERO` once recovered), so
+//!    the rule is decided the same way live, in the flush of step 4, and in the replay
+//!    (through [`Filter`]). Each copy is in the history whole or not at all, so a member
+//!    gets the event once whichever copies exist; a retry of a half-done append (same
+//!    key) adds the missing copy, which names the first, and is skipped alike.
+//!    Order: the event takes its place in the first room's order. Relative to events of
+//!    the second room alone it may arrive early or late by as much as one partition's
+//!    reader runs ahead of the other's; the positions stay consistent, because a copy's
+//!    `offsets` name only rooms whose place it knows (its own, and the earlier copies'),
+//!    so a client's position in the second room never passes an event of that room it
+//!    has not received.
 
 mod close;
 mod filter;
 mod outbox;
 mod recovery;
+mod registry;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -281,80 +306,6 @@ impl From<SendError> for Failure {
 
 fn send<A: Adapter>(socket: &SocketRef<A>, e: &Entry) -> Result<(), Failure> {
     socket.emit(&e.event, &*e.payload).map_err(Failure::from)
-}
-
-impl<A: Adapter> Registry<A> {
-    fn unlist(&mut self, sid: Sid, room: &str) {
-        if let Some(list) = self.rooms.get_mut(room) {
-            list.retain(|s| *s != sid);
-            if list.is_empty() {
-                self.rooms.remove(room);
-            }
-        }
-    }
-
-    fn remove(&mut self, sid: Sid) -> Option<Member<A>> {
-        let member = self.members.remove(&sid)?;
-        for (room, _) in &member.rooms {
-            self.unlist(sid, room);
-        }
-        Some(member)
-    }
-
-    /// Where `room`'s partition's reader is: a room joined now receives what follows.
-    fn at(&self, room: &str, partitioner: &Partitioner) -> Seq {
-        self.position.get(partitioner.of(room)).copied().unwrap_or(Seq::ZERO)
-    }
-
-    /// Hands one event to its members; returns the sockets that must be evicted, and why.
-    fn deliver_one(&mut self, e: &Arc<Entry>, out: &Outgoing, evicted: &mut Vec<(SocketRef<A>, Close)>) {
-        if self.position.len() <= e.part {
-            self.position.resize(e.part + 1, Seq::ZERO);
-        }
-        self.position[e.part] = self.position[e.part].max(e.seq);
-        let mut targets: Vec<Sid> = Vec::new();
-        for room in &e.rooms {
-            if let Some(list) = self.rooms.get(room) {
-                targets.extend_from_slice(list);
-            }
-        }
-        if e.rooms.len() > 1 {
-            targets.sort_unstable();
-            targets.dedup();
-        }
-        let except = e.except.as_deref().and_then(|s| s.parse::<Sid>().ok());
-        for sid in targets {
-            if Some(sid) == except {
-                continue;
-            }
-            let Some(member) = self.members.get_mut(&sid) else { continue };
-            let outcome = match &mut member.state {
-                State::Pending { buffer, .. } => {
-                    buffer.push(e.clone());
-                    if buffer.len() > PENDING_MAX { Err(Failure::Full) } else { Ok(()) }
-                }
-                State::Live(Some(filter)) if filter.replayed(e) || !filter.wanted(e) => Ok(()),
-                State::Live(None) if !e.also.is_empty() && covered_elsewhere(&member.rooms, e) => Ok(()),
-                State::Live(filter) => {
-                    if filter.as_ref().is_some_and(|f| f.spent(&self.position)) {
-                        *filter = None;
-                    }
-                    member.send(e, out.budget, out.now)
-                }
-            };
-            match outcome {
-                Ok(()) => {}
-                Err(Failure::Closed) => {
-                    self.remove(sid);
-                }
-                Err(failure) => {
-                    if let Some(member) = self.remove(sid) {
-                        evicted.push((member.socket, Close::from(&failure)));
-                    }
-                }
-            }
-        }
-    }
 }
 
 impl<A: Adapter> LogSink for Hub<A> {

@@ -1,23 +1,36 @@
 //! The history: every event sent to rooms (the catalog events and `chat:message`),
-//! kept per room so a client that was away can recover what it missed, and the one
-//! ordered log from which every instance delivers to its own sockets.
+//! kept per room so a client that was away can recover what it missed, and the ordered
+//! logs from which every instance delivers to its own sockets.
 //!
-//! Contract kept by both stores ([`memory`] without Redis, [`redis`] with it):
+//! A history is one or more *partitions* ([`partition`]): in memory and on one Redis by
+//! default, one; on Redis with `REDIS_HISTORY_PARTITIONS` above 1, several, each a whole
+//! history of its own (epoch, log, rooms) under its own hash tag, so that a cluster's
+//! primaries share the work. A room lives in one partition. An event to rooms of several
+//! partitions is a *copy* in each ([`Entry`]: `part`, `rooms` of that partition, and in
+//! `also` its places in the partitions appended before).
+//!
+//! Contract kept by both stores ([`memory`] without Redis, [`redis`] with it), per
+//! partition:
 //! - [`History::append`] returns only once the event is in the history of each of its
-//!   rooms and in the log: a `202` answered after it is durable (as durable as the store).
-//! - Events get one [`Seq`] each from a single sequence per history, strictly increasing
-//!   in the order the log hands them to readers. A room's positions are the `Seq`s of its
-//!   events, so they increase in the order that room's sockets receive them.
+//!   rooms and in the log of each of their partitions: a `202` answered after it is
+//!   durable (as durable as the store).
+//! - Copies get one [`Seq`] each from their partition's single sequence, strictly
+//!   increasing in the order its log hands them to readers. A room's positions are the
+//!   `Seq`s of its events in its partition, so they increase in the order that room's
+//!   sockets receive them.
 //! - Each room keeps at least its last `HISTORY_SIZE` events that are younger than
 //!   `HISTORY_TTL_SECS` (the recovery window); older ones are trimmed from the front.
 //! - Every event a room holds records the `Seq` of the room's previous event, so a
 //!   recovery can prove there is no gap between a client's position and what is held
 //!   ([`classify`]); when it cannot, the room is `expired`, never silently short.
-//! - A recovery reads at most [`RECOVERY_PAGE`] events per read: the snapshot holds the
-//!   first page of each room, and [`pages::Replay`] reads the rest a page at a time, each
-//!   page only once the previous one was handed on, proving with the same predecessors
-//!   that nothing was trimmed between two pages. Neither Redis nor the server ever builds
-//!   a reply, or holds a replay, of more than a page per room.
+//! - A recovery reads at most [`RECOVERY_PAGE`] events per read and partition: the
+//!   snapshot holds the first page of each room, and [`pages::Replay`] reads the rest a
+//!   page at a time, each page only once the previous one was handed on, proving with the
+//!   same predecessors that nothing was trimmed between two pages. Neither Redis nor the
+//!   server ever builds a reply, or holds a replay, of more than a page per room.
+//!
+//! What a socket in rooms of two partitions receives, and why exactly once, is argued in
+//! `delivery` (step 6).
 
 mod log;
 pub mod memory;
@@ -26,6 +39,7 @@ pub mod partition;
 pub mod position;
 pub mod redis;
 mod redis_keys;
+mod redis_read;
 mod redis_reader;
 mod redis_reply;
 mod redis_spread;
@@ -37,7 +51,7 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 
 pub use crate::config::HistoryConfig;
-pub use partition::Partitioner;
+pub use partition::{Also, Partitioner};
 pub use position::{Epoch, Position, Seq};
 
 /// Most events one read of a recovery returns: a snapshot's first pages together, or a
@@ -65,34 +79,6 @@ pub struct Entry {
     pub except: Option<String>,
     /// The envelope as sent, `offsets` included when history is on.
     pub payload: Box<RawValue>,
-}
-
-/// An event's copy in a room of another partition (see [`Entry::also`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Also {
-    pub room: String,
-    pub epoch: Epoch,
-    pub seq: Seq,
-}
-
-impl Also {
-    /// One per line, `<epoch> <seq> <room>`, as the log stores them (rooms hold no `\n`).
-    pub fn encode(list: &[Also]) -> String {
-        list.iter().map(|a| format!("{} {} {}", a.epoch, a.seq, a.room)).collect::<Vec<_>>().join("\n")
-    }
-
-    /// Reads [`Also::encode`]'s text; `None` if any line is malformed.
-    pub fn decode(text: &str) -> Option<Vec<Also>> {
-        let lines = text.split('\n').filter(|l| !l.is_empty());
-        lines
-            .map(|line| {
-                let mut parts = line.splitn(3, ' ');
-                let epoch = Epoch::parse(parts.next()?)?;
-                let seq = Seq::parse(parts.next()?)?;
-                Some(Also { room: parts.next()?.to_owned(), epoch, seq })
-            })
-            .collect()
-    }
 }
 
 /// What to publish: an event name, its rooms and its envelope (a JSON object, without
@@ -411,58 +397,4 @@ pub fn payload_with_also(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn s(ms: u64) -> Seq {
-        Seq { ms, n: 0 }
-    }
-
-    fn entry(ms: u64) -> Arc<Entry> {
-        Arc::new(Entry {
-            seq: s(ms),
-            part: 0,
-            also: vec![],
-            event: "e".into(),
-            rooms: vec![],
-            except: None,
-            payload: RawValue::from_string("{}".into()).unwrap(),
-        })
-    }
-
-    fn held(after: &[(u64, u64)]) -> RoomView {
-        let after = after.iter().map(|(seq, prev)| (entry(*seq), s(*prev))).collect();
-        RoomView { exists: true, after, last: Seq::ZERO }
-    }
-
-    fn snap(head: u64, now_ms: u64) -> Snapshot {
-        Snapshot { epoch: Epoch(1), head: s(head), now_ms, ttl_ms: 300_000, evicted_at: Seq::ZERO, rooms: vec![] }
-    }
-
-    #[test]
-    fn a_held_room_recovers_only_without_a_gap() {
-        let at = snap(100, 100);
-        // Held 10, 20, 30: from 10 the next names 10 as predecessor.
-        assert_eq!(classify(s(10), &held(&[(20, 10), (30, 20)]), &at), RoomStatus::Recovered);
-        // 5 was trimmed but was the predecessor of the oldest held event.
-        assert_eq!(classify(s(5), &held(&[(10, 5), (20, 10)]), &at), RoomStatus::Recovered);
-        // A position between two events of the room (e.g. given by a `recovery` event).
-        assert_eq!(classify(s(15), &held(&[(20, 10)]), &at), RoomStatus::Recovered);
-        // Something between 3 and the oldest held event is gone.
-        assert_eq!(classify(s(3), &held(&[(10, 5), (20, 10)]), &at), RoomStatus::Expired);
-        // Up to date.
-        assert_eq!(classify(s(30), &held(&[]), &at), RoomStatus::Recovered);
-        // Past the head: never issued.
-        assert_eq!(classify(s(101), &held(&[]), &at), RoomStatus::Unknown);
-    }
-
-    #[test]
-    fn a_room_not_held_recovers_only_while_it_cannot_have_been_written() {
-        let gone = RoomView::default();
-        assert_eq!(classify(s(1_000), &gone, &snap(2_000, 2_000)), RoomStatus::Recovered);
-        assert_eq!(classify(s(1_000), &gone, &snap(2_000, 1_000 + 300_000)), RoomStatus::Expired);
-        let evicted = Snapshot { evicted_at: s(1_500), ..snap(2_000, 2_000) };
-        assert_eq!(classify(s(1_000), &gone, &evicted), RoomStatus::Expired);
-        assert_eq!(classify(s(1_600), &gone, &evicted), RoomStatus::Recovered);
-    }
-}
+mod tests;

@@ -19,7 +19,7 @@
 //! ranges (as `redis-cli --cluster create` assigns them) gets the partitions spread
 //! evenly, rather than as random tags happen to fall.
 
-use super::position::room_tag;
+use super::position::{Epoch, Seq, room_tag};
 
 /// A Redis Cluster's slot count.
 const SLOTS: u32 = 16_384;
@@ -98,6 +98,34 @@ fn slot_range(k: usize, n: usize) -> std::ops::Range<u32> {
 /// The cluster slot of a key without braces (the tag itself), as Redis computes it.
 pub fn slot(tag: &str) -> u32 {
     u32::from(crc16::State::<crc16::XMODEM>::calculate(tag.as_bytes())) % SLOTS
+}
+
+/// An event's copy in a room of another partition (see [`super::Entry::also`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Also {
+    pub room: String,
+    pub epoch: Epoch,
+    pub seq: Seq,
+}
+
+impl Also {
+    /// One per line, `<epoch> <seq> <room>`, as the log stores them (rooms hold no `\n`).
+    pub fn encode(list: &[Also]) -> String {
+        list.iter().map(|a| format!("{} {} {}", a.epoch, a.seq, a.room)).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Reads [`Also::encode`]'s text; `None` if any line is malformed.
+    pub fn decode(text: &str) -> Option<Vec<Also>> {
+        let lines = text.split('\n').filter(|l| !l.is_empty());
+        lines
+            .map(|line| {
+                let mut parts = line.splitn(3, ' ');
+                let epoch = Epoch::parse(parts.next()?)?;
+                let seq = Seq::parse(parts.next()?)?;
+                Some(Also { room: parts.next()?.to_owned(), epoch, seq })
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

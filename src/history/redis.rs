@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use redis::{Script, Value};
+use redis::Script;
 
 use crate::config::ReplicaPolicy;
 use crate::redis_link::RedisConn;
@@ -26,16 +26,12 @@ use crate::redis_link::{RedisHealth, RedisSource};
 
 use super::partition::{Partitioner, hash_tag};
 use super::redis_keys::Keys;
-use super::redis_reply::{array, int, room_entries, room_view, text};
 use super::replicas::ReplicaGate;
-use super::{
-    Appended, AppendedOnce, Entry, Epoch, HistoryConfig, HistoryError, LogSink, OnceKey, PartSnapshot, Publish, Seq,
-    Snapshot,
-};
+use super::{Appended, AppendedOnce, Epoch, HistoryConfig, HistoryError, LogSink, OnceKey, Publish, Seq};
 
 /// Events the log keeps for readers that fall behind (a reader further behind than this
 /// sees a gap and tells its sockets); approximate, as Redis trims whole nodes.
-const LOG_MAXLEN: u64 = 50_000;
+pub(super) const LOG_MAXLEN: u64 = 50_000;
 /// How long after it was sent an append script may still start: less than the 2 s the
 /// connection waits for an answer (`redis_link::driver`), so a script that starts at all
 /// answers before its caller gives up, and one the caller gave up on never appends.
@@ -93,19 +89,19 @@ pub(super) struct Part {
 }
 
 pub struct RedisHistory {
-    config: HistoryConfig,
+    pub(super) config: HistoryConfig,
     pub(super) partitioner: Partitioner,
     pub(super) parts: Vec<Part>,
     /// Where round trips are timed (`fixrx_redis_round_trip_seconds`).
-    health: Arc<RedisHealth>,
+    pub(super) health: Arc<RedisHealth>,
     /// Redis's clock minus ours (ms), learned from every answer: deadlines are in
     /// Redis's clock.
     clock_offset_ms: std::sync::atomic::AtomicI64,
-    conn: RedisConn,
+    pub(super) conn: RedisConn,
     source: RedisSource,
     closed: Arc<AtomicBool>,
     append: Script,
-    snapshot: Script,
+    pub(super) snapshot: Script,
 }
 
 enum AppendReply {
@@ -330,99 +326,6 @@ impl RedisHistory {
         Ok(AppendReply::Done(reply))
     }
 
-    /// Reads the rooms of each partition they live in (at most `page` events from each)
-    /// and appends a tick to that partition's log, in one script per partition.
-    /// The partitions of `also` are snapshotted too, without reading their rooms.
-    pub async fn snapshot(
-        &self,
-        rooms: &[(String, Seq)],
-        page: usize,
-        also: &[String],
-    ) -> Result<Vec<PartSnapshot>, HistoryError> {
-        let mut groups: Vec<(usize, Vec<(String, Seq)>)> = Vec::new();
-        for (room, p) in rooms {
-            let part = self.partitioner.of(room);
-            match groups.iter_mut().find(|(g, _)| *g == part) {
-                Some((_, list)) => list.push((room.clone(), *p)),
-                None => groups.push((part, vec![(room.clone(), *p)])),
-            }
-        }
-        for room in also {
-            let part = self.partitioner.of(room);
-            if !groups.iter().any(|(g, _)| *g == part) {
-                groups.push((part, Vec::new()));
-            }
-        }
-        if groups.is_empty() {
-            groups.push((0, Vec::new()));
-        }
-        let mut snapshots = Vec::with_capacity(groups.len());
-        for (part, rooms) in groups {
-            let snapshot = self.snapshot_in(part, &rooms, page).await?;
-            snapshots.push(PartSnapshot { part, rooms, snapshot });
-        }
-        Ok(snapshots)
-    }
-
-    async fn snapshot_in(&self, part: usize, rooms: &[(String, Seq)], page: usize) -> Result<Snapshot, HistoryError> {
-        let Some(keys) = self.parts.get(part).map(|p| &p.keys) else {
-            return Err(unavailable("no such history partition"));
-        };
-        let mut call = self.snapshot.key(&keys.epoch);
-        call.key(&keys.head).key(&keys.log).arg(Epoch::random().to_string()).arg(LOG_MAXLEN);
-        call.arg(super::first_page(page, rooms.len()));
-        for (room, p) in rooms {
-            call.key(keys.room(room)).arg(p.to_string());
-        }
-        let reply: Value =
-            self.health.timed("snapshot", call.invoke_async(&mut self.conn.clone())).await.map_err(unavailable)?;
-        let malformed = || unavailable("unexpected snapshot reply from Redis");
-        let mut parts = array(reply).ok_or_else(malformed)?.into_iter();
-        let epoch = parts.next().and_then(text).and_then(|e| Epoch::parse(&e)).ok_or_else(malformed)?;
-        let head = parts.next().and_then(text).and_then(|h| Seq::parse(&h)).ok_or_else(malformed)?;
-        let now_ms = parts.next().and_then(int).ok_or_else(malformed)?;
-        let mut views = Vec::with_capacity(rooms.len());
-        for _ in rooms {
-            let view =
-                parts.next().and_then(|v| room_view(v, epoch, self.config.enabled, part)).ok_or_else(malformed)?;
-            views.push(view);
-        }
-        Ok(Snapshot {
-            epoch,
-            head,
-            now_ms: u64::try_from(now_ms).unwrap_or(0),
-            ttl_ms: u64::try_from(self.config.ttl.as_millis()).unwrap_or(u64::MAX),
-            evicted_at: Seq::ZERO,
-            rooms: views,
-        })
-    }
-
-    /// At most `count` of the room's held events in `(after, upto]`, oldest first.
-    pub async fn page(
-        &self,
-        epoch: Epoch,
-        room: &str,
-        (after, upto): (Seq, Seq),
-        count: usize,
-    ) -> Result<Vec<(Arc<Entry>, Seq)>, HistoryError> {
-        let mut cmd = redis::cmd("XRANGE");
-        let part = self.partitioner.of(room);
-        cmd.arg(self.keys_of(part).room(room)).arg(format!("({after}")).arg(upto.to_string()).arg("COUNT").arg(count);
-        let reply: Value =
-            self.health.timed("page", cmd.query_async(&mut self.conn.clone())).await.map_err(unavailable)?;
-        Ok(room_entries(reply, self.config.enabled.then_some(epoch), part))
-    }
-
-    /// The room's latest `max` held events, newest first (without `offsets`).
-    pub async fn recent(&self, room: &str, max: usize) -> Result<Vec<Arc<Entry>>, HistoryError> {
-        let mut cmd = redis::cmd("XREVRANGE");
-        let part = self.partitioner.of(room);
-        cmd.arg(self.keys_of(part).room(room)).arg("+").arg("-").arg("COUNT").arg(max);
-        let reply: Value =
-            self.health.timed("recent", cmd.query_async(&mut self.conn.clone())).await.map_err(unavailable)?;
-        Ok(room_entries(reply, None, part).into_iter().map(|(entry, _)| entry).collect())
-    }
-
     /// Starts one reader per partition, each on its own connection.
     pub fn start_reader(&self, sink: Arc<dyn LogSink>) {
         for (part, p) in self.parts.iter().enumerate() {
@@ -443,7 +346,7 @@ impl RedisHistory {
     }
 
     /// The keys of partition `part` (of a room the partitioner placed: always there).
-    fn keys_of(&self, part: usize) -> &Keys {
+    pub(super) fn keys_of(&self, part: usize) -> &Keys {
         &self.parts[part.min(self.parts.len() - 1)].keys
     }
 
