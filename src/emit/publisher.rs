@@ -10,7 +10,7 @@ use super::{BatchEvent, ChatPublished, EmitError, Emitted, EmittedOnce};
 use crate::events::chat::ChatMessage;
 use crate::events::wire::{ADMIN_TEST, CHAT_MESSAGE};
 use crate::events::{Envelope, EventMeta, Id, Room, ServerEvent};
-use crate::history::{AppendedOnce, History, OnceKey, Publish};
+use crate::history::{AppendedOnce, History, HistoryError, OnceKey, Publish};
 use crate::hooks::chat_hook::{ChatHook, Verdict};
 use crate::metrics::{EventLabels, Metrics};
 
@@ -77,6 +77,11 @@ impl Publisher {
         }
         let appended = match self.history.append_batch(publishes).await {
             Ok(appended) => appended,
+            // A request the history cannot take as asked is the caller's to change.
+            Err(e @ HistoryError::Unsupported(_)) => {
+                tracing::warn!(events = batch.len(), error = %e, "batch refused: none of its events");
+                return Err(e.into());
+            }
             Err(e) => {
                 tracing::error!(events = batch.len(), error = %e, "batch not accepted: none of its events");
                 return Err(e.into());
