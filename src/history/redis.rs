@@ -26,7 +26,7 @@ use crate::redis_link::{RedisHealth, RedisSource};
 
 use super::partition::{Partitioner, hash_tag};
 use super::redis_keys::Keys;
-use super::replicas::ReplicaGate;
+use super::replicas::{ReplicaGate, ShardCounts};
 use super::{Appended, AppendedOnce, Epoch, HistoryConfig, HistoryError, LogSink, OnceKey, Publish, Seq};
 
 /// Events the log keeps for readers that fall behind (a reader further behind than this
@@ -142,10 +142,11 @@ impl RedisHistory {
     ) -> Result<RedisHistory, redis::RedisError> {
         let partitioner = Partitioner::new(partitions);
         let n = partitioner.count();
+        let shards = ShardCounts::new(health.clone(), n);
         let parts = (0..n)
             .map(|k| Part {
                 keys: Arc::new(Keys::new(&hash_tag(k, n))),
-                replicas: Arc::new(ReplicaGate::new(policy, health.clone())),
+                replicas: Arc::new(ReplicaGate::new(policy, (shards.clone(), k))),
             })
             .collect();
         Ok(RedisHistory {

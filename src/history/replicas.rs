@@ -1,4 +1,6 @@
 //! On a Redis Cluster, whether an append may be acknowledged, and where the log is read.
+//! One gate per partition of the history (each partition's keys live on one shard);
+//! what follows is about that partition's shard.
 //! Redis replicates asynchronously: a primary that fails right after answering takes the
 //! event with it unless a replica had it. After each append, `WAIT 1 <wait>` on the
 //! history's primary (same connection as the append, so it covers it):
@@ -25,7 +27,7 @@
 //! failover can still reach a recovering socket and be lost with that primary.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::config::ReplicaPolicy;
@@ -41,9 +43,39 @@ const RECHECK_MS: u64 = 1_000;
 /// not skipped.
 const GONE_AFTER_MS: u64 = 10_000;
 
+/// The replicas last counted for each partition's shard (`-1`: not counted yet): the
+/// gauge `/ready` and `/metrics` read shows the fewest, so that one shard without a
+/// replica is reported whatever the others have.
+pub(super) struct ShardCounts {
+    health: Arc<RedisHealth>,
+    counts: Vec<AtomicI64>,
+}
+
+impl ShardCounts {
+    pub(super) fn new(health: Arc<RedisHealth>, partitions: usize) -> Arc<ShardCounts> {
+        Arc::new(ShardCounts { health, counts: (0..partitions.max(1)).map(|_| AtomicI64::new(-1)).collect() })
+    }
+
+    fn get(&self, part: usize) -> Option<u64> {
+        self.counts.get(part).and_then(|c| u64::try_from(c.load(Ordering::Relaxed)).ok())
+    }
+
+    fn set(&self, part: usize, replicas: u64) {
+        if let Some(c) = self.counts.get(part) {
+            c.store(i64::try_from(replicas).unwrap_or(i64::MAX), Ordering::Relaxed);
+        }
+        let fewest = self.counts.iter().filter_map(|c| u64::try_from(c.load(Ordering::Relaxed)).ok()).min();
+        if let Some(fewest) = fewest {
+            self.health.set_history_replicas(fewest);
+        }
+    }
+}
+
 pub(super) struct ReplicaGate {
     policy: ReplicaPolicy,
-    health: Arc<RedisHealth>,
+    shards: Arc<ShardCounts>,
+    /// This gate's partition, its place in `shards`.
+    part: usize,
     /// Since when (ms since `started`) no replica has been seen connected; `0`: one was.
     none_since: AtomicU64,
     /// When the replicas were last counted.
@@ -54,9 +86,9 @@ pub(super) struct ReplicaGate {
 }
 
 impl ReplicaGate {
-    pub(super) fn new(policy: ReplicaPolicy, health: Arc<RedisHealth>) -> ReplicaGate {
+    pub(super) fn new(policy: ReplicaPolicy, (shards, part): (Arc<ShardCounts>, usize)) -> ReplicaGate {
         let (none_since, counted_at, known) = (AtomicU64::new(0), AtomicU64::new(0), AtomicBool::new(true));
-        ReplicaGate { policy, health, none_since, counted_at, known, started: Instant::now() }
+        ReplicaGate { policy, shards, part, none_since, counted_at, known, started: Instant::now() }
     }
 
     fn now_ms(&self) -> u64 {
@@ -164,8 +196,8 @@ impl ReplicaGate {
             }
             _ => self.none_since.store(0, Ordering::Relaxed),
         }
-        if exact || self.health.history_replicas().is_none_or(|known| known < replicas) {
-            self.health.set_history_replicas(replicas);
+        if exact || self.shards.get(self.part).is_none_or(|known| known < replicas) {
+            self.shards.set(self.part, replicas);
         }
         match (was_alone, self.alone()) {
             (false, true) => tracing::error!(
