@@ -322,7 +322,11 @@ impl<A: Adapter> LogSink for Hub<A> {
             }
             reg.position.clone()
         };
-        self.position.send_if_modified(|p| std::mem::replace(p, position.clone()) != position);
+        self.position.send_if_modified(|p| {
+            let moved = *p != position;
+            *p = position;
+            moved
+        });
         for (socket, why) in evicted {
             self.evict(socket, why);
         }
