@@ -70,6 +70,13 @@ impl Filter {
         past(&self.since) && past(&self.head)
     }
 
+    /// Whether the member recovered a room: otherwise the filter takes every event after
+    /// the attach, which is all live delivery hands on (but for [`covered_elsewhere`],
+    /// which the member checks with its own rooms).
+    pub(super) fn recovered_any(&self) -> bool {
+        !self.known.is_empty()
+    }
+
     /// The member's rooms as the filter sees them: recovered ones wholly covered.
     pub(super) fn rooms(&self) -> &[(String, Seq)] {
         &self.rooms

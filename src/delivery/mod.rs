@@ -269,9 +269,11 @@ impl<A: Adapter> Hub<A> {
         if let (Ok(()), Some(report)) = (&sent, &report) {
             sent = member.socket.emit(crate::events::wire::RECOVERY, &report.to_json(&position)).map_err(|e| e.into());
         }
-        let spent = filter.spent(&position);
+        // Kept only while it can still turn an event away: a socket that recovered no
+        // room takes everything after its attach, which live delivery does anyway.
+        let keep = filter.recovered_any() && !filter.spent(&position);
         let Some(member) = reg.members.get_mut(&sid) else { return Err(GoLiveError::Gone) };
-        member.state = State::Live((!spent).then_some(filter));
+        member.state = State::Live(keep.then_some(filter));
         match sent {
             Ok(()) => Ok(report.map_or(0, |r| r.replayed)),
             Err(Failure::Closed) => Err(GoLiveError::Gone),
