@@ -180,3 +180,62 @@ async fn on_three_primaries_every_primary_holds_history_and_a_batch_may_not_span
     vendors[0].expect_nothing().await;
     vendors[other].expect_nothing().await;
 }
+
+/// The port of the primary holding partition `k` of `n` now.
+fn primary_of_partition(cluster: &RedisCluster, k: usize, n: usize) -> u16 {
+    let tag = fixrx_realtime::history::partition::hash_tag(k, n);
+    cluster.primary_of(&format!("fixrx:{{{tag}}}:log"))
+}
+
+#[tokio::test]
+async fn an_event_left_in_one_partition_by_a_killed_primary_is_completed_by_its_retry_and_reaches_each_socket_once() {
+    let mut cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    let n = 3;
+    let vars = [("REDIS_CLUSTER_URLS", urls.as_str()), ("REDIS_HISTORY_PARTITIONS", "3")];
+    let app = spawn_node(&vars).await;
+    // A staff member whose user room and vendor room live on different primaries.
+    let p = Partitioner::new(3);
+    let sub = "half-staff";
+    let first = p.of(&format!("user:{sub}"));
+    let vendor = (0..)
+        .map(|i| format!("half-vendor-{i}"))
+        .find(|v| p.of(&format!("vendor:{v}")) != first)
+        .expect("a vendor elsewhere");
+    let second = p.of(&format!("vendor:{vendor}"));
+    let mut staff = connect_vendor(&app, sub, &vendor).await;
+    let mut customer = connect_user(&app, sub).await;
+    let mut colleague = connect_vendor(&app, "half-colleague", &vendor).await;
+
+    // The second partition's primary dies: the event's first copy is stored, its second
+    // is not, and the answer is `503`.
+    let victim = primary_of_partition(&cluster, second, n);
+    assert_ne!(victim, primary_of_partition(&cluster, first, n));
+    cluster.kill(victim);
+    let mut body = payment(sub, Some(&vendor), "half-done");
+    body["id"] = json!("half-done-1");
+    let mut tries = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, answer) = app.post_event(body.clone()).await;
+        tries.push(status);
+        if status == 202 {
+            assert_eq!(answer["id"], "half-done-1");
+            break;
+        }
+        assert_eq!(status, 503, "{answer}");
+        assert!(std::time::Instant::now() < deadline, "never accepted: {tries:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(tries.first(), Some(&503), "the first try met the dead primary: {tries:?}");
+    // Each socket gets it once: the customer through the first copy, the colleague
+    // through the second (after the failover), the staff member through the first.
+    for (who, client) in [("customer", &mut customer), ("colleague", &mut colleague), ("staff", &mut staff)] {
+        let got = client.expect_event_within("payment:completed", Duration::from_secs(20)).await;
+        assert_eq!(got["id"], "half-done-1", "{who}");
+    }
+    for client in [&mut customer, &mut colleague, &mut staff] {
+        client.expect_nothing().await;
+    }
+    println!("tries until accepted: {tries:?}");
+}
