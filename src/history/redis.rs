@@ -82,6 +82,16 @@ const APPEND: &str = include_str!("append.lua");
 
 const SNAPSHOT: &str = include_str!("snapshot.lua");
 
+/// Records the partition count the first time, and answers the one recorded.
+const LAYOUT: &str = r"
+if redis.call('SETNX', KEYS[1], ARGV[1]) == 1 then return ARGV[1] end
+return redis.call('GET', KEYS[1])
+";
+
+/// Where the partition count is recorded (one Redis, or the cluster slot of the
+/// single-partition history).
+const LAYOUT_KEY: &str = "fixrx:{history}:partitions";
+
 /// One partition of the history: its keys, and the state of its shard's replicas.
 pub(super) struct Part {
     pub(super) keys: Arc<Keys>,
@@ -165,6 +175,27 @@ impl RedisHistory {
 
     pub fn enabled(&self) -> bool {
         self.config.enabled
+    }
+
+    /// Checks that the history in this Redis is split as ours is, recording our count the
+    /// first time: instances with different counts would write and read different keys,
+    /// and miss each other's events. `Err` names both counts.
+    pub async fn check_layout(&self) -> Result<(), String> {
+        let ours = self.parts.len().to_string();
+        let recorded: String = Script::new(LAYOUT)
+            .key(LAYOUT_KEY)
+            .arg(&ours)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| format!("cannot read the history's layout: {e}"))?;
+        if recorded == ours {
+            return Ok(());
+        }
+        Err(format!(
+            "REDIS_HISTORY_PARTITIONS={ours}, but the history in this Redis is split into {recorded}: every \
+             instance must use the same value (to change it on purpose, stop every instance and delete the \
+             key {LAYOUT_KEY}; positions issued before become unknown)"
+        ))
     }
 
     pub async fn append(&self, publish: Publish) -> Result<Appended, HistoryError> {

@@ -38,6 +38,9 @@ pub enum ScaleError {
     /// A TLS handshake refused, one way or the other: the line names the variable to fix.
     #[error("{0}")]
     Tls(String),
+    /// The history in Redis is laid out otherwise than this instance would write it.
+    #[error("{0}")]
+    Layout(String),
 }
 
 /// A refused TLS handshake names the TLS variable to fix; anything else, the URL's.
@@ -85,6 +88,7 @@ pub async fn build(config: &Config) -> Result<Built, ScaleError> {
         driver.health.clone(),
         (driver.commands(), driver.source()),
     )?;
+    history.check_layout().await.map_err(ScaleError::Layout)?;
     if config.history.enabled {
         redis_link::check_eviction_policy(driver.commands()).await;
     }

@@ -152,6 +152,18 @@ pub async fn spawn_node(vars: &[(&str, &str)]) -> TestApp {
     panic!("server not ready in 5 s");
 }
 
+/// Runs `fixrx_realtime::run` with `vars`, expecting it to refuse to start: its error.
+pub async fn start_error(vars: &[(&str, &str)]) -> String {
+    let config = test_config(vars);
+    let (listener, _, _) = bind(&config).await;
+    let run = fixrx_realtime::run(listener, config, std::future::pending::<()>());
+    match tokio::time::timeout(Duration::from_secs(10), run).await {
+        Ok(Err(e)) => e.to_string(),
+        Ok(Ok(())) => panic!("the server ran and stopped without an error"),
+        Err(_) => panic!("the server started (no error within 10 s)"),
+    }
+}
+
 impl TestApp {
     /// A server this test did not start in-process (e.g. the binary).
     pub fn external(addr: SocketAddr) -> TestApp {

@@ -239,3 +239,17 @@ async fn an_event_left_in_one_partition_by_a_killed_primary_is_completed_by_its_
     }
     println!("tries until accepted: {tries:?}");
 }
+
+#[tokio::test]
+async fn an_instance_with_another_partition_count_than_the_history_in_redis_refuses_to_start() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let first = spawn_node(&[("REDIS_URL", url.as_str())]).await;
+    let error = start_error(&[("REDIS_URL", url.as_str()), ("REDIS_HISTORY_PARTITIONS", "3")]).await;
+    assert!(error.contains("REDIS_HISTORY_PARTITIONS=3") && error.contains("split into 1"), "{error}");
+    // The same count starts, and serves.
+    let second = spawn_node(&[("REDIS_URL", url.as_str()), ("REDIS_HISTORY_PARTITIONS", "1")]).await;
+    let mut user = connect_user(&second, "layout-u").await;
+    accepted(&first, payment("layout-u", None, "layout-1")).await;
+    assert_eq!(user.expect_event("payment:completed").await["payment"]["id"], "layout-1");
+}
