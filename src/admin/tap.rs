@@ -143,15 +143,22 @@ impl Tap {
     /// Counts events in the second they were seen here (not their history time: another
     /// machine's clock must not move them out of the plotted window).
     pub fn record(&self, entries: &[Arc<Entry>], now_secs: u64) {
-        let seen: Vec<Seen> = entries.iter().filter_map(|e| Seen::of(e)).collect();
+        let seen: Vec<(bool, Seen)> = entries.iter().filter_map(|e| Some((e.also.is_empty(), Seen::of(e)?))).collect();
         if seen.is_empty() {
             return;
         }
         let mut inner = lock(&self.inner);
-        for s in seen {
-            inner.total += 1;
-            inner.seconds.add(now_secs);
-            inner.count_type(&s.event, now_secs);
+        for (first, s) in seen {
+            // An event stored in two partitions is counted once, by its first copy (the
+            // one naming no earlier place); a later copy adds its rooms to it.
+            if !first && inner.merge_rooms(&s) {
+                continue;
+            }
+            if first {
+                inner.total += 1;
+                inner.seconds.add(now_secs);
+                inner.count_type(&s.event, now_secs);
+            }
             if inner.latest.len() == LATEST {
                 inner.latest.pop_front();
             }
@@ -184,6 +191,18 @@ impl Tap {
 }
 
 impl Inner {
+    /// Adds a later copy's rooms to its event among the latest listed; `false` if the
+    /// event is not listed (its first copy is not read yet, or long gone).
+    fn merge_rooms(&mut self, copy: &Seen) -> bool {
+        let Some(listed) = self.latest.iter_mut().rev().take(LATEST).find(|s| s.id == copy.id) else { return false };
+        for room in &copy.rooms {
+            if !listed.rooms.contains(room) {
+                listed.rooms.push(room.clone());
+            }
+        }
+        true
+    }
+
     fn count_type(&mut self, name: &str, now_secs: u64) {
         let index = match self.types.iter().position(|t| t.name == name) {
             Some(i) => i,
@@ -268,6 +287,20 @@ mod tests {
         assert_eq!(later.last_minute, 0);
         assert_eq!(later.by_type[0].last_minute, 0);
         assert_eq!(later.total, 3);
+    }
+
+    #[test]
+    fn an_event_in_two_partitions_is_counted_once_and_listed_with_both_rooms() {
+        let tap = Tap::default();
+        tap.record(&[entry(1, "booking:created", "e1", &["user:u1"])], 1_000);
+        let mut second = (*entry(2, "booking:created", "e1", &["vendor:v1"])).clone();
+        second.also =
+            vec![crate::history::Also { room: "user:u1".into(), epoch: crate::history::Epoch(1), seq: Seq::ZERO }];
+        tap.record(&[Arc::new(second)], 1_000);
+        let f = tap.figures(1_000, 10);
+        assert_eq!((f.total, f.latest.len()), (1, 1));
+        assert_eq!(f.latest[0].rooms, ["user:u1", "vendor:v1"]);
+        assert_eq!(tap.latest_in("vendor:v1", 5).len(), 1);
     }
 
     #[test]

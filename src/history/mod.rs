@@ -61,7 +61,7 @@ pub const RECOVERY_PAGE: usize = 256;
 
 /// One event as every reader delivers it: its copy in one partition of the history
 /// ([`partition`]), the only one with a single partition.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Entry {
     /// Its place in its partition's sequence.
     pub seq: Seq,
