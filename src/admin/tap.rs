@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use crate::history::{Entry, LogSink};
+use crate::history::{Entry, LogSink, Seq};
 use crate::sync::lock;
 
 /// Latest events kept for the console (and for lookups when history is off).
@@ -244,12 +244,15 @@ impl LogSink for Tapped {
     fn gap(&self, why: &str) {
         self.sink.gap(why);
     }
+
+    fn started(&self, part: usize, at: Seq) {
+        self.sink.started(part, at);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::Seq;
 
     fn entry(ms: u64, event: &str, id: &str, rooms: &[&str]) -> Arc<Entry> {
         let payload = serde_json::value::RawValue::from_string(format!(r#"{{"id":"{id}","x":[1,{{"y":2}}]}}"#))

@@ -206,6 +206,12 @@ impl<A: Adapter> Hub<A> {
         Ticket { since, rooms, generation: reg.generation }
     }
 
+    /// The socket's rooms, each with the position it receives it from (as raised since
+    /// its attach, see [`LogSink::started`]).
+    pub fn rooms_of(&self, sid: Sid) -> Option<Vec<(String, Seq)>> {
+        lock(&self.inner).members.get(&sid).map(|m| m.rooms.clone())
+    }
+
     /// The socket joined `room`: it receives the room's events from now on.
     pub fn join(&self, sid: Sid, room: &str) {
         let mut reg = lock(&self.inner);
@@ -331,6 +337,27 @@ impl<A: Adapter> LogSink for Hub<A> {
         });
         for (socket, why) in evicted {
             self.evict(socket, why);
+        }
+    }
+
+    /// A socket attached before the reader started would otherwise count as receiving
+    /// that partition from before its head, which no reader here delivers: an event's
+    /// second copy would be skipped for it as if the first had reached it. (A room
+    /// recovered before the reader started, which only a recovery that gave up waiting
+    /// for it can do, is raised too: at worst such a socket gets a copy twice.)
+    fn started(&self, part: usize, at: Seq) {
+        let mut reg = lock(&self.inner);
+        if reg.position.len() <= part {
+            reg.position.resize(part + 1, Seq::ZERO);
+        }
+        reg.position[part] = reg.position[part].max(at);
+        let partitioner = self.partitioner;
+        for member in reg.members.values_mut() {
+            for (room, since) in &mut member.rooms {
+                if partitioner.of(room) == part && *since < at {
+                    *since = at;
+                }
+            }
         }
     }
 

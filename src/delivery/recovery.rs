@@ -173,7 +173,8 @@ pub async fn recover<A: Adapter>(
     };
     report.heads = vec![Seq::ZERO; partitioner.count()];
     let (known, replays) = judge(&candidates, snapshots, &mut report);
-    let filter = Filter::new(ticket.since.clone(), report.heads.clone(), known, &ticket.rooms);
+    let rooms = hub.rooms_of(socket.id).unwrap_or_else(|| ticket.rooms.clone());
+    let filter = Filter::new(ticket.since.clone(), report.heads.clone(), known, &rooms);
     for (epoch, recovered) in replays {
         let replayed = match Replay::new(history, epoch, RECOVERY_PAGE, recovered) {
             Ok(replay) => replay_paced(hub, socket, &filter, replay, &mut report).await,

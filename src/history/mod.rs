@@ -358,6 +358,9 @@ pub trait LogSink: Send + Sync + 'static {
     fn deliver(&self, entries: &[Arc<Entry>]);
     /// The log lost continuity (events may be missing): every socket must be told.
     fn gap(&self, why: &str);
+    /// Partition `part`'s reader starts reading after `at` (its log's head when it
+    /// started): nothing up to `at` will be delivered here.
+    fn started(&self, _part: usize, _at: Seq) {}
 }
 
 /// How many events a snapshot of `rooms` rooms reads in each: `page` shared out, so the

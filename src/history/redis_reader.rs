@@ -79,7 +79,10 @@ impl Reader {
             return Err(redis::RedisError::from((redis::ErrorKind::Parse, "malformed history epoch or head")));
         };
         match cursor {
-            None => *cursor = Some(Cursor { epoch, last: head }),
+            None => {
+                *cursor = Some(Cursor { epoch, last: head });
+                sink.started(self.part, head);
+            }
             Some(c) if c.epoch != epoch => {
                 sink.gap("the history in Redis was lost (new epoch)");
                 // The new history's log from its start: its first entry names no predecessor.
