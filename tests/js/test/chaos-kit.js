@@ -131,16 +131,23 @@ class Participant {
 }
 
 /** What a participant's received ids lack, repeat or misorder against `expected`. */
-function audit(p, expectedIds, byRoom) {
+function audit(p, expectedIds, byRoom, perRoom = false) {
   const want = new Set(expectedIds);
   const got = new Set(p.ids);
   const lost = expectedIds.filter((id) => !got.has(id));
   const duplicated = p.ids.length - got.size;
   const unexpected = [...got].filter((id) => !want.has(id));
   let outOfOrder = 0;
-  for (const room of p.rooms) {
-    const roomIds = byRoom.get(room) || [];
-    const rank = new Map(roomIds.map((id, i) => [id, i]));
+  // With `perRoom` (the order a socket whose rooms live in two history partitions is
+  // promised), an event sent to several of the socket's rooms is ranked among the
+  // others of that kind only, and each room's own events among themselves.
+  const groups = perRoom ? [...p.rooms.map((r) => [r]), p.rooms] : p.rooms.map((r) => [r]);
+  for (const group of groups) {
+    const ids = perRoom
+      ? [...new Set(group.flatMap((r) => byRoom.get(r) || []))].filter((id) => sharedBy(id, p.rooms, byRoom) === group.length)
+      : byRoom.get(group[0]) || [];
+    const order = perRoom ? expectedIds.filter((id) => ids.includes(id)) : ids;
+    const rank = new Map(order.map((id, i) => [id, i]));
     const seen = new Set();
     let last = -1;
     for (const id of p.ids) {
@@ -153,14 +160,20 @@ function audit(p, expectedIds, byRoom) {
   return { lost, duplicated, unexpected, outOfOrder };
 }
 
+/** How many of `rooms` the event `id` was sent to. */
+function sharedBy(id, rooms, byRoom) {
+  return rooms.filter((r) => (byRoom.get(r) || []).includes(id)).length;
+}
+
 /**
  * One chaos run against `servers` (started), seeded with `seed`. `midway`, if given, runs
  * half-way through the posts (a fault) and returns a line for the report; with
  * `tolerate503` a post answered 503 is retried with the same id until accepted; with
- * `vendorIsSub` each vendor account's `vendorId` is its `sub`.
+ * `vendorIsSub` each vendor account's `vendorId` is its `sub`; with `perRoom` the order is
+ * audited per room (see `audit`).
  * Participants are pushed to `participants` so that the caller closes them.
  */
-async function runChaos(t, { servers, seed, label, participants, midway = null, tolerate503 = false, vendorIsSub = false }) {
+async function runChaos(t, { servers, seed, label, participants, midway = null, tolerate503 = false, vendorIsSub = false, perRoom = false }) {
   const SEED = seed;
   const rand = prng(seed);
   const pick = (list) => list[Math.floor(rand() * list.length)];
@@ -288,7 +301,7 @@ async function runChaos(t, { servers, seed, label, participants, midway = null, 
   const lines = [];
   for (const p of participants) {
     const expected = expectedOf(p);
-    const a = audit(p, expected, byRoom);
+    const a = audit(p, expected, byRoom, perRoom);
     totals = {
       expected: totals.expected + expected.length,
       received: totals.received + p.ids.length,
