@@ -279,7 +279,9 @@ impl History {
         }
     }
 
-    /// Starts the reader that hands the log to `sink`, in order, on this instance.
+    /// Makes `sink` the receiver of the log on this instance, in order: in memory the
+    /// appenders hand it their events themselves ([`log`]), with Redis a reader task reads
+    /// the shared log.
     pub fn start_reader(&self, sink: Arc<dyn LogSink>) {
         match self {
             History::Memory(h) => h.start_reader(sink),
@@ -287,8 +289,8 @@ impl History {
         }
     }
 
-    /// Stops the log: later appends answer [`HistoryError::Closed`]; returns once this
-    /// instance's reader has delivered what was accepted here (in memory) or has stopped
+    /// Stops the log: later appends answer [`HistoryError::Closed`]; returns once what was
+    /// accepted here has been handed to the sink (in memory) or the reader has stopped
     /// (Redis: other instances deliver, and this one's clients recover there).
     pub async fn close(&self) {
         match self {
