@@ -3,9 +3,10 @@
 //!
 //! The history is the transport. Every event reaches sockets one way only: the history's
 //! log, read in `Seq` order by one reader per instance, which hands each event to
-//! [`Hub::deliver`]. socketioxide's room broadcast is not used for room events (it cannot
-//! be filtered per socket, so neither "join, then replay" nor "replay, then join" is
-//! free of a window for a loss or a duplicate).
+//! [`Hub::deliver`] (in memory the "reader" is whichever appender is emptying the log, one
+//! at a time: `history::log`; with Redis, a task). socketioxide's room broadcast is not
+//! used for room events (it cannot be filtered per socket, so neither "join, then replay"
+//! nor "replay, then join" is free of a window for a loss or a duplicate).
 //!
 //! Why a socket gets every event of its rooms exactly once, in order:
 //! 1. One lock guards the registry (members, their rooms, their state) and the reader's

@@ -1,25 +1,44 @@
-//! The in-memory history's log: the channel from appends to this instance's reader.
+//! The in-memory history's log: the queue from appends to this instance's sink, emptied
+//! by the appenders themselves.
 //!
-//! Bounded in entries ([`LOG_CAPACITY`]) and in bytes (`HISTORY_MAX_BYTES`), so a reader
+//! Waking a reader task for every event cost a task wake-up (often a futex and a context
+//! switch) per REST call or chat message. Instead the appender that finds nobody
+//! delivering becomes the deliverer: it hands the queue to the sink, in order, until it
+//! finds it empty; appenders that come meanwhile only queue their events, which it takes
+//! too. Why the sink gets every accepted event once, in `Seq` order:
+//! - entries are queued under the history's lock, where they get their `Seq`, so the
+//!   queue's order is the `Seq` order;
+//! - at most one caller delivers at a time (`delivering`), taking entries from the front,
+//!   so each is handed on once, in queue order;
+//! - the deliverer stops only after finding the queue empty under the queue's lock, and
+//!   an appender queues under that same lock: an entry queued before that check is taken
+//!   by the deliverer, one queued after it finds nobody delivering and delivers itself.
+//!
+//! The sink runs outside the history's lock, so a sink that appends again (an eviction
+//! whose disconnect handler emits) only queues: the deliverer already running takes it.
+//!
+//! Bounded in entries ([`LOG_CAPACITY`]) and in bytes (`HISTORY_MAX_BYTES`), so a deliverer
 //! that falls behind (a starved CPU, a huge room) turns appends away with
 //! [`HistoryError::Unavailable`] (`503`, an `unavailable` ack) instead of queueing without
-//! end. A place is taken with `try_send` before the event gets a `Seq` or a slot in any
-//! room, under the history's lock: a refused event was never accepted, an accepted one is
-//! never dropped, and the lock never waits for the reader.
+//! end. A place is taken before the event gets a `Seq` or a slot in any room, under the
+//! history's lock: a refused event was never accepted, an accepted one is never dropped.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
+use super::{Entry, HistoryError, LogSink};
+use crate::sync::lock;
 
-use super::{Entry, HistoryError};
-
-/// Most entries waiting for the reader: a 500-event batch many times over, while a reader
+/// Most entries waiting for the sink: a 500-event batch many times over, while a deliverer
 /// that is this far behind is better answered with `503` than followed further.
 pub const LOG_CAPACITY: usize = 16_384;
-/// What one queued entry costs besides its strings (the `Arc`, the channel's slot).
+/// What one queued entry costs besides its strings (the `Arc`, the queue's slot).
 const ENTRY_OVERHEAD: usize = 160;
+/// Most entries handed to the sink at once: the hub holds its registry lock per call.
+const DELIVER_MAX: usize = 256;
+/// How often `close` looks whether another caller's delivery has finished.
+const CLOSE_POLL: Duration = Duration::from_millis(2);
 
 fn full() -> HistoryError {
     HistoryError::Unavailable("delivery is behind: this instance's log is full".into())
@@ -35,90 +54,152 @@ fn cost(entry: &Entry) -> usize {
         + entry.except.as_ref().map_or(0, String::len)
 }
 
-/// The appending side, kept under the history's lock.
-#[derive(Clone)]
-pub(super) struct LogTx {
-    tx: mpsc::Sender<Arc<Entry>>,
-    queued: Arc<AtomicUsize>,
+/// The queue and who is emptying it.
+pub(super) struct Log {
+    state: Mutex<State>,
+    /// Set once, by `start_reader`; until then entries wait in the queue.
+    sink: OnceLock<Arc<dyn LogSink>>,
+    capacity: usize,
     max_bytes: usize,
 }
 
-/// The reader's side.
-pub(super) struct LogRx {
-    pub(super) rx: mpsc::Receiver<Arc<Entry>>,
-    queued: Arc<AtomicUsize>,
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Arc<Entry>>,
+    /// Bytes of the entries queued or being handed to the sink.
+    bytes: usize,
+    /// A caller is handing entries to the sink: nobody else may.
+    delivering: bool,
+    closed: bool,
 }
 
-pub(super) fn channel(capacity: usize, max_bytes: usize) -> (LogTx, LogRx) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
-    let queued = Arc::new(AtomicUsize::new(0));
-    (LogTx { tx, queued: queued.clone(), max_bytes }, LogRx { rx, queued })
+/// Clears `delivering` if the delivery ends in a panic of the sink: the log must not wait
+/// for a deliverer that is gone. (An ordinary end clears it under the lock of its last
+/// look at the queue, `done`, never after it.)
+struct Delivering<'a> {
+    state: &'a Mutex<State>,
+    done: bool,
 }
 
-impl LogTx {
-    /// Queues `entry` for the reader, or refuses it at once (full, or closed). An entry
-    /// larger than the whole byte bound still goes into an empty log: it must not be
-    /// refused for ever.
-    pub fn try_send(&self, entry: Arc<Entry>) -> Result<(), HistoryError> {
-        let bytes = cost(&entry);
-        let queued = self.queued.load(Ordering::Acquire);
-        if queued > 0 && queued.saturating_add(bytes) > self.max_bytes {
-            return Err(full());
+impl Drop for Delivering<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            lock(self.state).delivering = false;
         }
-        // Counted before the reader can see it, so its subtraction never comes first.
-        self.queued.fetch_add(bytes, Ordering::AcqRel);
-        self.tx.try_send(entry).map_err(|e| {
-            self.queued.fetch_sub(bytes, Ordering::AcqRel);
-            match e {
-                TrySendError::Full(_) => full(),
-                TrySendError::Closed(_) => HistoryError::Closed,
-            }
-        })
+    }
+}
+
+impl Log {
+    pub fn new(capacity: usize, max_bytes: usize) -> Log {
+        Log { state: Mutex::default(), sink: OnceLock::new(), capacity: capacity.max(1), max_bytes }
     }
 
-    /// Queues every entry of a batch for the reader, in order, or refuses them all at
-    /// once (full, or closed): places for the whole batch are reserved before any entry
-    /// is sent. A batch larger than the byte bound still goes into an empty log.
-    pub fn try_send_all(&self, entries: Vec<Arc<Entry>>) -> Result<(), HistoryError> {
+    /// Queues every entry of a batch, in order, or refuses them all at once (full, or
+    /// closed). Called under the history's lock; [`Log::deliver`] is called after it is
+    /// released. A batch larger than the byte bound still goes into an empty log: it
+    /// must not be refused for ever.
+    pub fn push_all(&self, entries: &[Arc<Entry>]) -> Result<(), HistoryError> {
         let bytes: usize = entries.iter().map(|e| cost(e)).sum();
-        let queued = self.queued.load(Ordering::Acquire);
-        if queued > 0 && queued.saturating_add(bytes) > self.max_bytes {
+        let mut state = lock(&self.state);
+        if state.closed {
+            return Err(HistoryError::Closed);
+        }
+        if state.queue.len() + entries.len() > self.capacity {
             return Err(full());
         }
-        let permits = self.tx.try_reserve_many(entries.len()).map_err(|e| match e {
-            TrySendError::Full(()) => full(),
-            TrySendError::Closed(()) => HistoryError::Closed,
-        })?;
-        // Counted before the reader can see them, so its subtraction never comes first.
-        self.queued.fetch_add(bytes, Ordering::AcqRel);
-        for (permit, entry) in permits.zip(entries) {
-            permit.send(entry);
+        if state.bytes > 0 && state.bytes.saturating_add(bytes) > self.max_bytes {
+            return Err(full());
         }
+        state.bytes += bytes;
+        state.queue.extend(entries.iter().cloned());
         Ok(())
+    }
+
+    /// Hands the queue to the sink, unless another caller is doing so (it takes what
+    /// this one queued) or no sink is set yet (`start_reader` delivers it).
+    pub fn deliver(&self) {
+        let Some(sink) = self.sink.get() else { return };
+        let mut batch = {
+            let mut state = lock(&self.state);
+            if state.delivering || state.queue.is_empty() {
+                return;
+            }
+            state.delivering = true;
+            take(&mut state)
+        };
+        let mut guard = Delivering { state: &self.state, done: false };
+        loop {
+            sink.deliver(&batch);
+            let bytes: usize = batch.iter().map(|e| cost(e)).sum();
+            let mut state = lock(&self.state);
+            state.bytes -= bytes;
+            if state.queue.is_empty() {
+                // Under the lock an appender queues under: it finds either this entry
+                // taken or nobody delivering.
+                state.delivering = false;
+                guard.done = true;
+                return;
+            }
+            batch = take(&mut state);
+        }
+    }
+
+    /// Sets the sink and delivers what was appended before.
+    pub fn start(&self, sink: Arc<dyn LogSink>) -> Result<(), Arc<dyn LogSink>> {
+        self.sink.set(sink)?;
+        self.deliver();
+        Ok(())
+    }
+
+    /// Refuses later entries and returns once every accepted one has been handed to the
+    /// sink (by this caller or by one delivering now), or after `timeout`. Without a sink
+    /// nothing will be delivered: returns at once.
+    pub async fn close(&self, timeout: Duration) -> bool {
+        lock(&self.state).closed = true;
+        if self.sink.get().is_none() {
+            return true;
+        }
+        let drained = async {
+            loop {
+                self.deliver();
+                if self.idle() {
+                    return;
+                }
+                tokio::time::sleep(CLOSE_POLL).await;
+            }
+        };
+        tokio::time::timeout(timeout, drained).await.is_ok()
+    }
+
+    fn idle(&self) -> bool {
+        let state = lock(&self.state);
+        state.queue.is_empty() && !state.delivering
+    }
+
+    /// Takes what the queue holds, as the sink would (unit tests run without one).
+    #[cfg(test)]
+    pub fn take_all(&self) -> Vec<Arc<Entry>> {
+        let mut state = lock(&self.state);
+        let taken: Vec<Arc<Entry>> = state.queue.drain(..).collect();
+        state.bytes -= taken.iter().map(|e| cost(e)).sum::<usize>();
+        taken
     }
 
     #[cfg(test)]
     pub fn queued_bytes(&self) -> usize {
-        self.queued.load(Ordering::Acquire)
+        lock(&self.state).bytes
     }
 }
 
-impl LogRx {
-    /// The next entries, at most `limit`; 0 once the log is closed and drained.
-    pub async fn recv_many(&mut self, batch: &mut Vec<Arc<Entry>>, limit: usize) -> usize {
-        self.rx.recv_many(batch, limit).await
-    }
-
-    /// The reader handed `batch` on: its bytes leave the bound.
-    pub fn delivered(&self, batch: &[Arc<Entry>]) {
-        let bytes: usize = batch.iter().map(|e| cost(e)).sum();
-        self.queued.fetch_sub(bytes, Ordering::AcqRel);
-    }
+/// The next entries to hand on, oldest first.
+fn take(state: &mut State) -> Vec<Arc<Entry>> {
+    let n = state.queue.len().min(DELIVER_MAX);
+    state.queue.drain(..n).collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
     use crate::history::memory::MemoryHistory;
@@ -133,8 +214,13 @@ mod tests {
         Publish { event: "service:updated", rooms: vec![room.into()], except: None, payload }
     }
 
+    fn entry(n: u64) -> Arc<Entry> {
+        let payload = serde_json::value::RawValue::from_string("{}".into()).unwrap();
+        Arc::new(Entry { event: "e".into(), ..Entry::tick(Seq { ms: n, n: 0 }, payload) })
+    }
+
     #[test]
-    fn a_full_log_refuses_an_append_whole_and_takes_appends_again_once_the_reader_caught_up() {
+    fn a_full_log_refuses_an_append_whole_and_takes_appends_again_once_the_sink_caught_up() {
         let h = MemoryHistory::with_log(config(usize::MAX), 4);
         let accepted: Vec<Seq> = (0..4).map(|_| h.append(publish("user:u1", 10)).unwrap().seq).collect();
         let refused = h.append(publish("user:u1", 10));
@@ -143,7 +229,7 @@ mod tests {
         assert_eq!(h.recent("user:u1", 10).len(), 4);
         assert!(matches!(h.snapshot(&[("user:u1".into(), Seq::ZERO)], 8), Err(HistoryError::Unavailable(_))));
         let delivered: Vec<Seq> = h.drain_log().iter().map(|e| e.seq).collect();
-        assert_eq!(delivered, accepted, "everything accepted reaches the reader, in order");
+        assert_eq!(delivered, accepted, "everything accepted reaches the sink, in order");
         let next = h.append(publish("user:u1", 10)).unwrap().seq;
         let snap = h.snapshot(&[("user:u1".into(), accepted[3])], 8).unwrap();
         let (entry, prev) = &snap.rooms[0].after[0];
@@ -165,26 +251,96 @@ mod tests {
     }
 
     #[test]
-    fn what_the_reader_took_leaves_the_byte_count() {
-        let (tx, mut rx) = channel(8, 1 << 20);
-        let entry = |n: u64| {
-            let payload = serde_json::value::RawValue::from_string("{}".into()).unwrap();
-            Arc::new(Entry {
-                seq: Seq { ms: n, n: 0 },
-                part: 0,
-                also: vec![],
-                event: "e".into(),
-                rooms: vec![],
-                except: None,
-                payload,
+    fn what_the_sink_took_leaves_the_byte_count() {
+        let log = Log::new(8, 1 << 20);
+        log.push_all(&[entry(1), entry(2)]).unwrap();
+        assert_eq!(log.queued_bytes(), 2 * (ENTRY_OVERHEAD + 3));
+        let sink = Arc::new(Recorder::default());
+        assert!(log.start(sink.clone()).is_ok());
+        assert_eq!(sink.seqs(), [1, 2], "what was queued before the sink was set is delivered then");
+        assert_eq!(log.queued_bytes(), 0);
+    }
+
+    /// Records what it is handed; appends to the log from inside `deliver` the first
+    /// times, as an eviction's disconnect handler could.
+    #[derive(Default)]
+    struct Recorder {
+        seen: Mutex<Vec<u64>>,
+        log: OnceLock<Arc<Log>>,
+        reentries: AtomicUsize,
+    }
+
+    impl Recorder {
+        fn seqs(&self) -> Vec<u64> {
+            lock(&self.seen).clone()
+        }
+    }
+
+    impl LogSink for Recorder {
+        fn deliver(&self, entries: &[Arc<Entry>]) {
+            lock(&self.seen).extend(entries.iter().map(|e| e.seq.ms));
+            if let Some(log) = self.log.get()
+                && self.reentries.fetch_add(1, Ordering::Relaxed) < 3
+            {
+                let next = entries.last().map_or(0, |e| e.seq.ms) + 1;
+                log.push_all(&[entry(next)]).unwrap();
+                log.deliver();
+            }
+        }
+
+        fn gap(&self, _why: &str) {}
+    }
+
+    #[test]
+    fn an_append_from_inside_the_sink_is_queued_and_delivered_after_by_the_same_deliverer() {
+        let log = Arc::new(Log::new(8, 1 << 20));
+        let sink = Arc::new(Recorder::default());
+        assert!(sink.log.set(log.clone()).is_ok());
+        assert!(log.start(sink.clone()).is_ok());
+        log.push_all(&[entry(1)]).unwrap();
+        log.deliver();
+        assert_eq!(sink.seqs(), [1, 2, 3, 4], "each once, in order, without a deadlock");
+        assert_eq!(log.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn appenders_on_many_threads_deliver_every_event_once_in_queue_order() {
+        let log = Arc::new(Log::new(LOG_CAPACITY, usize::MAX));
+        let sink = Arc::new(Recorder::default());
+        assert!(log.start(sink.clone()).is_ok());
+        // The queue's order is the order of `push_all` under this lock, as under the history's.
+        let order = Arc::new(Mutex::new(0u64));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (log, order) = (log.clone(), order.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..2_000 {
+                        {
+                            let mut n = lock(&order);
+                            *n += 1;
+                            log.push_all(&[entry(*n)]).unwrap();
+                        }
+                        log.deliver();
+                    }
+                })
             })
-        };
-        tx.try_send(entry(1)).unwrap();
-        tx.try_send(entry(2)).unwrap();
-        assert_eq!(tx.queued_bytes(), 2 * (ENTRY_OVERHEAD + 3));
-        let mut batch = Vec::new();
-        rx.rx.try_recv().map(|e| batch.push(e)).unwrap();
-        rx.delivered(&batch);
-        assert_eq!(tx.queued_bytes(), ENTRY_OVERHEAD + 3);
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(sink.seqs(), (1..=8_000).collect::<Vec<_>>());
+        assert_eq!(log.queued_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_closed_log_refuses_entries_and_close_returns_once_all_were_delivered() {
+        let log = Log::new(8, 1 << 20);
+        let sink = Arc::new(Recorder::default());
+        assert!(log.start(sink.clone()).is_ok());
+        log.push_all(&[entry(1)]).unwrap();
+        // Queued, not yet delivered (as while another caller delivers): close delivers it.
+        assert!(log.close(Duration::from_secs(1)).await);
+        assert_eq!(sink.seqs(), [1]);
+        assert!(matches!(log.push_all(&[entry(2)]), Err(HistoryError::Closed)));
     }
 }

@@ -1,9 +1,11 @@
 //! The history of a single instance, in memory.
 //!
-//! One lock orders everything: an append takes the next [`Seq`], hands the event to the
+//! One lock orders everything: an append takes the next [`Seq`], queues the event in the
 //! log (bounded: see [`super::log`]; refused there, it is refused whole) and stores it in
-//! the ring of each of its rooms before the lock is released, so the reader receives
-//! events in `Seq` order. Memory is bounded three ways: a room keeps at most
+//! the ring of each of its rooms before the lock is released, so the log holds events in
+//! `Seq` order. Then, outside the lock, the appender hands the log to the sink unless
+//! another caller is doing so ([`super::log`] says why that is each event once, in
+//! order, with no task woken per event). Memory is bounded three ways: a room keeps at most
 //! `HISTORY_SIZE` events, none older than `HISTORY_TTL_SECS`, and all rooms together at
 //! most `HISTORY_MAX_BYTES` (the rooms written longest ago go first, whole). A recovery
 //! copies at most a page of a ring per lock ([`MemoryHistory::page`]).
@@ -13,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::log::{self, LogRx, LogTx};
+use super::log::{self, Log};
 use super::{
     Appended, Entry, Epoch, HistoryConfig, HistoryError, LogSink, Publish, RoomView, Seq, Snapshot,
     payload_with_offsets,
@@ -32,8 +34,9 @@ pub struct MemoryHistory {
     config: HistoryConfig,
     epoch: Epoch,
     inner: Arc<Mutex<Inner>>,
-    log_rx: Mutex<Option<LogRx>>,
-    reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    log: Log,
+    /// Drops idle rooms while nothing is appended; stopped on close.
+    sweeper: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: AtomicBool,
 }
 
@@ -45,8 +48,6 @@ struct Inner {
     bytes: usize,
     /// The head when whole rooms were last dropped for the byte bound.
     evicted_at: Seq,
-    /// Taken on close, which ends the reader once it has drained the channel.
-    log_tx: Option<LogTx>,
 }
 
 struct Ring {
@@ -76,21 +77,14 @@ impl MemoryHistory {
 
     /// With a log of `capacity` entries (and `HISTORY_MAX_BYTES` bytes).
     pub(super) fn with_log(config: HistoryConfig, capacity: usize) -> MemoryHistory {
-        let (tx, rx) = log::channel(capacity, config.max_bytes);
-        let inner = Inner {
-            head: Seq::ZERO,
-            rooms: HashMap::new(),
-            by_age: BTreeSet::new(),
-            bytes: 0,
-            evicted_at: Seq::ZERO,
-            log_tx: Some(tx),
-        };
+        let inner =
+            Inner { head: Seq::ZERO, rooms: HashMap::new(), by_age: BTreeSet::new(), bytes: 0, evicted_at: Seq::ZERO };
         MemoryHistory {
+            log: Log::new(capacity, config.max_bytes),
             config,
             epoch: Epoch::random(),
             inner: Arc::new(Mutex::new(inner)),
-            log_rx: Mutex::new(Some(rx)),
-            reader: Mutex::new(None),
+            sweeper: Mutex::new(None),
             closed: AtomicBool::new(false),
         }
     }
@@ -109,8 +103,8 @@ impl MemoryHistory {
     }
 
     /// Appends a batch under one lock: every event gets the next `Seq`, in order, and the
-    /// log takes all of them or none ([`LogTx::try_send_all`]); refused, no event of the
-    /// batch has a `Seq` or a slot in any room.
+    /// log takes all of them or none ([`Log::push_all`]); refused, no event of the batch
+    /// has a `Seq` or a slot in any room. Then delivers, outside the lock ([`Log::deliver`]).
     pub fn append_batch(&self, batch: Vec<Publish>) -> Result<Vec<Appended>, HistoryError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(HistoryError::Closed);
@@ -125,20 +119,11 @@ impl MemoryHistory {
             head = seq;
             let payload = payload_with_offsets(&publish.payload, epoch, seq, &publish.rooms)
                 .map_err(|e| HistoryError::Unavailable(format!("envelope is not JSON: {e}")))?;
-            entries.push(Arc::new(Entry {
-                seq,
-                part: 0,
-                also: Vec::new(),
-                event: publish.event.to_owned(),
-                rooms: publish.rooms,
-                except: publish.except,
-                payload,
-            }));
+            entries.push(Arc::new(Entry::whole(seq, publish, payload)));
         }
-        let Some(tx) = inner.log_tx.clone() else { return Err(HistoryError::Closed) };
-        // Sent under the lock: the channel's order is the `Seq` order. Refused (full), the
+        // Queued under the lock: the log's order is the `Seq` order. Refused (full), the
         // events have no `Seq` yet and no room holds them: nothing was accepted.
-        tx.try_send_all(entries.clone())?;
+        self.log.push_all(&entries)?;
         inner.head = head;
         if self.config.enabled {
             for entry in &entries {
@@ -146,6 +131,7 @@ impl MemoryHistory {
             }
         }
         drop(inner);
+        self.log.deliver();
         Ok(entries.iter().map(|e| Appended { seq: e.seq, epoch }).collect())
     }
 
@@ -159,20 +145,14 @@ impl MemoryHistory {
         let tick = inner.head.next(now);
         let payload =
             payload_with_offsets("{}", None, tick, &[]).map_err(|e| HistoryError::Unavailable(format!("tick: {e}")))?;
-        let entry = Arc::new(Entry {
-            seq: tick,
-            part: 0,
-            also: Vec::new(),
-            event: String::new(),
-            rooms: Vec::new(),
-            except: None,
-            payload,
-        });
-        let tx = inner.log_tx.clone().ok_or(HistoryError::Closed)?;
-        tx.try_send(entry)?;
+        let entry = Arc::new(Entry::tick(tick, payload));
+        self.log.push_all(&[entry])?;
         inner.head = tick;
+        let evicted_at = inner.evicted_at;
+        drop(inner);
+        self.log.deliver();
         let ttl_ms = u64::try_from(self.config.ttl.as_millis()).unwrap_or(u64::MAX);
-        Ok(Snapshot { epoch: self.epoch, head: tick, now_ms: now, ttl_ms, evicted_at: inner.evicted_at, rooms: views })
+        Ok(Snapshot { epoch: self.epoch, head: tick, now_ms: now, ttl_ms, evicted_at, rooms: views })
     }
 
     /// The room's latest `max` held events, newest first.
@@ -192,59 +172,40 @@ impl MemoryHistory {
         held.map(|s| (s.entry.clone(), s.prev)).collect()
     }
 
-    /// Takes what the log holds, as the reader would (unit tests run without one).
+    /// Takes what the log holds, as the sink would (unit tests run without one).
     #[cfg(test)]
     pub(super) fn drain_log(&self) -> Vec<Arc<Entry>> {
-        let mut guard = lock(&self.log_rx);
-        let Some(rx) = guard.as_mut() else { return Vec::new() };
-        let mut taken = Vec::new();
-        while let Ok(e) = rx.rx.try_recv() {
-            taken.push(e);
-        }
-        rx.delivered(&taken);
-        taken
+        self.log.take_all()
     }
 
+    /// Makes `sink` the log's: what was appended before is delivered now, later events as
+    /// they are appended. Starts the sweep of idle rooms.
     pub fn start_reader(&self, sink: Arc<dyn LogSink>) {
-        let Some(mut rx) = lock(&self.log_rx).take() else {
+        if self.log.start(sink).is_err() {
             tracing::error!("history reader started twice; ignored");
             return;
-        };
+        }
         let inner = self.inner.clone();
         let ttl = self.config.ttl;
-        let reader = tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(256);
+        let sweeper = tokio::spawn(async move {
             let mut sweep = tokio::time::interval(SWEEP_EVERY);
             loop {
-                tokio::select! {
-                    biased;
-                    n = rx.recv_many(&mut batch, 256) => {
-                        if n == 0 {
-                            return;
-                        }
-                        sink.deliver(&batch);
-                        rx.delivered(&batch);
-                        batch.clear();
-                    }
-                    _ = sweep.tick() => {
-                        lock(&inner).sweep(ttl, usize::MAX);
-                    }
-                }
+                sweep.tick().await;
+                lock(&inner).sweep(ttl, usize::MAX);
             }
         });
-        *lock(&self.reader) = Some(reader);
+        *lock(&self.sweeper) = Some(sweeper);
     }
 
-    /// Refuses later appends, and returns once the reader has delivered every event
-    /// accepted before (a `202` given during shutdown still reaches the sockets).
+    /// Refuses later appends, and returns once every event accepted before has been
+    /// delivered (a `202` given during shutdown still reaches the sockets).
     pub async fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        lock(&self.inner).log_tx = None;
-        let reader = lock(&self.reader).take();
-        if let Some(reader) = reader
-            && tokio::time::timeout(Duration::from_secs(2), reader).await.is_err()
-        {
-            tracing::warn!("history reader still delivering at shutdown");
+        if !self.log.close(Duration::from_secs(2)).await {
+            tracing::warn!("history log still delivering at shutdown");
+        }
+        if let Some(sweeper) = lock(&self.sweeper).take() {
+            sweeper.abort();
         }
     }
 }
@@ -357,7 +318,7 @@ mod tests {
             let p = a.position(room).unwrap();
             assert!(p.seq == a.seq && p.belongs_to(h.epoch(), room));
         }
-        let entry = h.log_rx.lock().unwrap().take().unwrap().rx.try_recv().unwrap();
+        let entry = h.drain_log().remove(0);
         let v: serde_json::Value = serde_json::from_str(entry.payload.get()).unwrap();
         assert_eq!(v["offsets"]["vendor:v1"], a.position("vendor:v1").unwrap().to_string());
     }
@@ -397,8 +358,7 @@ mod tests {
         let h = MemoryHistory::new(HistoryConfig { enabled: false, ..config(10, usize::MAX) });
         let a = h.append(publish(&["user:u1"])).unwrap();
         assert!(a.position("user:u1").is_none());
-        let mut rx = h.log_rx.lock().unwrap().take().unwrap();
-        let entry = rx.rx.try_recv().unwrap();
+        let entry = h.drain_log().remove(0);
         assert_eq!(entry.payload.get(), r#"{"id":"x"}"#);
         assert!(!h.snapshot(&[("user:u1".into(), a.seq)], 256).unwrap().rooms[0].exists);
     }

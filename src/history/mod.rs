@@ -52,7 +52,7 @@ use serde_json::value::RawValue;
 
 pub use crate::config::HistoryConfig;
 pub use partition::{Also, Partitioner};
-pub use position::{Epoch, Position, Seq};
+pub use position::{Epoch, Position, Seq, payload_with_also, payload_with_offsets};
 
 /// Most events one read of a recovery returns: a snapshot's first pages together, or a
 /// later page of one room. 256 events of the 256 KiB a REST body may carry is at most
@@ -79,6 +79,19 @@ pub struct Entry {
     pub except: Option<String>,
     /// The envelope as sent, `offsets` included when history is on.
     pub payload: Box<RawValue>,
+}
+
+impl Entry {
+    /// An event in a history of one partition: the whole of it, in partition 0.
+    pub fn whole(seq: Seq, publish: Publish, payload: Box<RawValue>) -> Entry {
+        let (event, rooms, except) = (publish.event.to_owned(), publish.rooms, publish.except);
+        Entry { seq, part: 0, event, rooms, also: Vec::new(), except, payload }
+    }
+
+    /// A log entry with no rooms: a snapshot's tick, in partition 0.
+    pub fn tick(seq: Seq, payload: Box<RawValue>) -> Entry {
+        Entry { seq, part: 0, event: String::new(), rooms: Vec::new(), also: Vec::new(), except: None, payload }
+    }
 }
 
 /// What to publish: an event name, its rooms and its envelope (a JSON object, without
@@ -333,7 +346,9 @@ impl History {
         }
     }
 
-    /// Starts the reader that hands the log to `sink`, in order, on this instance.
+    /// Makes `sink` the receiver of the log on this instance, in order: in memory the
+    /// appenders hand it their events themselves ([`log`]), with Redis a reader task reads
+    /// the shared log.
     pub fn start_reader(&self, sink: Arc<dyn LogSink>) {
         match self {
             History::Memory(h) => h.start_reader(sink),
@@ -341,8 +356,8 @@ impl History {
         }
     }
 
-    /// Stops the log: later appends answer [`HistoryError::Closed`]; returns once this
-    /// instance's reader has delivered what was accepted here (in memory) or has stopped
+    /// Stops the log: later appends answer [`HistoryError::Closed`]; returns once what was
+    /// accepted here has been handed to the sink (in memory) or the reader has stopped
     /// (Redis: other instances deliver, and this one's clients recover there).
     pub async fn close(&self) {
         match self {
@@ -367,36 +382,6 @@ pub trait LogSink: Send + Sync + 'static {
 /// snapshot's reply is a page too (one for each room at least).
 pub fn first_page(page: usize, rooms: usize) -> usize {
     (page / rooms.max(1)).max(1)
-}
-
-/// Builds the delivered payload: the envelope, with `offsets` when history is on.
-pub fn payload_with_offsets(
-    envelope: &str,
-    epoch: Option<Epoch>,
-    seq: Seq,
-    rooms: &[String],
-) -> Result<Box<RawValue>, serde_json::Error> {
-    let json = match epoch {
-        Some(epoch) => position::splice_offsets(envelope, epoch, seq, rooms),
-        None => envelope.to_owned(),
-    };
-    RawValue::from_string(json)
-}
-
-/// [`payload_with_offsets`] for a copy that knows its place in rooms of earlier
-/// partitions too ([`Entry::also`]): their positions come first.
-pub fn payload_with_also(
-    envelope: &str,
-    epoch: Option<Epoch>,
-    (seq, rooms): (Seq, &[String]),
-    also: &[Also],
-) -> Result<Box<RawValue>, serde_json::Error> {
-    let (Some(epoch), false) = (epoch, also.is_empty()) else {
-        return payload_with_offsets(envelope, epoch, seq, rooms);
-    };
-    let earlier = also.iter().map(|a| (a.room.as_str(), Position::new(a.epoch, a.seq, &a.room)));
-    let own = rooms.iter().map(|room| (room.as_str(), Position::new(epoch, seq, room)));
-    RawValue::from_string(position::splice_positions(envelope, earlier.chain(own)))
 }
 
 #[cfg(test)]

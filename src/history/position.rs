@@ -15,6 +15,10 @@
 
 use std::fmt;
 
+use serde_json::value::RawValue;
+
+use super::partition::Also;
+
 /// An event's place in the one ordered sequence of a history: milliseconds and a
 /// counter within the millisecond, compared in that order (Redis stream ids have this shape).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -158,6 +162,36 @@ pub fn splice_positions<'r>(object: &str, positions: impl Iterator<Item = (&'r s
     }
     out.push_str("}}");
     out
+}
+
+/// Builds the delivered payload: the envelope, with `offsets` when history is on.
+pub fn payload_with_offsets(
+    envelope: &str,
+    epoch: Option<Epoch>,
+    seq: Seq,
+    rooms: &[String],
+) -> Result<Box<RawValue>, serde_json::Error> {
+    let json = match epoch {
+        Some(epoch) => splice_offsets(envelope, epoch, seq, rooms),
+        None => envelope.to_owned(),
+    };
+    RawValue::from_string(json)
+}
+
+/// [`payload_with_offsets`] for a copy that knows its place in rooms of earlier
+/// partitions too ([`Entry::also`]): their positions come first.
+pub fn payload_with_also(
+    envelope: &str,
+    epoch: Option<Epoch>,
+    (seq, rooms): (Seq, &[String]),
+    also: &[Also],
+) -> Result<Box<RawValue>, serde_json::Error> {
+    let (Some(epoch), false) = (epoch, also.is_empty()) else {
+        return payload_with_offsets(envelope, epoch, seq, rooms);
+    };
+    let earlier = also.iter().map(|a| (a.room.as_str(), Position::new(a.epoch, a.seq, &a.room)));
+    let own = rooms.iter().map(|room| (room.as_str(), Position::new(epoch, seq, room)));
+    RawValue::from_string(splice_positions(envelope, earlier.chain(own)))
 }
 
 #[cfg(test)]

@@ -143,7 +143,8 @@ async fn post_with_id(server: &Binary, path: &str, id: &str, body: Value) -> Val
 
 #[tokio::test]
 async fn the_log_line_of_an_accepted_request_carries_its_request_id_and_its_event_ids() {
-    let mut server = Binary::start(&[]).await;
+    // A single event's line is at debug (a batch's at info).
+    let mut server = Binary::start(&[("RUST_LOG", "info,fixrx_realtime::http::events=debug")]).await;
 
     let answer = post_with_id(&server, "/api/v1/events", "log-one", event_body("booking:created", "ru", "rv")).await;
     let record = record_for(&mut server, "log-one").await;
