@@ -34,7 +34,7 @@ pub struct MemoryHistory {
     config: HistoryConfig,
     epoch: Epoch,
     inner: Arc<Mutex<Inner>>,
-    log: Log,
+    log: Arc<Log>,
     /// Drops idle rooms while nothing is appended; stopped on close.
     sweeper: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: AtomicBool,
@@ -80,7 +80,7 @@ impl MemoryHistory {
         let inner =
             Inner { head: Seq::ZERO, rooms: HashMap::new(), by_age: BTreeSet::new(), bytes: 0, evicted_at: Seq::ZERO };
         MemoryHistory {
-            log: Log::new(capacity, config.max_bytes),
+            log: Arc::new(Log::new(capacity, config.max_bytes)),
             config,
             epoch: Epoch::random(),
             inner: Arc::new(Mutex::new(inner)),
