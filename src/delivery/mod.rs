@@ -324,18 +324,21 @@ impl<A: Adapter> LogSink for Hub<A> {
         }
         let mut evicted = Vec::new();
         let out = Outgoing { budget: &self.budget, now: outbox::now_ms(self.epoch) };
-        let position = {
+        {
             let mut reg = lock(&self.inner);
             for e in entries {
                 reg.deliver_one(e, &out, &mut evicted);
             }
-            reg.position.clone()
-        };
-        self.position.send_if_modified(|p| {
-            let moved = *p != position;
-            *p = position;
-            moved
-        });
+            // Published under the registry's lock, copied into the watch's own vector:
+            // no allocation per delivery. (The watch's waiters never take this lock.)
+            self.position.send_if_modified(|p| {
+                let moved = *p != reg.position;
+                if moved {
+                    p.clone_from(&reg.position);
+                }
+                moved
+            });
+        }
         for (socket, why) in evicted {
             self.evict(socket, why);
         }

@@ -60,12 +60,17 @@ impl Partitioner {
     /// `rooms` grouped by partition, partitions in the order their first room appears,
     /// rooms in their given order within each.
     pub fn split<'r>(&self, rooms: &'r [String]) -> Vec<(usize, Vec<&'r String>)> {
-        let mut parts: Vec<(usize, Vec<&String>)> = Vec::with_capacity(1);
-        for room in rooms {
-            let part = self.of(room);
+        self.group(rooms, |room| room.as_str())
+    }
+
+    /// [`Partitioner::split`] for items that each name a room.
+    pub fn group<T>(&self, items: impl IntoIterator<Item = T>, room: impl Fn(&T) -> &str) -> Vec<(usize, Vec<T>)> {
+        let mut parts: Vec<(usize, Vec<T>)> = Vec::with_capacity(1);
+        for item in items {
+            let part = self.of(room(&item));
             match parts.iter_mut().find(|(p, _)| *p == part) {
-                Some((_, list)) => list.push(room),
-                None => parts.push((part, vec![room])),
+                Some((_, list)) => list.push(item),
+                None => parts.push((part, vec![item])),
             }
         }
         parts

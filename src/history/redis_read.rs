@@ -19,14 +19,7 @@ impl RedisHistory {
         page: usize,
         also: &[String],
     ) -> Result<Vec<PartSnapshot>, HistoryError> {
-        let mut groups: Vec<(usize, Vec<(String, Seq)>)> = Vec::new();
-        for (room, p) in rooms {
-            let part = self.partitioner.of(room);
-            match groups.iter_mut().find(|(g, _)| *g == part) {
-                Some((_, list)) => list.push((room.clone(), *p)),
-                None => groups.push((part, vec![(room.clone(), *p)])),
-            }
-        }
+        let mut groups = self.partitioner.group(rooms.iter().cloned(), |(room, _)| room.as_str());
         for room in also {
             let part = self.partitioner.of(room);
             if !groups.iter().any(|(g, _)| *g == part) {
