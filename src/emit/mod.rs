@@ -67,10 +67,6 @@ pub enum EmitError {
     /// The chat hook did not answer `2xx` or `4xx` in time: nothing was relayed.
     #[error("the backend could not be asked: {0}")]
     HookUnavailable(String),
-    /// The history cannot take this batch as it is (nothing was accepted): the request
-    /// must change, a retry fails alike.
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 impl From<HistoryError> for EmitError {
@@ -78,7 +74,6 @@ impl From<HistoryError> for EmitError {
         match e {
             HistoryError::Unavailable(why) => EmitError::Unavailable(why),
             HistoryError::Closed => EmitError::Closed,
-            HistoryError::Unsupported(why) => EmitError::Unsupported(why),
         }
     }
 }

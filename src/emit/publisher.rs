@@ -10,7 +10,7 @@ use super::{BatchEvent, ChatPublished, EmitError, Emitted, EmittedOnce};
 use crate::events::chat::ChatMessage;
 use crate::events::wire::{ADMIN_TEST, CHAT_MESSAGE};
 use crate::events::{Envelope, EventMeta, Id, Room, ServerEvent};
-use crate::history::{AppendedOnce, History, HistoryError, OnceKey, Publish};
+use crate::history::{AppendedOnce, History, OnceKey, Publish};
 use crate::hooks::chat_hook::{ChatHook, Verdict};
 use crate::metrics::{EventLabels, Metrics};
 
@@ -77,11 +77,6 @@ impl Publisher {
         }
         let appended = match self.history.append_batch(publishes).await {
             Ok(appended) => appended,
-            // A request the history cannot take as asked is the caller's to change.
-            Err(e @ HistoryError::Unsupported(_)) => {
-                tracing::warn!(events = batch.len(), error = %e, "batch refused: none of its events");
-                return Err(e.into());
-            }
             Err(e) => {
                 tracing::error!(events = batch.len(), error = %e, "batch not accepted: none of its events");
                 return Err(e.into());
@@ -138,7 +133,7 @@ impl Publisher {
     fn settle(&self, emitted: Emitted, appended: AppendedOnce) -> Result<EmittedOnce, EmitError> {
         let (event_type, id, rooms) = (emitted.event_type, &emitted.id, &emitted.rooms);
         match appended {
-            AppendedOnce::Appended(_) => {
+            AppendedOnce::Appended(_) | AppendedOnce::Decided => {
                 self.metrics.events_emitted.get_or_create(&EventLabels { r#type: event_type.as_str() }).inc();
                 tracing::debug!(event = %event_type, %id, ?rooms, "event emitted");
                 Ok(EmittedOnce::Fresh(emitted))

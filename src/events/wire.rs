@@ -66,6 +66,14 @@ pub const ADMIN_TEST: &str = "admin:test";
 /// The server's events outside the catalog.
 pub const NON_CATALOG_SERVER_EVENTS: [&str; 5] = [CHAT_MESSAGE, CHAT_TYPING, RECOVERY, AUTH_EXPIRED, ADMIN_TEST];
 
+/// The name of an event the server sends through its history (a catalog type, or one
+/// of [`NON_CATALOG_SERVER_EVENTS`]), as a `&'static str`: for a name read back from a
+/// record the server stored.
+pub fn server_event(name: &str) -> Option<&'static str> {
+    let catalog = super::EventType::ALL.into_iter().map(super::EventType::as_str);
+    catalog.chain(NON_CATALOG_SERVER_EVENTS).find(|known| *known == name)
+}
+
 /// Why an ack refuses a client event: a stable code on the wire (`error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckCode {
@@ -126,5 +134,8 @@ mod tests {
         }
         assert_eq!(CLIENT_EVENTS, ["ping", "join", "leave", "chat:send", "chat:typing", "auth:refresh"]);
         assert_eq!(ClientEvent::parse("error"), None);
+        assert_eq!(server_event("booking:created"), Some("booking:created"));
+        assert_eq!(server_event(CHAT_MESSAGE), Some(CHAT_MESSAGE));
+        assert_eq!(server_event("chat:send"), None);
     }
 }

@@ -5,14 +5,18 @@ if done then return cjson.decode(done) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ARGV[6] ~= '' and now > tonumber(ARGV[6]) then return {'late', tostring(now)} end
+if ARGV[8] ~= '' then
+  redis.call('SET', KEYS[6], ARGV[8], 'PX', math.floor(tonumber(ARGV[7]) / 2))
+  redis.call('ZADD', KEYS[5], now, ARGV[9])
+end
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then epoch = ARGV[1]; redis.call('SET', KEYS[1], epoch) end
 local on = ARGV[2] == '1'
 local prev = redis.call('GET', KEYS[2]) or '0-0'
 local appended = false
 local out = {epoch, tostring(now)}
-local k = 5
-for a = 8, #ARGV, 9 do
+local k = 7
+for a = 10, #ARGV, 9 do
   local rooms = tonumber(ARGV[a + 4])
   local keyed = ARGV[a + 5] == '1'
   local idem = KEYS[k + 2 * rooms]

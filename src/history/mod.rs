@@ -12,8 +12,10 @@
 //! Contract kept by both stores ([`memory`] without Redis, [`redis`] with it), per
 //! partition:
 //! - [`History::append`] returns only once the event is in the history of each of its
-//!   rooms and in the log of each of their partitions: a `202` answered after it is
-//!   durable (as durable as the store).
+//!   rooms and in the log of each of their partitions, or (an append spanning
+//!   partitions whose later partition did not answer) decided in its first partition
+//!   and bound to be applied in the others (`redis_spread`): a `202` answered after it
+//!   is durable (as durable as the store).
 //! - Copies get one [`Seq`] each from their partition's single sequence, strictly
 //!   increasing in the order its log hands them to readers. A room's positions are the
 //!   `Seq`s of its events in its partition, so they increase in the order that room's
@@ -38,6 +40,7 @@ pub mod pages;
 pub mod partition;
 pub mod position;
 pub mod redis;
+mod redis_append;
 mod redis_keys;
 mod redis_read;
 mod redis_reader;
@@ -123,6 +126,10 @@ pub enum AppendedOnce {
     Appended(Appended),
     /// The key was recorded already: the first answer, as stored; nothing was appended.
     Replayed(String),
+    /// Decided and stored, to be delivered, its place not known yet: an event of an
+    /// append spanning partitions whose partition did not answer in time; it is applied
+    /// there as soon as it answers (`history::redis_spread`).
+    Decided,
 }
 
 /// Where an appended event went.
@@ -232,9 +239,6 @@ pub enum HistoryError {
     Unavailable(String),
     #[error("the server is shutting down")]
     Closed,
-    /// A request this history cannot take as asked, now or later (a retry fails alike).
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 /// The history of a server: in memory, or in Redis shared by every instance. Built
@@ -242,7 +246,7 @@ pub enum HistoryError {
 #[allow(clippy::large_enum_variant)]
 pub enum History {
     Memory(memory::MemoryHistory),
-    Redis(redis::RedisHistory),
+    Redis(Arc<redis::RedisHistory>),
 }
 
 impl History {

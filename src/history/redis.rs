@@ -27,58 +27,13 @@ use crate::redis_link::{RedisHealth, RedisSource};
 use super::partition::{Partitioner, hash_tag};
 use super::redis_keys::Keys;
 use super::replicas::{ReplicaGate, ShardCounts};
-use super::{Appended, AppendedOnce, Epoch, HistoryConfig, HistoryError, LogSink, OnceKey, Publish, Seq};
+use super::{Appended, AppendedOnce, HistoryConfig, HistoryError, LogSink, OnceKey, Publish};
+
+pub(super) use super::redis_append::{Call, Item, Step};
 
 /// Events the log keeps for readers that fall behind (a reader further behind than this
 /// sees a gap and tells its sockets); approximate, as Redis trims whole nodes.
 pub(super) const LOG_MAXLEN: u64 = 50_000;
-/// How long after it was sent an append script may still start: less than the 2 s the
-/// connection waits for an answer (`redis_link::driver`), so a script that starts at all
-/// answers before its caller gives up, and one the caller gave up on never appends.
-const SCRIPT_DEADLINE_MS: i64 = 1_500;
-/// How long an append's answer is kept under its call's key, for a resent call to be
-/// answered from it rather than append again (see [`APPEND`]): the cluster client resends
-/// a command after a dropped connection, and so does `invoke_append` on one Redis, both
-/// within seconds; the margin covers a resent call that waited in a paused Redis. Each record is about 150 bytes:
-/// at 1,000 appends a second, 4.5 MB.
-const CALL_RECORD_MS: u64 = 30_000;
-
-/// Appends a batch of events to the log (and, with history on, to their rooms), in
-/// order, all in one script: Redis runs a script whole, so either every event of the
-/// batch is appended or none is. A single event is a batch of one.
-///
-/// It runs on one partition: every key is under the partition's hash tag, and the events'
-/// rooms are that partition's rooms.
-///
-/// `KEYS`: epoch, head, log, this call's record, then for each event its rooms' streams,
-/// their `last:` keys in the same order, and its idempotency key when it has one.
-/// `ARGV[1..7]`: a fresh epoch, history on (`1`), room size, TTL (ms), log length, a
-/// deadline in Redis's own clock (unix ms, or empty for none), and how long the call's
-/// record is kept (ms); then nine per event: name, rooms (`\n`-joined), except, payload,
-/// room count, keyed (`1`), answer, key TTL (ms), and its places in earlier partitions
-/// ([`super::Also::encode`], empty for most).
-///
-/// The call's record makes the script idempotent: each call has a random key, and its
-/// answer is recorded there. A call whose connection dropped (a `CLIENT KILL`, a
-/// failover) may have run with its answer lost; it is resent on a new connection (by the
-/// cluster client, or by `invoke_append`), and a resent call that ran already is
-/// answered from its record and appends nothing.
-///
-/// An event whose key is recorded already is answered from it and not appended again;
-/// otherwise its key is recorded right after the log entry that delivers it. A batch's
-/// script that starts after its deadline (it waited behind a `CLIENT PAUSE` or a slow
-/// command for longer than the caller waits for an answer) appends nothing and answers
-/// `late`: a batch answered with an error must never be delivered later, even in part,
-/// as a retry without ids would emit it twice. A single event has no deadline: a late
-/// run is settled by its key's retry (`Publisher::emit_once`).
-///
-/// A key is recorded as `<log id>\n<answer>`, so that a retry knows the event's place.
-///
-/// Returns `{epoch, now, tag, value, tag, value, ...}` (`now`: Redis's clock, unix ms):
-/// per event `a` and its log id, or `r` and the recorded key; or `{'late', now}`. Its work is bounded by the batch:
-/// at most `MAX_BATCH` (500) events of at most a REST body (256 KiB) in all, each with
-/// about 4 commands per room, a few milliseconds of Redis's time.
-const APPEND: &str = include_str!("append.lua");
 
 const SNAPSHOT: &str = include_str!("snapshot.lua");
 
@@ -106,34 +61,12 @@ pub struct RedisHistory {
     pub(super) health: Arc<RedisHealth>,
     /// Redis's clock minus ours (ms), learned from every answer: deadlines are in
     /// Redis's clock.
-    clock_offset_ms: std::sync::atomic::AtomicI64,
+    pub(super) clock_offset_ms: std::sync::atomic::AtomicI64,
     pub(super) conn: RedisConn,
     source: RedisSource,
     closed: Arc<AtomicBool>,
-    append: Script,
+    pub(super) append: Script,
     pub(super) snapshot: Script,
-}
-
-enum AppendReply {
-    Done(Vec<String>),
-    /// The script started past its deadline and appended nothing.
-    Late,
-}
-
-/// One event of an append on one partition, with its places in earlier partitions
-/// ([`super::Also::encode`]).
-pub(super) struct Item<'a> {
-    pub(super) publish: &'a Publish,
-    pub(super) once: Option<&'a OnceKey>,
-    pub(super) also: String,
-}
-
-/// What an append did to one event on one partition.
-pub(super) enum Step {
-    Appended(Seq),
-    /// Its key was recorded: where the event was then (unknown for a key an older
-    /// version recorded), and the recorded answer.
-    Replayed(Option<Seq>, String),
 }
 
 pub(super) fn unavailable(e: impl std::fmt::Display) -> HistoryError {
@@ -168,7 +101,7 @@ impl RedisHistory {
             conn,
             source,
             closed: Arc::new(AtomicBool::new(false)),
-            append: Script::new(APPEND),
+            append: Script::new(super::redis_append::APPEND),
             snapshot: Script::new(SNAPSHOT),
         })
     }
@@ -226,140 +159,13 @@ impl RedisHistory {
         self.append_events(batch, true).await
     }
 
-    /// Appends `items` on partition `part` in one script, in order, all or none; with
-    /// `deadline`, never later than the caller waits ([`SCRIPT_DEADLINE_MS`]). Returns the
-    /// partition's epoch and what happened to each item.
-    pub(super) async fn append_in(
-        &self,
-        part: usize,
-        items: &[Item<'_>],
-        deadline: bool,
-    ) -> Result<(Epoch, Vec<Step>), HistoryError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(HistoryError::Closed);
+    /// Starts one reader per partition, each on its own connection, and with several
+    /// partitions the sweep that completes appends spanning them (`redis_spread`).
+    pub fn start_reader(self: &Arc<Self>, sink: Arc<dyn LogSink>) {
+        if self.spreads() {
+            let history = self.clone();
+            tokio::spawn(async move { history.sweep_forever().await });
         }
-        let Some(p) = self.parts.get(part) else { return Err(unavailable("no such history partition")) };
-        p.replicas.admit(&self.conn, &p.keys.log).await?;
-        let call = p.keys.call();
-        let reply = match self.invoke_append(p, items, &call, deadline).await? {
-            AppendReply::Late => {
-                // Answered in time, yet late by Redis's clock: it waited (a stall shorter
-                // than the connection's timeout), or the clocks differ. Nothing was
-                // appended, and the clocks' difference is learned: try once more.
-                match self.invoke_append(p, items, &call, deadline).await? {
-                    AppendReply::Done(reply) => reply,
-                    AppendReply::Late => return Err(unavailable("Redis's clock is running away")),
-                }
-            }
-            AppendReply::Done(reply) => reply,
-        };
-        // On a cluster the replica wait covers the keys too: same slot, same connection.
-        p.replicas.check(&self.conn, &p.keys.log).await?;
-        let malformed = || unavailable("unexpected append reply from Redis");
-        let mut parts = reply.into_iter();
-        let epoch = parts.next().and_then(|e| Epoch::parse(&e)).ok_or_else(malformed)?;
-        let _redis_now = parts.next().ok_or_else(malformed)?;
-        let mut steps = Vec::with_capacity(items.len());
-        for item in items {
-            let (tag, value) = parts.next().zip(parts.next()).ok_or_else(malformed)?;
-            steps.push(match tag.as_str() {
-                "a" => Step::Appended(
-                    Seq::parse(&value).ok_or_else(|| unavailable("Redis returned a malformed stream id"))?,
-                ),
-                "r" if item.once.is_some() => match value.split_once('\n') {
-                    Some((seq, answer)) if Seq::parse(seq).is_some() => {
-                        Step::Replayed(Seq::parse(seq), answer.to_owned())
-                    }
-                    _ => Step::Replayed(None, value),
-                },
-                _ => return Err(malformed()),
-            });
-        }
-        Ok((epoch, steps))
-    }
-
-    /// The answer to an append on one partition, event by event.
-    pub(super) fn answers(&self, epoch: Epoch, steps: Vec<Step>) -> Vec<AppendedOnce> {
-        let epoch = self.config.enabled.then_some(epoch);
-        let answer = |step| match step {
-            Step::Appended(seq) => AppendedOnce::Appended(Appended { seq, epoch }),
-            Step::Replayed(_, answer) => AppendedOnce::Replayed(answer),
-        };
-        steps.into_iter().map(answer).collect()
-    }
-
-    async fn invoke_append(
-        &self,
-        p: &Part,
-        items: &[Item<'_>],
-        call_key: &str,
-        deadline: bool,
-    ) -> Result<AppendReply, HistoryError> {
-        let ttl_ms = u64::try_from(self.config.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let local_ms = i64::try_from(crate::clock::unix_ms()).unwrap_or(i64::MAX);
-        let deadline = match deadline {
-            true => (local_ms + self.clock_offset_ms.load(Ordering::Relaxed) + SCRIPT_DEADLINE_MS).to_string(),
-            false => String::new(),
-        };
-        let keys = &p.keys;
-        let mut call = self.append.key(&keys.epoch);
-        call.key(&keys.head).key(&keys.log).key(call_key);
-        // A fresh epoch each time, used only if the store has none: a history recreated
-        // (Redis restarted empty) must never get back an epoch it had before.
-        call.arg(Epoch::random().to_string())
-            .arg(if self.config.enabled { "1" } else { "0" })
-            .arg(self.config.size)
-            .arg(ttl_ms)
-            .arg(LOG_MAXLEN)
-            .arg(deadline)
-            .arg(CALL_RECORD_MS);
-        for Item { publish, once, also } in items {
-            // The rooms' streams, then their newest ids, in the same order.
-            for room in &publish.rooms {
-                call.key(keys.room(room));
-            }
-            for room in &publish.rooms {
-                call.key(keys.last(room));
-            }
-            call.arg(publish.event)
-                .arg(publish.rooms.join("\n"))
-                .arg(publish.except.as_deref().unwrap_or(""))
-                .arg(&publish.payload)
-                .arg(publish.rooms.len());
-            match once {
-                Some(once) => {
-                    let key_ttl_ms = u64::try_from(once.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-                    call.key(keys.idem(&once.key)).arg("1").arg(&once.answer).arg(key_ttl_ms);
-                }
-                None => {
-                    call.arg("0").arg("").arg(0);
-                }
-            }
-            call.arg(also);
-        }
-        let append = || async { self.health.timed("append", call.invoke_async(&mut self.conn.clone())).await };
-        let reply: Vec<String> = match append().await {
-            // The connection dropped: the call may have run, its answer lost. Once more,
-            // under the same call key: a call that ran is answered from its record, one
-            // that did not runs now (a batch still within its deadline).
-            Err(e) if e.is_connection_dropped() => append().await.map_err(unavailable)?,
-            other => other.map_err(unavailable)?,
-        };
-        // Redis's clock when the script ran, against ours now that its answer is here:
-        // their difference is the clocks', less the answer's way back (a deadline set
-        // from it comes early, never late). Learned from every answer, so a clock that
-        // drifts is followed.
-        let now = i64::try_from(crate::clock::unix_ms()).unwrap_or(i64::MAX);
-        let redis_ms = reply.get(1).and_then(|n| n.parse::<i64>().ok()).unwrap_or(now);
-        self.clock_offset_ms.store(redis_ms - now, Ordering::Relaxed);
-        if reply.first().is_some_and(|t| t == "late") {
-            return Ok(AppendReply::Late);
-        }
-        Ok(AppendReply::Done(reply))
-    }
-
-    /// Starts one reader per partition, each on its own connection.
-    pub fn start_reader(&self, sink: Arc<dyn LogSink>) {
         for (part, p) in self.parts.iter().enumerate() {
             let reader = super::redis_reader::Reader {
                 source: self.source.clone(),
@@ -384,5 +190,14 @@ impl RedisHistory {
 
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Whether appends may span partitions, and so need a sweep.
+    pub(super) fn spreads(&self) -> bool {
+        self.parts.len() > 1
     }
 }

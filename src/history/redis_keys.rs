@@ -13,7 +13,10 @@
 //! - `last:<room>`: the id of the room's newest event, written and expiring with the
 //!   stream. An append reads its predecessor there: reading the stream's own last entry
 //!   (`XREVRANGE … COUNT 1`) brings its payload along, and cost Redis 4.2 µs per call,
-//!   against 0.5 for this `GET` and 0.7 for the `SET` (`INFO commandstats`).
+//!   against 0.5 for this `GET` and 0.7 for the `SET` (`INFO commandstats`);
+//! - `spread:<id>` and `spreads`: an append that spans partitions, decided in its first
+//!   partition and not yet applied in every other (`history::redis_spread`), and when it
+//!   was decided (a sorted set, by Redis's clock).
 
 /// Every key of one partition of the Redis history, all under its hash tag.
 pub(super) struct Keys {
@@ -24,6 +27,8 @@ pub(super) struct Keys {
     last_prefix: String,
     idem_prefix: String,
     call_prefix: String,
+    pub(super) spreads: String,
+    spread_prefix: String,
 }
 
 impl Keys {
@@ -38,6 +43,8 @@ impl Keys {
             last_prefix: format!("{tag}last:"),
             idem_prefix: format!("{tag}idem:"),
             call_prefix: format!("{tag}call:"),
+            spreads: format!("{tag}spreads"),
+            spread_prefix: format!("{tag}spread:"),
         }
     }
 
@@ -58,6 +65,17 @@ impl Keys {
     /// One append call's record: a random name, so a resent call finds its own answer.
     pub(super) fn call(&self) -> String {
         format!("{}{}", self.call_prefix, uuid::Uuid::new_v4().simple())
+    }
+
+    /// The record of step `step` of spread append `id`: a name every instance that
+    /// applies it derives alike, so the step runs once however many run it.
+    pub(super) fn spread_call(&self, id: &str, step: usize) -> String {
+        format!("{}{id}:{step}", self.call_prefix)
+    }
+
+    /// A decided spread append's events, until every partition has them.
+    pub(super) fn spread(&self, id: &str) -> String {
+        format!("{}{id}", self.spread_prefix)
     }
 }
 
@@ -89,7 +107,7 @@ mod tests {
         for name in ["user:u1", "vendor:{v1}", "user:}{", "{}"] {
             batch_keys.extend([keys.room(name), keys.last(name), keys.idem(name)]);
         }
-        batch_keys.push(keys.call());
+        batch_keys.extend([keys.call(), keys.spread_call("b1", 2), keys.spread("b1"), keys.spreads.clone()]);
         for key in &batch_keys {
             assert_eq!(hash_tag(key), "history", "{key}");
         }

@@ -106,7 +106,6 @@ impl From<EmitError> for ApiError {
             EmitError::Serialize(detail) => ApiError::Internal(detail),
             EmitError::Rejected(reason) => ApiError::Rejected(reason),
             EmitError::HookUnavailable(detail) => ApiError::HookUnavailable(detail),
-            EmitError::Unsupported(message) => ApiError::Validation { field: "events".into(), message },
         }
     }
 }

@@ -94,7 +94,7 @@ pub async fn build(config: &Config) -> Result<Built, ScaleError> {
     }
     let bus = Bus {
         idempotency: IdempotencyStore::Redis(RedisStore::new(config.api.idempotency_ttl)),
-        history: History::Redis(history),
+        history: History::Redis(std::sync::Arc::new(history)),
         redis: Some(driver.health.clone()),
         redis_conn: Some(driver.commands()),
         pubsub: config.admin.is_some().then(|| driver.clone()),

@@ -1,6 +1,7 @@
 //! The Redis history split into partitions (`REDIS_HISTORY_PARTITIONS`): its work spread
 //! over a cluster's primaries, a vendor's staff whose two rooms live in two partitions
-//! served each event once, and a batch that would span partitions refused whole.
+//! served each event once, and appends spanning partitions all or nothing: decided in
+//! their first partition, applied in the others by their caller or by a sweep.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -15,8 +16,8 @@ use crate::redis_server::RedisServer;
 const PARTITIONS: u16 = 4;
 
 /// A staff member (`sub`) of a vendor whose two rooms live in different partitions.
-fn staff_in_two_partitions(tag: &str) -> (String, String) {
-    let p = Partitioner::new(PARTITIONS);
+fn staff_in_two_partitions(tag: &str, partitions: u16) -> (String, String) {
+    let p = Partitioner::new(partitions);
     let sub = format!("{tag}-staff");
     let vendor = (0..)
         .map(|i| format!("{tag}-vendor-{i}"))
@@ -74,7 +75,7 @@ async fn a_staff_socket_whose_rooms_live_in_two_partitions_gets_every_event_once
     let vars = [("REDIS_URL", redis.url()), ("REDIS_HISTORY_PARTITIONS", parts)];
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let app = spawn_node(&vars).await;
-    let (sub, vendor) = staff_in_two_partitions("pt");
+    let (sub, vendor) = staff_in_two_partitions("pt", PARTITIONS);
     let token = vendor_token(&sub, &vendor);
     let auth = |offsets: &Map<String, Value>| TokenAt::AuthObject(json!({ "token": token, "offsets": offsets }));
 
@@ -135,7 +136,7 @@ async fn a_staff_socket_whose_rooms_live_in_two_partitions_gets_every_event_once
 }
 
 #[tokio::test]
-async fn on_three_primaries_every_primary_holds_history_and_a_batch_may_not_span_partitions() {
+async fn on_three_primaries_every_primary_holds_history_and_a_batch_spanning_them_is_delivered_whole_once() {
     let cluster = RedisCluster::start();
     let urls = cluster.urls();
     let vars = [("REDIS_CLUSTER_URLS", urls.as_str()), ("REDIS_HISTORY_PARTITIONS", "3")];
@@ -163,22 +164,32 @@ async fn on_three_primaries_every_primary_holds_history_and_a_batch_may_not_span
     }
     assert_eq!(logs_by_primary.len(), 3, "three partitions on three primaries: {logs_by_primary:?}");
 
-    // A batch to rooms of one partition is taken whole; one spanning two is refused
-    // whole, with nothing delivered.
+    // A batch to vendors of all three partitions (and a staff member whose two rooms
+    // are in two of them) is taken whole, each event reaching each socket once, in the
+    // batch's order per room; and its record is gone once every partition has it.
+    let (sub, vendor) = staff_in_two_partitions("batch", 3);
     let p = Partitioner::new(3);
-    let same: Vec<usize> = (1..60).filter(|i| p.of(&format!("vendor:spread-{i}")) == p.of("vendor:spread-0")).collect();
-    let other = (1..60).find(|i| p.of(&format!("vendor:spread-{i}")) != p.of("vendor:spread-0")).expect("another");
-    let one = json!({ "events": [service("spread-0", "b1"), service(&format!("spread-{}", same[0]), "b2")] });
-    let (status, answer) = app.post("/api/v1/events/batch", one).await;
+    let mut staff = connect_vendor(&app, &sub, &vendor).await;
+    let events: Vec<Value> = (0..60)
+        .map(|i| service(&format!("spread-{i}"), &format!("b-{i}")))
+        .chain([payment(&sub, Some(&vendor), "b-staff"), service(&format!("spread-{}", 7), "b-again")])
+        .collect();
+    let (status, answer) = app.post("/api/v1/events/batch", json!({ "events": events })).await;
     assert_eq!(status, 202, "{answer}");
-    vendors[0].expect_event("service:updated").await;
-    vendors[same[0]].expect_event("service:updated").await;
-    let spanning = json!({ "events": [service("spread-0", "b3"), service(&format!("spread-{other}"), "b4")] });
-    let (status, answer) = app.post("/api/v1/events/batch", spanning).await;
-    assert_eq!(status, 422, "{answer}");
-    assert_eq!(answer["error"]["field"], "events", "{answer}");
-    vendors[0].expect_nothing().await;
-    vendors[other].expect_nothing().await;
+    for (i, v) in vendors.iter_mut().enumerate() {
+        let got = v.expect_event("service:updated").await;
+        assert_eq!(got["service"]["id"], format!("b-{i}"));
+        if i == 7 {
+            assert_eq!(v.expect_event("service:updated").await["service"]["id"], "b-again");
+        }
+        v.expect_nothing().await;
+    }
+    assert_eq!(staff.expect_event("payment:completed").await["payment"]["id"], "b-staff");
+    staff.expect_nothing().await;
+    let first = p.of("vendor:spread-0");
+    let tag = fixrx_realtime::history::partition::hash_tag(first, 3);
+    let spreads = format!("fixrx:{{{tag}}}:spreads");
+    assert_eq!(command(cluster.primary_of(&spreads), &format!("ZCARD {spreads}")).trim(), ":0");
 }
 
 /// The port of the primary holding partition `k` of `n` now.
@@ -188,7 +199,7 @@ fn primary_of_partition(cluster: &RedisCluster, k: usize, n: usize) -> u16 {
 }
 
 #[tokio::test]
-async fn an_event_left_in_one_partition_by_a_killed_primary_is_completed_by_its_retry_and_reaches_each_socket_once() {
+async fn an_event_whose_second_partition_lost_its_primary_is_accepted_once_decided_and_reaches_each_socket_once() {
     let mut cluster = RedisCluster::start();
     let urls = cluster.urls();
     let n = 3;
@@ -207,37 +218,77 @@ async fn an_event_left_in_one_partition_by_a_killed_primary_is_completed_by_its_
     let mut customer = connect_user(&app, sub).await;
     let mut colleague = connect_vendor(&app, "half-colleague", &vendor).await;
 
-    // The second partition's primary dies: the event's first copy is stored, its second
-    // is not, and the answer is `503`.
+    // The second partition's primary dies: the event is decided in the first partition
+    // (stored, and answered `202`), and applied in the second once its replica took over.
     let victim = primary_of_partition(&cluster, second, n);
     assert_ne!(victim, primary_of_partition(&cluster, first, n));
     cluster.kill(victim);
     let mut body = payment(sub, Some(&vendor), "half-done");
     body["id"] = json!("half-done-1");
-    let mut tries = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, answer) = app.post_event(body.clone()).await;
-        tries.push(status);
-        if status == 202 {
-            assert_eq!(answer["id"], "half-done-1");
-            break;
-        }
-        assert_eq!(status, 503, "{answer}");
-        assert!(std::time::Instant::now() < deadline, "never accepted: {tries:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(tries.first(), Some(&503), "the first try met the dead primary: {tries:?}");
-    // Each socket gets it once: the customer through the first copy, the colleague
-    // through the second (after the failover), the staff member through the first.
+    let (status, answer) = app.post_event(body.clone()).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["id"], "half-done-1");
+    // Each socket gets it once: the customer and the staff member through the first
+    // copy, the colleague through the second (after the failover).
     for (who, client) in [("customer", &mut customer), ("colleague", &mut colleague), ("staff", &mut staff)] {
         let got = client.expect_event_within("payment:completed", Duration::from_secs(20)).await;
         assert_eq!(got["id"], "half-done-1", "{who}");
     }
+    // A retry under the same key is answered from its record, and delivers nothing.
+    let (status, answer) = app.post_event(body).await;
+    assert_eq!(status, 202, "{answer}");
     for client in [&mut customer, &mut colleague, &mut staff] {
         client.expect_nothing().await;
     }
-    println!("tries until accepted: {tries:?}");
+}
+
+#[tokio::test]
+async fn a_batch_decided_by_an_instance_that_stopped_half_way_is_completed_by_another_instances_sweep() {
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    let vars = [("REDIS_CLUSTER_URLS", urls.as_str()), ("REDIS_HISTORY_PARTITIONS", "3")];
+    let (doomed, survivor) = (spawn_node(&vars).await, spawn_node(&vars).await);
+    let p = Partitioner::new(3);
+    let vendors: Vec<String> = (0..30).map(|i| format!("sweep-{i}")).collect();
+    let first = p.of(&format!("vendor:{}", vendors[0]));
+    let later: Vec<&String> = vendors.iter().filter(|v| p.of(&format!("vendor:{v}")) != first).collect();
+    assert!(later.len() > 5 && later.len() < 25, "vendors in each partition: {later:?}");
+    let mut sockets = Vec::new();
+    for v in &vendors {
+        sockets.push(connect_vendor(&survivor, v, v).await);
+    }
+    // Every later partition's primary stops taking writes: the batch is decided in the
+    // first partition, and its caller stops while waiting for the others; the commands it
+    // left queued there are dropped with its connections.
+    let paused: Vec<u16> = (0..3).filter(|k| *k != first).map(|k| primary_of_partition(&cluster, k, 3)).collect();
+    for port in &paused {
+        assert!(command(*port, "CLIENT PAUSE 20000 WRITE").contains("OK"));
+    }
+    let events: Vec<Value> = vendors.iter().map(|v| service(v, &format!("{v}-b"))).collect();
+    let post =
+        doomed.http.post(doomed.url("/api/v1/events/batch")).bearer_auth(API_TOKEN).json(&json!({ "events": events }));
+    let _ = tokio::time::timeout(Duration::from_millis(1500), post.send()).await;
+    doomed.stop().await;
+    // Decided: the first partition's vendors have it; the others nothing yet.
+    for (v, socket) in vendors.iter().zip(sockets.iter_mut()).filter(|(v, _)| !later.contains(v)) {
+        assert_eq!(socket.expect_event("service:updated").await["service"]["id"], format!("{v}-b"));
+    }
+    tokio::time::sleep(QUIET).await;
+    for (v, socket) in vendors.iter().zip(sockets.iter_mut()).filter(|(v, _)| later.contains(v)) {
+        assert!(socket.rx.try_recv().is_err(), "{v} got the batch before its partition had it");
+    }
+    for port in &paused {
+        command(*port, "CLIENT KILL TYPE normal");
+        command(*port, "CLIENT UNPAUSE");
+    }
+    // The others get it from the sweep.
+    for (v, socket) in vendors.iter().zip(sockets.iter_mut()).filter(|(v, _)| later.contains(v)) {
+        let got = socket.expect_event_within("service:updated", Duration::from_secs(30)).await;
+        assert_eq!(got["service"]["id"], format!("{v}-b"), "{v}");
+    }
+    for socket in sockets.iter_mut() {
+        socket.expect_nothing().await;
+    }
 }
 
 #[tokio::test]
