@@ -147,6 +147,7 @@ fn metrics(bus: &Bus) -> Arc<Metrics> {
     if let Some(redis) = &bus.redis {
         metrics.register_history_replicas(redis.history_replicas_gauge());
         metrics.register_redis_round_trips(redis.round_trips());
+        metrics.register_history_reads(redis.log_reads());
     }
     Arc::new(metrics)
 }

@@ -249,6 +249,20 @@ impl Metrics {
         );
     }
 
+    /// `fixrx_history_log_entries_read_total` and `fixrx_history_partitions_read`.
+    pub fn register_history_reads(&mut self, reads: &crate::redis_link::LogReads) {
+        self.registry.register(
+            "history_log_entries_read",
+            "Entries this instance read from the Redis history's logs (every partition it reads)",
+            reads.entries.clone(),
+        );
+        self.registry.register(
+            "history_partitions_read",
+            "Partitions of the Redis history whose log this instance reads: those its sockets' rooms live in",
+            reads.partitions.clone(),
+        );
+    }
+
     /// `fixrx_redis_round_trip_seconds{op}`: the history's round trips to Redis (see
     /// [`redis_round_trips`]); registered only with Redis.
     pub fn register_redis_round_trips(&mut self, family: Family<OpLabels, Histogram>) {

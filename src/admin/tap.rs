@@ -1,5 +1,6 @@
 //! What the console shows of the events: a tap on the ordered log every instance reads,
-//! so each instance sees the events accepted anywhere, once, in order. It only reads
+//! so each instance sees the events accepted anywhere, once, in order (with the history
+//! in partitions, those of the partitions it reads: `history::redis_reader`). It only reads
 //! what delivery hands it, after delivery: it is never on the path to a socket.
 
 use std::borrow::Cow;

@@ -162,6 +162,8 @@ pub async fn recover<A: Adapter>(
         }
     }
     let seqs: Vec<(String, Seq)> = candidates.iter().map(|(r, p)| (r.clone(), p.seq)).collect();
+    // Its own rooms' partitions are read already (the socket was attached to them).
+    history.need(|| seqs.iter().map(|(room, _)| room.clone()).collect()).await;
     let snapshots = match history.snapshot(&seqs, RECOVERY_PAGE, &own).await {
         Ok(s) => s,
         Err(e) => {

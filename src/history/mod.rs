@@ -11,11 +11,9 @@
 //!
 //! Contract kept by both stores ([`memory`] without Redis, [`redis`] with it), per
 //! partition:
-//! - [`History::append`] returns only once the event is in the history of each of its
-//!   rooms and in the log of each of their partitions, or (an append spanning
-//!   partitions whose later partition did not answer) decided in its first partition
-//!   and bound to be applied in the others (`redis_spread`): a `202` answered after it
-//!   is durable (as durable as the store).
+//! - [`History::append`] returns only once the event is in its rooms' histories and
+//!   their partitions' logs, or decided and bound to reach those (`redis_spread`): a
+//!   `202` answered after it is durable (as durable as the store).
 //! - Copies get one [`Seq`] each from their partition's single sequence, strictly
 //!   increasing in the order its log hands them to readers. A room's positions are the
 //!   `Seq`s of its events in its partition, so they increase in the order that room's
@@ -316,6 +314,16 @@ impl History {
                 Ok(vec![PartSnapshot { part: 0, rooms: rooms.to_vec(), snapshot }])
             }
             History::Redis(h) => h.snapshot(rooms, page, also).await,
+        }
+    }
+
+    /// Before a socket is attached to `rooms`: makes this instance read their partitions
+    /// (a history in partitions is read on demand, `redis_reader`); otherwise free.
+    pub async fn need(&self, rooms: impl FnOnce() -> Vec<String>) {
+        if let History::Redis(h) = self
+            && h.spreads()
+        {
+            h.need(rooms().iter().map(|room| h.partitioner().of(room))).await;
         }
     }
 

@@ -67,7 +67,11 @@ pub struct RedisHistory {
     closed: Arc<AtomicBool>,
     pub(super) append: Script,
     pub(super) snapshot: Script,
+    readers: super::redis_reader::Readers,
 }
+
+/// How long a socket waits for the reader of a partition it needs to take its place.
+const NEED_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub(super) fn unavailable(e: impl std::fmt::Display) -> HistoryError {
     HistoryError::Unavailable(e.to_string())
@@ -92,7 +96,9 @@ impl RedisHistory {
                 replicas: Arc::new(ReplicaGate::new(policy, (shards.clone(), k))),
             })
             .collect();
+        let readers = super::redis_reader::Readers::new(n, health.log_reads().clone());
         Ok(RedisHistory {
+            readers,
             partitioner,
             parts,
             health,
@@ -159,24 +165,42 @@ impl RedisHistory {
         self.append_events(batch, true).await
     }
 
-    /// Starts one reader per partition, each on its own connection, and with several
-    /// partitions the sweep that completes appends spanning them (`redis_spread`).
+    /// Sets where the readers hand the logs, and starts the reader of a single partition
+    /// (with several, each starts when a socket needs it: [`Self::need`]); with several,
+    /// also the sweep that completes appends spanning them (`redis_spread`).
     pub fn start_reader(self: &Arc<Self>, sink: Arc<dyn LogSink>) {
+        self.readers.set_sink(sink);
         if self.spreads() {
             let history = self.clone();
             tokio::spawn(async move { history.sweep_forever().await });
+        } else {
+            let _ = self.start_reading(0);
         }
-        for (part, p) in self.parts.iter().enumerate() {
-            let reader = super::redis_reader::Reader {
-                source: self.source.clone(),
-                keys: p.keys.clone(),
-                part,
-                closed: self.closed.clone(),
-                offsets: self.config.enabled,
-                replicas: p.replicas.clone(),
-            };
-            tokio::spawn(reader.run(sink.clone()));
+    }
+
+    /// Starts the readers of `parts` not yet reading, and waits until each has taken its
+    /// place in its log (at most [`NEED_WAIT`]: a reader that cannot reach Redis yet
+    /// raises the positions of the sockets attached meanwhile when it starts, see
+    /// `LogSink::started`).
+    pub async fn need(&self, parts: impl IntoIterator<Item = usize>) {
+        let waits: Vec<_> = parts.into_iter().filter_map(|part| self.start_reading(part)).collect();
+        for mut started in waits {
+            let _ = tokio::time::timeout(NEED_WAIT, started.wait_for(|s| *s)).await;
         }
+    }
+
+    fn start_reading(&self, part: usize) -> Option<tokio::sync::watch::Receiver<bool>> {
+        let p = self.parts.get(part)?;
+        self.readers.start(part, |started| super::redis_reader::Reader {
+            source: self.source.clone(),
+            keys: p.keys.clone(),
+            part,
+            closed: self.closed.clone(),
+            offsets: self.config.enabled,
+            replicas: p.replicas.clone(),
+            started,
+            reads: self.readers.reads.clone(),
+        })
     }
 
     pub fn partitioner(&self) -> Partitioner {

@@ -2,15 +2,22 @@
 //! own connection (its blocking reads must not hold up commands), handing its
 //! partition's log to the instance's sockets in order and resuming after a lost
 //! connection from the last id it delivered.
+//!
+//! With one partition the reader starts with the server. With several, a partition's
+//! reader starts the first time one of the instance's sockets has a room there, and
+//! that socket is attached only once the reader has taken its place in the log
+//! ([`Readers::start`]): every event accepted after the socket connected is then read.
+//! An instance reads only the partitions its sockets' rooms live in, so its reads follow
+//! its sockets, not the whole fleet's events.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use redis::Script;
+use tokio::sync::watch;
 
-use crate::redis_link::RedisConn;
-use crate::redis_link::RedisSource;
+use crate::redis_link::{LogReads, RedisConn, RedisSource};
 
 use super::redis_keys::Keys;
 use super::redis_reply::{RawEntry, log_entries};
@@ -29,6 +36,46 @@ if not epoch then epoch = ARGV[1]; redis.call('SET', KEYS[1], epoch) end
 return {epoch, redis.call('GET', KEYS[2]) or '0-0'}
 ";
 
+/// This instance's readers, one per partition, started on demand (see the module).
+pub(super) struct Readers {
+    sink: OnceLock<Arc<dyn LogSink>>,
+    /// Per partition: whether its reader was started, and whether it took its place.
+    slots: Vec<(AtomicBool, watch::Sender<bool>)>,
+    pub(super) reads: LogReads,
+}
+
+impl Readers {
+    pub(super) fn new(partitions: usize, reads: LogReads) -> Readers {
+        let slots = (0..partitions).map(|_| (AtomicBool::new(false), watch::Sender::new(false))).collect();
+        Readers { sink: OnceLock::new(), slots, reads }
+    }
+
+    /// Where the readers hand their logs; none starts before it is set.
+    pub(super) fn set_sink(&self, sink: Arc<dyn LogSink>) {
+        let _ = self.sink.set(sink);
+    }
+
+    /// Starts partition `part`'s reader (built by `reader`) unless it was; answers how to
+    /// wait until it has taken its place in its log, or `None` if it has (or no sink is
+    /// set yet).
+    pub(super) fn start(
+        &self,
+        part: usize,
+        reader: impl FnOnce(watch::Sender<bool>) -> Reader,
+    ) -> Option<watch::Receiver<bool>> {
+        let (spawned, started) = self.slots.get(part)?;
+        if *started.borrow() {
+            return None;
+        }
+        let sink = self.sink.get()?;
+        if !spawned.swap(true, Ordering::AcqRel) {
+            self.reads.partitions.inc();
+            tokio::spawn(reader(started.clone()).run(sink.clone()));
+        }
+        Some(started.subscribe())
+    }
+}
+
 /// Reads one partition's log in order and hands it to the instance's sockets.
 pub(super) struct Reader {
     pub(super) source: RedisSource,
@@ -38,6 +85,9 @@ pub(super) struct Reader {
     pub(super) offsets: bool,
     /// On a cluster: whether the history's shard has a replica to read from.
     pub(super) replicas: Arc<ReplicaGate>,
+    /// Told once the reader has taken its place in the log.
+    pub(super) started: watch::Sender<bool>,
+    pub(super) reads: LogReads,
 }
 
 /// Where the reader is: the history it follows and the last log id it delivered.
@@ -82,6 +132,7 @@ impl Reader {
             None => {
                 *cursor = Some(Cursor { epoch, last: head });
                 sink.started(self.part, head);
+                self.started.send_replace(true);
             }
             Some(c) if c.epoch != epoch => {
                 sink.gap("the history in Redis was lost (new epoch)");
@@ -105,6 +156,7 @@ impl Reader {
                     continue;
                 }
             };
+            self.reads.entries.inc_by(entries.len() as u64);
             let mut batch = Vec::with_capacity(entries.len());
             for raw in entries {
                 if raw.epoch != at.epoch || raw.prev != at.last {

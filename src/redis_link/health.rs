@@ -26,6 +26,16 @@ pub struct RedisHealth {
     /// `-1` until known (and always on a single Redis).
     history_replicas: Gauge,
     round_trips: Family<OpLabels, Histogram>,
+    /// What this instance's readers read of the history's logs.
+    log_reads: LogReads,
+}
+
+/// `fixrx_history_log_entries_read_total` and `fixrx_history_partitions_read`: with the
+/// history in partitions, an instance reads only those its sockets' rooms live in.
+#[derive(Debug, Clone, Default)]
+pub struct LogReads {
+    pub entries: prometheus_client::metrics::counter::Counter,
+    pub partitions: Gauge,
 }
 
 impl RedisHealth {
@@ -33,7 +43,8 @@ impl RedisHealth {
     pub(super) fn new() -> RedisHealth {
         let history_replicas = Gauge::default();
         history_replicas.set(-1);
-        RedisHealth { up: AtomicBool::new(true), history_replicas, round_trips: crate::metrics::redis_round_trips() }
+        let round_trips = crate::metrics::redis_round_trips();
+        RedisHealth { up: AtomicBool::new(true), history_replicas, round_trips, log_reads: LogReads::default() }
     }
 
     pub fn is_up(&self) -> bool {
@@ -62,6 +73,11 @@ impl RedisHealth {
         let out = round_trip.await;
         self.round_trips.get_or_create(&OpLabels { op }).observe(started.elapsed().as_secs_f64());
         out
+    }
+
+    /// What the history's readers read, counted by them and shown in `/metrics`.
+    pub fn log_reads(&self) -> &LogReads {
+        &self.log_reads
     }
 
     /// The histograms behind [`Self::timed`], for `/metrics`.

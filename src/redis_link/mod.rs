@@ -15,5 +15,5 @@ pub mod tls;
 
 pub use conn::RedisConn;
 pub use driver::{ManagedDriver, RedisError};
-pub use health::{RedisHealth, check_eviction_policy};
+pub use health::{LogReads, RedisHealth, check_eviction_policy};
 pub use source::RedisSource;

@@ -111,12 +111,14 @@ pub async fn join<A: Adapter>(
     socket: SocketRef<A>,
     TryData(data): TryData<Value>,
     ack: AckSender<A>,
+    State(ctx): State<Arc<super::SocketCtx>>,
     State(hub): State<Arc<Hub<A>>>,
 ) {
     let answer = match admit(&socket, ClientEvent::Join.as_str()).and_then(|()| room_of(data)) {
         Err(answer) => answer,
         Ok(room) => match socket.extensions.get::<Arc<Identity>>() {
             Some(identity) if identity.may_join(&room) => {
+                ctx.publisher.history().need(|| vec![room.name()]).await;
                 Membership::new(&socket, &hub).join(&room);
                 tracing::debug!(sid = %crate::socket::log_id(socket.id), room = %room, "joined room");
                 Ack::ok(json!({ "room": room.name() }))

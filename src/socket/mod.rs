@@ -20,6 +20,7 @@ use crate::auth::{Identity, JwtVerifier};
 use crate::config::RateLimit;
 use crate::delivery::{Hub, OffsetsRequest, Ticket, recover};
 use crate::emit::Publisher;
+use crate::events::Room;
 use crate::events::wire::ClientEvent;
 use crate::metrics::Metrics;
 use lifecycle::{Held, release};
@@ -74,6 +75,7 @@ pub async fn prepare<A: Adapter>(
     if let Some(info) = socket.req_parts().extensions.get::<axum::extract::ConnectInfo<crate::net::ClientAddr>>() {
         hub.transports().opened(&socket.id.to_string(), &info.0.1);
     }
+    ctx.publisher.history().need(|| own.iter().map(Room::name).collect()).await;
     socket.extensions.insert(Membership::new(&socket, &hub).enter_own(&own));
     if let Some(client) = socket.req_parts().extensions.get::<crate::net::ClientIp>()
         && client.proxied
@@ -123,7 +125,7 @@ async fn dispatch<A: Adapter>(
     let ack = reply.ack;
     match ClientEvent::parse(&event) {
         Some(ClientEvent::Ping) => handlers::ping(socket, ack).await,
-        Some(ClientEvent::Join) => handlers::join(socket, data, ack, hub).await,
+        Some(ClientEvent::Join) => handlers::join(socket, data, ack, ctx, hub).await,
         Some(ClientEvent::Leave) => handlers::leave(socket, data, ack, hub).await,
         Some(ClientEvent::ChatSend) => {
             chat_events::chat_send(socket, data, handlers::Reply { ack, wanted: reply.wanted }, ctx, hub).await;

@@ -304,3 +304,48 @@ async fn an_instance_with_another_partition_count_than_the_history_in_redis_refu
     accepted(&first, payment("layout-u", None, "layout-1")).await;
     assert_eq!(user.expect_event("payment:completed").await["payment"]["id"], "layout-1");
 }
+
+/// A figure from an instance's `/metrics`.
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app.http.get(app.url("/metrics")).send().await.expect("metrics").text().await.expect("body");
+    let line = text.lines().find(|l| l.split_whitespace().next() == Some(name));
+    line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+#[tokio::test]
+async fn an_instance_reads_only_the_partitions_its_sockets_need_and_none_without_sockets() {
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    let vars = [("REDIS_CLUSTER_URLS", urls.as_str()), ("REDIS_HISTORY_PARTITIONS", "3")];
+    let (empty, one) = (spawn_node(&vars).await, spawn_node(&vars).await);
+    let p = Partitioner::new(3);
+    let vendors: Vec<String> = (0..60).map(|i| format!("reads-{i}")).collect();
+    let part = |v: &String| p.of(&format!("vendor:{v}"));
+    // `one` has sockets in partition 0 only; `empty` has none.
+    let mut sockets = Vec::new();
+    for v in vendors.iter().filter(|v| part(v) == 0) {
+        sockets.push((v.clone(), connect_vendor(&one, v, v).await));
+    }
+    assert!(sockets.len() > 5 && sockets.len() < 40, "{} vendors in partition 0", sockets.len());
+    for v in &vendors {
+        accepted(&empty, service(v, &format!("{v}-1"))).await;
+    }
+    for (v, socket) in sockets.iter_mut() {
+        assert_eq!(socket.expect_event("service:updated").await["service"]["id"], format!("{v}-1"));
+        socket.expect_nothing().await;
+    }
+    assert_eq!(metric(&empty, "fixrx_history_partitions_read").await, 0.0);
+    assert_eq!(metric(&empty, "fixrx_history_log_entries_read_total").await, 0.0);
+    assert_eq!(metric(&one, "fixrx_history_partitions_read").await, 1.0);
+    let read = metric(&one, "fixrx_history_log_entries_read_total").await;
+    assert!(read >= sockets.len() as f64 && read < vendors.len() as f64, "read {read} of {} events", vendors.len());
+
+    // A socket for another partition starts its reader before it is attached: an event
+    // accepted right after it connected reaches it.
+    let elsewhere = vendors.iter().find(|v| part(v) == 1).expect("a vendor in partition 1");
+    let mut late = connect_vendor(&empty, elsewhere, elsewhere).await;
+    accepted(&one, service(elsewhere, "after-connect")).await;
+    assert_eq!(late.expect_event("service:updated").await["service"]["id"], "after-connect");
+    late.expect_nothing().await;
+    assert_eq!(metric(&empty, "fixrx_history_partitions_read").await, 1.0);
+}
