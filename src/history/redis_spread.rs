@@ -18,20 +18,26 @@
 //!   (`call:<id>:<step>`), so it runs once however often it is sent, and by whom: a step
 //!   that ran already is answered from its record (kept a day, longer than the append's
 //!   record, so no step outlives its answer);
-//! - the caller applies the steps in turn, retrying a partition that does not answer for
-//!   [`APPLY_FOR`], then answers: `202` (stored, to be delivered) even if a partition
-//!   still did not answer, its events then [`AppendedOnce::Decided`];
+//! - the caller applies the steps in turn, retrying partitions that do not answer for
+//!   [`APPLY_FOR`] in all, then answers. A batch is answered `202` (stored, to be
+//!   delivered) even if one still did not answer, its events there then
+//!   [`AppendedOnce::Decided`]. A single event is answered with an error, as an append
+//!   that cannot be told done: the retry with its key completes it (and the sweep does
+//!   without one), so a client that waits for its `202` before its next event keeps its
+//!   order in every room;
 //! - every instance sweeps, every [`SWEEP_EVERY`], the appends decided in its partitions
 //!   more than [`SWEEP_AFTER_MS`] ago and still recorded, and applies them again from
 //!   their record, step by step: steps that ran answer from their record, the others
 //!   run. An append whose caller died between two steps is so completed by any instance.
 //!   Once every step ran, the record is deleted.
 //!
-//! What a delayed step costs is order, not delivery: events sent to a room of that
-//! partition after the `202` may be placed before the append's events in that room, if
-//! they were accepted while the partition was away and the sweep had not yet applied
-//! it. Each event still reaches each socket once, and the positions stay consistent
-//! (a copy's `offsets` name only rooms whose place it knows).
+//! What a batch's delayed step costs is order, not delivery: events sent to a room of
+//! that partition after the batch's `202` may be placed before the batch's events in that
+//! room, if they are accepted once the partition answers and before the sweep applied
+//! the batch there. Each event still reaches each socket once, and the positions stay
+//! consistent (a copy's `offsets` name only rooms whose place it knows). Holding the
+//! batch's rooms in the later partitions before deciding would close that window, at
+//! two more round trips per spanning append.
 //!
 //! Idempotency keys are recorded with each copy, in each partition: a retry under the
 //! same keys appends nothing where they are recorded, and where they are not (a step
@@ -46,13 +52,14 @@ use serde::{Deserialize, Serialize};
 use super::redis::{Call, Item, RedisHistory, Step, unavailable};
 use super::{Also, Appended, AppendedOnce, Epoch, HistoryError, OnceKey, Publish};
 
-/// How long a caller goes on applying a decided append to a partition that does not
-/// answer before it answers, leaving the rest to the sweep: about a failover's time.
-const APPLY_FOR: Duration = Duration::from_secs(5);
+/// How long a caller goes on applying a decided append to partitions that do not answer
+/// before it answers, leaving the rest to the sweep: a short failover's time, and well
+/// under the 5 s a client waits by default (the Node package's `timeoutMs`).
+const APPLY_FOR: Duration = Duration::from_millis(2_500);
 const RETRY_EVERY: Duration = Duration::from_millis(250);
-/// A decided append older than this is the sweep's: its caller answered or died (more
-/// than [`APPLY_FOR`] and a script's round trip).
-const SWEEP_AFTER_MS: i64 = 8_000;
+/// A decided append older than this is the sweep's: its caller answered or died (well
+/// past [`APPLY_FOR`]).
+const SWEEP_AFTER_MS: i64 = 6_000;
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
 /// Decided appends a sweep takes per partition: the rest wait for the next sweep.
 const SWEEP_PAGE: usize = 16;
@@ -108,6 +115,7 @@ impl RedisHistory {
         decide: Option<(&str, bool)>,
     ) -> Result<Vec<AppendedOnce>, HistoryError> {
         let mut tally = Tally::new(batch.len());
+        let until = tokio::time::Instant::now() + APPLY_FOR;
         for (step, &part) in order.iter().enumerate() {
             let share = self.share(batch, part);
             let items: Vec<Item> = share
@@ -121,7 +129,7 @@ impl RedisHistory {
             let how = Call::Spread { id, step, deadline, decides };
             let applied = match step {
                 0 => self.append_in(part, &items, how).await,
-                _ => self.apply(part, &items, how).await,
+                _ => self.apply(part, &items, how, until).await,
             };
             match applied {
                 Ok((epoch, steps)) => tally.add((epoch, self.enabled()), &share, steps),
@@ -129,7 +137,14 @@ impl RedisHistory {
                 Err(e) => {
                     tracing::warn!(id, partition = part, error = %e, "an append spanning history partitions \
                         is decided but not yet applied in every partition: the sweep will apply it");
-                    return Ok(tally.answers());
+                    // A single event is answered as any append that cannot be told done
+                    // (`503`): its client's retry with the same key completes it, and the
+                    // client's next event then follows it in every room. A batch must not
+                    // be answered with an error once it will be delivered.
+                    return match batch {
+                        [_] => Err(e),
+                        _ => Ok(tally.answers()),
+                    };
                 }
             }
         }
@@ -151,19 +166,31 @@ impl RedisHistory {
         batch.iter().enumerate().filter_map(local).collect()
     }
 
-    /// A later step, retried while its partition does not answer, for [`APPLY_FOR`]: the
-    /// step is named, so a retry of one that ran is answered from its record.
-    async fn apply(&self, part: usize, items: &[Item<'_>], how: Call<'_>) -> Result<(Epoch, Vec<Step>), HistoryError> {
-        let until = tokio::time::Instant::now() + APPLY_FOR;
-        loop {
-            match self.append_in(part, items, how).await {
-                Err(HistoryError::Closed) => return Err(HistoryError::Closed),
-                Err(e) if tokio::time::Instant::now() + RETRY_EVERY < until => {
-                    tracing::debug!(partition = part, error = %e, "retrying a step of an append spanning partitions");
-                    tokio::time::sleep(RETRY_EVERY).await;
+    /// A later step, retried while its partition does not answer, until `until`: the step
+    /// is named, so a retry of one that ran (or a call given up on that runs later) is
+    /// answered from its record.
+    async fn apply(
+        &self,
+        part: usize,
+        items: &[Item<'_>],
+        how: Call<'_>,
+        until: tokio::time::Instant,
+    ) -> Result<(Epoch, Vec<Step>), HistoryError> {
+        let retried = async {
+            loop {
+                match self.append_in(part, items, how).await {
+                    Err(HistoryError::Closed) => return Err(HistoryError::Closed),
+                    Err(e) => {
+                        tracing::debug!(partition = part, error = %e, "retrying a step of an append spanning partitions");
+                        tokio::time::sleep(RETRY_EVERY).await;
+                    }
+                    done => return done,
                 }
-                other => return other,
             }
+        };
+        match tokio::time::timeout_at(until, retried).await {
+            Ok(done) => done,
+            Err(_) => Err(unavailable(format!("partition {part} did not answer in {APPLY_FOR:?}"))),
         }
     }
 

@@ -170,10 +170,12 @@ function sharedBy(id, rooms, byRoom) {
  * half-way through the posts (a fault) and returns a line for the report; with
  * `tolerate503` a post answered 503 is retried with the same id until accepted; with
  * `vendorIsSub` each vendor account's `vendorId` is its `sub`; with `perRoom` the order is
- * audited per room (see `audit`).
+ * audited per room (see `audit`); with `batches` about one post in eight is a batch of two
+ * to five events (with the history in partitions, most span several of them), retried
+ * whole with the same ids when answered 503.
  * Participants are pushed to `participants` so that the caller closes them.
  */
-async function runChaos(t, { servers, seed, label, participants, midway = null, tolerate503 = false, vendorIsSub = false, perRoom = false }) {
+async function runChaos(t, { servers, seed, label, participants, midway = null, tolerate503 = false, vendorIsSub = false, perRoom = false, batches = false }) {
   const SEED = seed;
   const rand = prng(seed);
   const pick = (list) => list[Math.floor(rand() * list.length)];
@@ -213,6 +215,32 @@ async function runChaos(t, { servers, seed, label, participants, midway = null, 
     assert.equal(res.status, 202, `post #${posted.length} to ${target.url} answered ${res.status}: ${JSON.stringify(res.body)} (seed ${SEED})`);
     assert.deepEqual([...res.body.rooms].sort(), [...rooms].sort(), `rooms of post #${posted.length} (seed ${SEED})`);
     posted.push({ id: res.body.id, rooms });
+  }
+
+  // A batch: `202` with each event's id and rooms, in order, or (through a failover) 503
+  // and a retry of the whole batch with the same ids, which completes what is missing.
+  async function postBatch(list) {
+    const events = list.map(([event]) => ({ ...event, id: h.uid('chaos') }));
+    const send = (target) => fetch(`${target.url}/api/v1/events/batch`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${h.API_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ events }),
+      signal: AbortSignal.timeout(h.TIMEOUT),
+    });
+    let res = await send(servers[(instanceTurn += 1) % servers.length]);
+    const until = Date.now() + 30000;
+    while (tolerate503 && res.status === 503 && Date.now() < until) {
+      unavailable += 1;
+      await h.sleep(100);
+      res = await send(servers[(instanceTurn += 1) % servers.length]);
+    }
+    const body = await res.json();
+    assert.equal(res.status, 202, `batch after post #${posted.length} answered ${res.status}: ${JSON.stringify(body)} (seed ${SEED})`);
+    body.events.forEach((answered, i) => {
+      assert.equal(answered.id, events[i].id, `batch event ${i} (seed ${SEED})`);
+      assert.deepEqual([...answered.rooms].sort(), [...list[i][1]].sort(), `rooms of batch event ${i} (seed ${SEED})`);
+      posted.push({ id: answered.id, rooms: list[i][1] });
+    });
   }
 
   // Warm-up: one event in each room, so that every client holds a position for each
@@ -272,6 +300,10 @@ async function runChaos(t, { servers, seed, label, participants, midway = null, 
       }
       // Sometimes let the disturbance race with deliveries already under way.
       if (rand() < 0.3) await h.sleep(Math.floor(rand() * 40));
+    }
+    if (batches && rand() < 0.125) {
+      await postBatch(Array.from({ length: 2 + Math.floor(rand() * 4) }, randomEvent));
+      continue;
     }
     const [event, rooms] = randomEvent();
     await post(event, rooms);
