@@ -43,6 +43,7 @@ mod redis_keys;
 mod redis_read;
 mod redis_reader;
 mod redis_reply;
+mod redis_settle;
 mod redis_spread;
 mod replicas;
 
@@ -239,8 +240,7 @@ pub enum HistoryError {
     Closed,
 }
 
-/// The history of a server: in memory, or in Redis shared by every instance. Built
-/// once per server and kept behind an `Arc`, so the variants' sizes do not matter.
+/// A server's history, in memory or in Redis; built once and kept behind an `Arc`.
 #[allow(clippy::large_enum_variant)]
 pub enum History {
     Memory(memory::MemoryHistory),

@@ -68,6 +68,7 @@ pub struct RedisHistory {
     pub(super) append: Script,
     pub(super) snapshot: Script,
     readers: super::redis_reader::Readers,
+    pub(super) settler: super::redis_settle::Settler,
 }
 
 /// How long a socket waits for the reader of a partition it needs to take its place.
@@ -99,6 +100,7 @@ impl RedisHistory {
         let readers = super::redis_reader::Readers::new(n, health.log_reads().clone());
         Ok(RedisHistory {
             readers,
+            settler: super::redis_settle::Settler::new(),
             partitioner,
             parts,
             health,
@@ -167,12 +169,14 @@ impl RedisHistory {
 
     /// Sets where the readers hand the logs, and starts the reader of a single partition
     /// (with several, each starts when a socket needs it: [`Self::need`]); with several,
-    /// also the sweep that completes appends spanning them (`redis_spread`).
+    /// also the sweep that completes appends spanning them (`redis_spread`) and the task
+    /// that deletes their records (`redis_settle`).
     pub fn start_reader(self: &Arc<Self>, sink: Arc<dyn LogSink>) {
         self.readers.set_sink(sink);
         if self.spreads() {
-            let history = self.clone();
-            tokio::spawn(async move { history.sweep_forever().await });
+            let (sweeper, settler) = (self.clone(), self.clone());
+            tokio::spawn(async move { sweeper.sweep_forever().await });
+            tokio::spawn(async move { settler.settle_forever().await });
         } else {
             let _ = self.start_reading(0);
         }

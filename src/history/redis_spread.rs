@@ -29,7 +29,7 @@
 //!   more than [`SWEEP_AFTER_MS`] ago and still recorded, and applies them again from
 //!   their record, step by step: steps that ran answer from their record, the others
 //!   run. An append whose caller died between two steps is so completed by any instance.
-//!   Once every step ran, the record is deleted.
+//!   Once every step ran, the record is deleted (in bulk: `redis_settle`).
 //!
 //! What a batch's delayed step costs is order, not delivery: events sent to a room of
 //! that partition after the batch's `202` may be placed before the batch's events in that
@@ -46,7 +46,6 @@
 
 use std::time::Duration;
 
-use redis::Script;
 use serde::{Deserialize, Serialize};
 
 use super::redis::{Call, Item, RedisHistory, Step, unavailable};
@@ -63,9 +62,6 @@ const SWEEP_AFTER_MS: i64 = 6_000;
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
 /// Decided appends a sweep takes per partition: the rest wait for the next sweep.
 const SWEEP_PAGE: usize = 16;
-
-/// Deletes a settled append's record: `KEYS` `spreads`, `spread:<id>`; `ARGV` the id.
-const SETTLE: &str = "redis.call('DEL', KEYS[2]) return redis.call('ZREM', KEYS[1], ARGV[1])";
 
 type Batch = [(Publish, Option<OnceKey>)];
 
@@ -148,7 +144,7 @@ impl RedisHistory {
                 }
             }
         }
-        self.settle(order[0], id).await;
+        self.settler.settled(order[0], id);
         Ok(tally.answers())
     }
 
@@ -194,21 +190,6 @@ impl RedisHistory {
         }
     }
 
-    /// Deletes append `id`'s record, every step having run. A failure leaves it to the
-    /// sweep, whose steps then all answer from their records.
-    async fn settle(&self, part: usize, id: &str) {
-        let keys = self.keys_of(part);
-        let settled: Result<i64, _> = Script::new(SETTLE)
-            .key(&keys.spreads)
-            .key(keys.spread(id))
-            .arg(id)
-            .invoke_async(&mut self.conn.clone())
-            .await;
-        if let Err(e) = settled {
-            tracing::debug!(id, error = %e, "an applied append's record is left to the sweep");
-        }
-    }
-
     /// Sweeps every partition until the history closes: see the module documentation.
     pub(super) async fn sweep_forever(&self) {
         while !self.is_closed() {
@@ -247,17 +228,17 @@ impl RedisHistory {
         let batch = match record.map(|r| r.map(|text| decode(&text))) {
             Err(e) => return tracing::debug!(id, error = %e, "sweep: the append's record is not readable now"),
             // Expired (after half a day undecided by any sweep): nothing left to apply.
-            Ok(None) => return self.settle(part, id).await,
+            Ok(None) => return self.settle(part, std::iter::once(id)).await,
             Ok(Some(Err(why))) => {
                 tracing::error!(id, partition = part, why, "sweep: an append's record cannot be read: dropped");
-                return self.settle(part, id).await;
+                return self.settle(part, std::iter::once(id)).await;
             }
             Ok(Some(Ok(batch))) => batch,
         };
         let order = self.order(&batch);
         if order.first() != Some(&part) {
             tracing::error!(id, partition = part, "sweep: an append recorded outside its first partition: dropped");
-            return self.settle(part, id).await;
+            return self.settle(part, std::iter::once(id)).await;
         }
         match self.spread(id, &batch, &order, None).await {
             Ok(_) => tracing::info!(id, events = batch.len(), "sweep: an append spanning partitions was completed"),

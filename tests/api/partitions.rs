@@ -189,7 +189,11 @@ async fn on_three_primaries_every_primary_holds_history_and_a_batch_spanning_the
     let first = p.of("vendor:spread-0");
     let tag = fixrx_realtime::history::partition::hash_tag(first, 3);
     let spreads = format!("fixrx:{{{tag}}}:spreads");
-    assert_eq!(command(cluster.primary_of(&spreads), &format!("ZCARD {spreads}")).trim(), ":0");
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while command(cluster.primary_of(&spreads), &format!("ZCARD {spreads}")).trim() != ":0" {
+        assert!(std::time::Instant::now() < until, "the batch's record is still there");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The port of the primary holding partition `k` of `n` now.
