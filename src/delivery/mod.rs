@@ -45,7 +45,9 @@
 //! With the history in partitions (`history::partition`, Redis only), steps 1 to 5 hold
 //! per partition: each has its own reader, log and `Seq`s, and the registry keeps one
 //! reader position per partition (a member is attached at all of them, and a recovery
-//! waits for each reader to pass its partition's snapshot). A room lives in one
+//! waits for each reader to pass its partition's snapshot). A partition's reader starts
+//! when a socket first needs it, and that socket is attached only once the reader holds
+//! its place in the log (`history::redis_reader`), so step 2 holds for it. A room lives in one
 //! partition, so each room's events reach its sockets in its log's order, each once.
 //! What is left is an event to rooms of two partitions, stored as one copy in each, the
 //! later copy naming the earlier one's place in its rooms (`Entry::also`):
@@ -57,8 +59,9 @@
 //!    that room's partition from which it receives it (`Seq::ZERO` once recovered), so
 //!    the rule is decided the same way live, in the flush of step 4, and in the replay
 //!    (through [`Filter`]). Each copy is in the history whole or not at all, so a member
-//!    gets the event once whichever copies exist; a retry of a half-done append (same
-//!    key) adds the missing copy, which names the first, and is skipped alike.
+//!    gets the event once whichever copies exist; a half-done append is completed (by
+//!    its keyed retry, or by a sweep from the record its first copy left,
+//!    `history::redis_spread`), the missing copy naming the first, and skipped alike.
 //!    Order: the event takes its place in the first room's order. Relative to events of
 //!    the second room alone it may arrive early or late by as much as one partition's
 //!    reader runs ahead of the other's; the positions stay consistent, because a copy's
