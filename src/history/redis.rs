@@ -69,6 +69,8 @@ pub struct RedisHistory {
     pub(super) snapshot: Script,
     readers: super::redis_reader::Readers,
     pub(super) settler: super::redis_settle::Settler,
+    /// Itself, for the background tasks an append starts (`redis_spread`).
+    pub(super) this: std::sync::OnceLock<std::sync::Weak<RedisHistory>>,
 }
 
 /// How long a socket waits for the reader of a partition it needs to take its place.
@@ -101,6 +103,7 @@ impl RedisHistory {
         Ok(RedisHistory {
             readers,
             settler: super::redis_settle::Settler::new(),
+            this: std::sync::OnceLock::new(),
             partitioner,
             parts,
             health,
@@ -173,6 +176,7 @@ impl RedisHistory {
     /// that deletes their records (`redis_settle`).
     pub fn start_reader(self: &Arc<Self>, sink: Arc<dyn LogSink>) {
         self.readers.set_sink(sink);
+        let _ = self.this.set(Arc::downgrade(self));
         if self.spreads() {
             let (sweeper, settler) = (self.clone(), self.clone());
             tokio::spawn(async move { sweeper.sweep_forever().await });

@@ -25,6 +25,9 @@
 //!   that cannot be told done: the retry with its key completes it (and the sweep does
 //!   without one), so a client that waits for its `202` before its next event keeps its
 //!   order in every room;
+//! - the caller's instance goes on applying it in the background until the sweep's turn
+//!   ([`RedisHistory::go_on_later`]), so its events follow soon after the partition
+//!   answers again;
 //! - every instance sweeps, every [`SWEEP_EVERY`], the appends decided in its partitions
 //!   more than [`SWEEP_AFTER_MS`] ago and still recorded, and applies them again from
 //!   their record, step by step: steps that ran answer from their record, the others
@@ -33,8 +36,9 @@
 //!
 //! What a batch's delayed step costs is order, not delivery: events sent to a room of
 //! that partition after the batch's `202` may be placed before the batch's events in that
-//! room, if they are accepted once the partition answers and before the sweep applied
-//! the batch there. Each event still reaches each socket once, and the positions stay
+//! room, if they are accepted once the partition answers and before the batch was
+//! applied there (by its instance, within [`RETRY_EVERY`] of the partition answering,
+//! or by the sweep). Each event still reaches each socket once, and the positions stay
 //! consistent (a copy's `offsets` name only rooms whose place it knows). Holding the
 //! batch's rooms in the later partitions before deciding would close that window, at
 //! two more round trips per spanning append.
@@ -85,7 +89,7 @@ impl RedisHistory {
         }
         let id = uuid::Uuid::new_v4().simple().to_string();
         let record = encode(&batch)?;
-        self.spread(&id, &batch, &order, Some((&record, deadline))).await
+        Ok(self.spread(&id, &batch, &order, Some((&record, deadline))).await?.0)
     }
 
     /// The partitions of a batch's rooms, in the order the rooms first name them.
@@ -109,7 +113,7 @@ impl RedisHistory {
         batch: &Batch,
         order: &[usize],
         decide: Option<(&str, bool)>,
-    ) -> Result<Vec<AppendedOnce>, HistoryError> {
+    ) -> Result<(Vec<AppendedOnce>, bool), HistoryError> {
         let mut tally = Tally::new(batch.len());
         let until = tokio::time::Instant::now() + APPLY_FOR;
         for (step, &part) in order.iter().enumerate() {
@@ -137,15 +141,36 @@ impl RedisHistory {
                     // (`503`): its client's retry with the same key completes it, and the
                     // client's next event then follows it in every room. A batch must not
                     // be answered with an error once it will be delivered.
+                    if decide.is_some() {
+                        self.go_on_later(id, batch, order);
+                    }
                     return match batch {
                         [_] => Err(e),
-                        _ => Ok(tally.answers()),
+                        _ => Ok((tally.answers(), false)),
                     };
                 }
             }
         }
         self.settler.settled(order[0], id);
-        Ok(tally.answers())
+        Ok((tally.answers(), true))
+    }
+
+    /// A decided append its caller could not complete: applied again every
+    /// [`RETRY_EVERY`] until complete or the sweep's turn, so that its events follow soon
+    /// after the partition answers again, ahead of most events sent there meanwhile.
+    fn go_on_later(&self, id: &str, batch: &Batch, order: &[usize]) {
+        let Some(this) = self.this.get().cloned() else { return };
+        let (id, batch, order) = (id.to_owned(), batch.to_vec(), order.to_vec());
+        tokio::spawn(async move {
+            let until = tokio::time::Instant::now() + Duration::from_millis(SWEEP_AFTER_MS.unsigned_abs());
+            while tokio::time::Instant::now() < until {
+                tokio::time::sleep(RETRY_EVERY).await;
+                let Some(history) = this.upgrade().filter(|h| !h.is_closed()) else { return };
+                if let Ok((_, true)) = history.spread(&id, &batch, &order, None).await {
+                    return;
+                }
+            }
+        });
     }
 
     /// The batch's events with rooms in `part`, each with those rooms only.
@@ -241,7 +266,10 @@ impl RedisHistory {
             return self.settle(part, std::iter::once(id)).await;
         }
         match self.spread(id, &batch, &order, None).await {
-            Ok(_) => tracing::info!(id, events = batch.len(), "sweep: an append spanning partitions was completed"),
+            Ok((_, true)) => {
+                tracing::info!(id, events = batch.len(), "sweep: an append spanning partitions is complete")
+            }
+            Ok((_, false)) => tracing::warn!(id, "sweep: an append spanning partitions is not complete yet"),
             Err(e) => tracing::warn!(id, error = %e, "sweep: an append spanning partitions is not complete yet"),
         }
     }

@@ -321,6 +321,37 @@ async fn an_instance_with_another_partition_count_than_the_history_in_redis_refu
     assert_eq!(user.expect_event("payment:completed").await["payment"]["id"], "layout-1");
 }
 
+#[tokio::test]
+async fn a_batch_whose_later_partitions_stall_is_answered_202_once_decided_and_delivered_once_when_they_answer() {
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    let vars = [("REDIS_CLUSTER_URLS", urls.as_str()), ("REDIS_HISTORY_PARTITIONS", "3")];
+    let app = spawn_node(&vars).await;
+    let p = Partitioner::new(3);
+    let vendors: Vec<String> = (0..24).map(|i| format!("stall-{i}")).collect();
+    let first = p.of(&format!("vendor:{}", vendors[0]));
+    let mut sockets = Vec::new();
+    for v in &vendors {
+        sockets.push(connect_vendor(&app, v, v).await);
+    }
+    // The later partitions' primaries take no writes for 4 s: longer than the caller
+    // applies for, so the batch is answered once decided in the first partition.
+    for k in (0..3).filter(|k| *k != first) {
+        assert!(command(primary_of_partition(&cluster, k, 3), "CLIENT PAUSE 4000 WRITE").contains("OK"));
+    }
+    let events: Vec<Value> = vendors.iter().map(|v| service(v, &format!("{v}-s"))).collect();
+    let (status, answer) = app.post("/api/v1/events/batch", json!({ "events": events })).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["events"].as_array().map(Vec::len), Some(vendors.len()), "{answer}");
+    for (v, socket) in vendors.iter().zip(sockets.iter_mut()) {
+        let got = socket.expect_event_within("service:updated", Duration::from_secs(15)).await;
+        assert_eq!(got["service"]["id"], format!("{v}-s"), "{v}");
+    }
+    for socket in sockets.iter_mut() {
+        socket.expect_nothing().await;
+    }
+}
+
 /// A figure from an instance's `/metrics`.
 async fn metric(app: &TestApp, name: &str) -> f64 {
     let text = app.http.get(app.url("/metrics")).send().await.expect("metrics").text().await.expect("body");
