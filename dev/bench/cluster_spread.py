@@ -31,10 +31,11 @@ commandstats` of every node (reset just before the window). Printed per round an
 medians: the busiest primary's share of the primaries' Redis CPU, its CPU per event, the
 implied ceiling (1e6 / that: the event rate at which its one core is busy all the time; a
 Redis runs commands on one thread), XREAD calls per event per instance, and server CPU per
-event. Every instance reads every partition's log (src/history/redis_reader.rs: one
-reader per partition, an XREAD cursor on its log, each entry checked against its
-predecessor), so each copy of an event (one per partition its rooms live in) is read once
-per instance; the script reports the entries an XREAD returned on average (events ×
+event. An instance reads the log of every partition its sockets' rooms live in
+(src/history/redis_reader.rs: one reader per partition, an XREAD cursor on its log, each
+entry checked against its predecessor): here every partition, as users are spread over
+the instances, so each copy of an event (one per partition its rooms live in) is read
+once per instance; the script reports the entries an XREAD returned on average (events ×
 instances / XREAD calls).
 """
 import argparse
