@@ -253,6 +253,7 @@ fn services<A: Adapter>(
         .layer(http::request_id::layers())
         .layer(middleware::from_fn(http::unread_body::close_if_body_unread))
         .option_layer(trace_layer())
+        .map_response(cors_vary as fn(Response) -> Response)
         .layer(cors(&config.cors))
         .layer(middleware::from_fn_with_state(guard, crate::net::guard::guard_handshake))
         .service(router);
@@ -321,7 +322,10 @@ fn cors(origins: &AllowedOrigins) -> CorsLayer {
             header::CONTENT_TYPE,
             header::HeaderName::from_static("idempotency-key"),
         ])
-        .max_age(std::time::Duration::from_secs(600));
+        .max_age(std::time::Duration::from_secs(600))
+        // Added by `cors_vary` instead: the layer's own joins its list into a new header
+        // value, and builds a header map for it, on every request.
+        .vary([]);
     match origins {
         AllowedOrigins::Any => base.allow_origin(AllowOrigin::any()),
         AllowedOrigins::List(list) => {
@@ -335,6 +339,14 @@ fn cors(origins: &AllowedOrigins) -> CorsLayer {
             base.allow_origin(AllowOrigin::predicate(allowed)).allow_credentials(true)
         }
     }
+}
+
+/// The `Vary` every answer of the CORS layer carries (tower-http's default list), made once.
+fn cors_vary(mut response: Response) -> Response {
+    static VARY: HeaderValue =
+        HeaderValue::from_static("origin, access-control-request-method, access-control-request-headers");
+    response.headers_mut().append(header::VARY, VARY.clone());
+    response
 }
 
 /// Counts and times every request the router answers (routed or refused), and tracks it
