@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use socketioxide::SocketIo;
@@ -26,7 +26,7 @@ use crate::history::memory::MemoryHistory;
 use crate::hooks::Hooks;
 use crate::http::{self, AppState, Readiness};
 use crate::idempotency::{IdempotencyStore, MemoryStore};
-use crate::metrics::{self, HttpLabels, Metrics, RouteLabels};
+use crate::metrics::Metrics;
 use crate::net::{ForwardedConns, Transports};
 use crate::redis_link::RedisHealth;
 use crate::shutdown::InFlight;
@@ -190,7 +190,7 @@ fn routers<A: Adapter>(
         routes = routes.route("/dev/token", get(http::dev::token::<A>));
     }
     // The same 404 and 405 answers everywhere, the console included, so every refusal is
-    // the app's JSON error and passes through `record_http` below. Fallbacks are set
+    // the app's JSON error and passes through `record_layer` below. Fallbacks are set
     // before `with_state`: a handler added to a `Router<()>` stays a handler, turned into
     // a service (through every layer, Socket.IO's included) anew on each request, and a
     // Socket.IO layer built per request is an Engine.IO server that knows no session.
@@ -211,7 +211,7 @@ fn routers<A: Adapter>(
     }
     // `layer`, not `route_layer`: refusals (404, 405) are counted too, under labels from
     // fixed sets (see `metrics::method_label`, `metrics::route_label`).
-    let router = router.layer(middleware::from_fn_with_state(state.clone(), record_http::<A>));
+    let router = router.layer(record_layer(state));
     (router, operator)
 }
 
@@ -259,7 +259,7 @@ fn services<A: Adapter>(
         .service(router);
     // No Socket.IO, no CORS (the console is same-origin) and no handshake guard here.
     let internal = operator.map(|ops| {
-        let ops = ops.layer(middleware::from_fn_with_state(state.clone(), record_http::<A>));
+        let ops = ops.layer(record_layer(state));
         HttpService::new(
             tower::ServiceBuilder::new()
                 .layer(http::request_id::layers())
@@ -349,16 +349,7 @@ fn cors_vary(mut response: Response) -> Response {
     response
 }
 
-/// Counts and times every request the router answers (routed or refused), and tracks it
-/// as in flight for shutdown. Labels come from fixed sets: a stranger adds no series.
-async fn record_http<A: Adapter>(State(state): State<AppState<A>>, req: Request, next: Next) -> Response {
-    let _in_flight = state.in_flight.enter();
-    let start = std::time::Instant::now();
-    let method = metrics::method_label(req.method());
-    let route = metrics::route_label(req.extensions().get::<MatchedPath>().map(MatchedPath::as_str));
-    let response = next.run(req).await;
-    let labels = RouteLabels { method, route };
-    state.metrics.http_duration.get_or_create(&labels).observe(start.elapsed().as_secs_f64());
-    state.metrics.http_requests.get_or_create(&HttpLabels { method, route, status: response.status().as_u16() }).inc();
-    response
+/// Counts and times every request the router answers, refusals (404, 405) included.
+fn record_layer<A: Adapter>(state: &AppState<A>) -> http::record::RecordLayer {
+    http::record::RecordLayer::new(state.metrics.clone(), state.in_flight.clone())
 }
