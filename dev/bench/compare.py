@@ -16,7 +16,7 @@ pointing at a redis-server started for that run alone, on a free port, and stopp
 it; its CPU is metered too). The `history-*` runs put the four variants side by side;
 `--history-cost` is short for `--runs history-rest,history-broadcast,recovery`.
 `--base-binary` adds `base`: another build of our server (an older commit's, say), run as
-`ours` is, next to it in every run that has `ours`, so a change is measured side by side.
+`ours` is, in every run that has `ours`, so a change is measured side by side.
 
 Builds go to $CARGO_TARGET_DIR when it is set (else target/).
 
@@ -467,7 +467,7 @@ def main():
                              ": what the same work costs without our code")
     parser.add_argument("--base-binary", default=None, metavar="PATH",
                         help="also run this build of our server (variant `base`, history on in memory, as "
-                             "`ours`) next to `ours` in every run that has it: a change measured side by side")
+                             "`ours`) in every run that has `ours`: a change measured side by side")
     parser.add_argument("--debug", action="store_true", help="use debug builds (CI smoke runs)")
     parser.add_argument("--out", default=os.path.join(ROOT, "target", "bench", "results.jsonl"))
     opts = parser.parse_args()
@@ -486,9 +486,10 @@ def main():
         spec = dict(SIZES[opts.size][name])
         servers = spec["servers"] + (("floor",) if opts.floor and name in FLOOR_RUNS else ())
         servers = tuple(v for v in servers if wanted is None or v in wanted or v == "floor")
+        # Last, so that `ours` and `base` swap the first and the last place every round
+        # (whichever runs first in a round tends to measure differently).
         if opts.base_binary and "ours" in servers:
-            i = servers.index("ours") + 1
-            servers = servers[:i] + ("base",) + servers[i:]
+            servers = servers + ("base",)
         spec["servers"] = servers
         specs.append((name, spec))
 
