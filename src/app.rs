@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, header};
-use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use socketioxide::SocketIo;
@@ -251,11 +250,11 @@ fn services<A: Adapter>(
     let service = tower::ServiceBuilder::new()
         // Outermost: every answer carries its X-Request-Id, refusals included.
         .layer(http::request_id::layers())
-        .layer(middleware::from_fn(http::unread_body::close_if_body_unread))
+        .layer(http::unread_body::CloseIfBodyUnread)
         .option_layer(trace_layer())
         .map_response(cors_vary as fn(Response) -> Response)
         .layer(cors(&config.cors))
-        .layer(middleware::from_fn_with_state(guard, crate::net::guard::guard_handshake))
+        .layer(crate::net::guard::GuardLayer::new(guard))
         .service(router);
     // No Socket.IO, no CORS (the console is same-origin) and no handshake guard here.
     let internal = operator.map(|ops| {
@@ -263,7 +262,7 @@ fn services<A: Adapter>(
         HttpService::new(
             tower::ServiceBuilder::new()
                 .layer(http::request_id::layers())
-                .layer(middleware::from_fn(http::unread_body::close_if_body_unread))
+                .layer(http::unread_body::CloseIfBodyUnread)
                 .option_layer(trace_layer())
                 .service(ops),
         )
