@@ -4,9 +4,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use socketioxide::SocketIo;
@@ -26,7 +25,7 @@ use crate::history::memory::MemoryHistory;
 use crate::hooks::Hooks;
 use crate::http::{self, AppState, Readiness};
 use crate::idempotency::{IdempotencyStore, MemoryStore};
-use crate::metrics::{self, HttpLabels, Metrics, RouteLabels};
+use crate::metrics::Metrics;
 use crate::net::{ForwardedConns, Transports};
 use crate::redis_link::RedisHealth;
 use crate::shutdown::InFlight;
@@ -147,7 +146,8 @@ fn metrics(bus: &Bus) -> Arc<Metrics> {
     if let Some(redis) = &bus.redis {
         metrics.register_history_replicas(redis.history_replicas_gauge());
         metrics.register_redis_round_trips(redis.round_trips());
-        metrics.register_history_reads(redis.log_reads());
+        let reads = redis.log_reads();
+        metrics.register_history_reads((reads.entries.clone(), reads.partitions.clone()));
     }
     Arc::new(metrics)
 }
@@ -191,7 +191,7 @@ fn routers<A: Adapter>(
         routes = routes.route("/dev/token", get(http::dev::token::<A>));
     }
     // The same 404 and 405 answers everywhere, the console included, so every refusal is
-    // the app's JSON error and passes through `record_http` below. Fallbacks are set
+    // the app's JSON error and passes through `record_layer` below. Fallbacks are set
     // before `with_state`: a handler added to a `Router<()>` stays a handler, turned into
     // a service (through every layer, Socket.IO's included) anew on each request, and a
     // Socket.IO layer built per request is an Engine.IO server that knows no session.
@@ -212,7 +212,7 @@ fn routers<A: Adapter>(
     }
     // `layer`, not `route_layer`: refusals (404, 405) are counted too, under labels from
     // fixed sets (see `metrics::method_label`, `metrics::route_label`).
-    let router = router.layer(middleware::from_fn_with_state(state.clone(), record_http::<A>));
+    let router = router.layer(record_layer(state));
     (router, operator)
 }
 
@@ -252,18 +252,19 @@ fn services<A: Adapter>(
     let service = tower::ServiceBuilder::new()
         // Outermost: every answer carries its X-Request-Id, refusals included.
         .layer(http::request_id::layers())
-        .layer(middleware::from_fn(http::unread_body::close_if_body_unread))
+        .layer(http::unread_body::CloseIfBodyUnread)
         .option_layer(trace_layer())
+        .map_response(cors_vary as fn(Response) -> Response)
         .layer(cors(&config.cors))
-        .layer(middleware::from_fn_with_state(guard, crate::net::guard::guard_handshake))
+        .layer(crate::net::guard::GuardLayer::new(guard))
         .service(router);
     // No Socket.IO, no CORS (the console is same-origin) and no handshake guard here.
     let internal = operator.map(|ops| {
-        let ops = ops.layer(middleware::from_fn_with_state(state.clone(), record_http::<A>));
+        let ops = ops.layer(record_layer(state));
         HttpService::new(
             tower::ServiceBuilder::new()
                 .layer(http::request_id::layers())
-                .layer(middleware::from_fn(http::unread_body::close_if_body_unread))
+                .layer(http::unread_body::CloseIfBodyUnread)
                 .option_layer(trace_layer())
                 .service(ops),
         )
@@ -322,7 +323,10 @@ fn cors(origins: &AllowedOrigins) -> CorsLayer {
             header::CONTENT_TYPE,
             header::HeaderName::from_static("idempotency-key"),
         ])
-        .max_age(std::time::Duration::from_secs(600));
+        .max_age(std::time::Duration::from_secs(600))
+        // Added by `cors_vary` instead: the layer's own joins its list into a new header
+        // value, and builds a header map for it, on every request.
+        .vary([]);
     match origins {
         AllowedOrigins::Any => base.allow_origin(AllowOrigin::any()),
         AllowedOrigins::List(list) => {
@@ -338,16 +342,15 @@ fn cors(origins: &AllowedOrigins) -> CorsLayer {
     }
 }
 
-/// Counts and times every request the router answers (routed or refused), and tracks it
-/// as in flight for shutdown. Labels come from fixed sets: a stranger adds no series.
-async fn record_http<A: Adapter>(State(state): State<AppState<A>>, req: Request, next: Next) -> Response {
-    let _in_flight = state.in_flight.enter();
-    let start = std::time::Instant::now();
-    let method = metrics::method_label(req.method());
-    let route = metrics::route_label(req.extensions().get::<MatchedPath>().map(MatchedPath::as_str));
-    let response = next.run(req).await;
-    let labels = RouteLabels { method, route };
-    state.metrics.http_duration.get_or_create(&labels).observe(start.elapsed().as_secs_f64());
-    state.metrics.http_requests.get_or_create(&HttpLabels { method, route, status: response.status().as_u16() }).inc();
+/// The `Vary` every answer of the CORS layer carries (tower-http's default list), made once.
+fn cors_vary(mut response: Response) -> Response {
+    static VARY: HeaderValue =
+        HeaderValue::from_static("origin, access-control-request-method, access-control-request-headers");
+    response.headers_mut().append(header::VARY, VARY.clone());
     response
+}
+
+/// Counts and times every request the router answers, refusals (404, 405) included.
+fn record_layer<A: Adapter>(state: &AppState<A>) -> http::record::RecordLayer {
+    http::record::RecordLayer::new(state.metrics.clone(), state.in_flight.clone())
 }

@@ -250,16 +250,16 @@ impl Metrics {
     }
 
     /// `fixrx_history_log_entries_read_total` and `fixrx_history_partitions_read`.
-    pub fn register_history_reads(&mut self, reads: &crate::redis_link::LogReads) {
+    pub fn register_history_reads(&mut self, (entries, partitions): (Counter, Gauge)) {
         self.registry.register(
             "history_log_entries_read",
             "Entries this instance read from the Redis history's logs (every partition it reads)",
-            reads.entries.clone(),
+            entries,
         );
         self.registry.register(
             "history_partitions_read",
             "Partitions of the Redis history whose log this instance reads: those its sockets' rooms live in",
-            reads.partitions.clone(),
+            partitions,
         );
     }
 

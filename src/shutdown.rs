@@ -1,6 +1,7 @@
 //! Graceful shutdown: stop accepting, let in-flight REST requests finish, close every
 //! socket, and return within a bound.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -21,6 +22,18 @@ impl InFlight {
     pub fn enter(&self) -> Entered<'_> {
         self.count.fetch_add(1, Ordering::AcqRel);
         Entered(self)
+    }
+
+    /// [`InFlight::enter`] for a future that owns what it holds.
+    pub fn hold(self: &Arc<Self>) -> Held {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        Held(self.clone())
+    }
+
+    fn leave(&self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
     }
 
     pub fn current(&self) -> usize {
@@ -44,9 +57,16 @@ impl InFlight {
 
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
+        self.0.leave();
+    }
+}
+
+/// Held while a request is served, by the request's future ([`InFlight::hold`]).
+pub struct Held(Arc<InFlight>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.leave();
     }
 }
 

@@ -7,12 +7,18 @@ figure's median per server with the ratio Node/ours.
     python3 dev/bench/compare.py --size tiny --rounds 1 --debug   # a few seconds (CI)
     python3 dev/bench/compare.py --runs connections,chat             # a subset
     python3 dev/bench/compare.py --history-cost --rounds 5           # history on/off, memory and Redis
+    python3 dev/bench/compare.py --runs rest-fanout,chat --floor --variants ours \
+        --base-binary /tmp/fixrx-base                                 # a change against an older build
 
 Our server runs in variants: `ours` (history on, in memory: the server's default),
 `ours-nohist` (HISTORY_ENABLED=false), `ours-redis` and `ours-redis-nohist` (REDIS_URL
 pointing at a redis-server started for that run alone, on a free port, and stopped after
 it; its CPU is metered too). The `history-*` runs put the four variants side by side;
 `--history-cost` is short for `--runs history-rest,history-broadcast,recovery`.
+`--base-binary` adds `base`: another build of our server (an older commit's, say), run as
+`ours` is, in every run that has `ours`, so a change is measured side by side.
+
+Builds go to $CARGO_TARGET_DIR when it is set (else target/).
 
 Every run's JSON line is appended to --out (default target/bench/results.jsonl). The
 command fails if any run lost, duplicated or reordered an event, failed a socket or got
@@ -277,13 +283,13 @@ def run(bench, targets, variant, name, spec, workers):
         env = {"MALLOC_ARENA_MAX": "1"}
         proc, url = start_ours(targets["floor"], workers, env)
     else:
-        env = dict(VARIANTS[variant]["env"])
-        if VARIANTS[variant]["redis"]:
+        env = dict(VARIANTS["ours" if variant == "base" else variant]["env"])
+        if VARIANTS.get(variant, {}).get("redis"):
             redis, port = start_redis()
             env["REDIS_URL"] = f"redis://127.0.0.1:{port}"
             aux = ["--aux-pid", str(redis.pid)]
         try:
-            proc, url = start_ours(targets["ours"], workers, env)
+            proc, url = start_ours(targets["base" if variant == "base" else "ours"], workers, env)
         except BaseException:
             if redis:
                 stop(redis)
@@ -302,8 +308,8 @@ def run(bench, targets, variant, name, spec, workers):
             result["server_build"] = os.path.basename(targets["ours"])
             result["server_env"] = {k: v for k, v in env.items() if k != "REDIS_URL"}
             result["server_redis"] = bool(redis)
-        if variant == "floor":
-            result["server_build"] = os.path.basename(targets["floor"])
+        if variant in ("floor", "base"):
+            result["server_build"] = os.path.basename(targets[variant])
         return result
     finally:
         stop(proc)
@@ -368,6 +374,22 @@ def print_floor_table(results):
         if "floor" in medians and "ours" in medians:
             print(f"{label:42} {num(medians['floor'])} {num(medians['ours'])} "
                   f"{quotient(medians['ours'], medians['floor'], 10)}")
+
+
+def print_base_table(results):
+    if not any(r["server_name"] == "base" for r in results):
+        return
+    print(f"\n{'figure (base: --base-binary)':42} {'base':>10} {'ours':>10} {'floor':>10} {'ours/base':>9}"
+          f" {'paired':>7} {'base/floor':>10} {'ours/floor':>10}")
+    for name, label, path, _ in FIGURES:
+        m = medians_of(results, name, path, ("base", "ours", "floor"))
+        if "base" not in m or "ours" not in m:
+            continue
+        base, ours, floor = m["base"], m["ours"], m.get("floor")
+        print(f"{label:42} {num(base, 10)} {num(ours, 10)} {num(floor, 10)} {quotient(ours, base, 9)}"
+              f" {num(paired(results, name, path, 'ours', 'base'), 7)} {quotient(base, floor, 10)}"
+              f" {quotient(ours, floor, 10)}")
+    print("(paired: median of each round's ours/base ratio)")
 
 
 def paired(results, name, path, on, off):
@@ -443,6 +465,9 @@ def main():
     parser.add_argument("--floor", action="store_true",
                         help="also run dev/floor-server, the stack alone, on " + ", ".join(FLOOR_RUNS) +
                              ": what the same work costs without our code")
+    parser.add_argument("--base-binary", default=None, metavar="PATH",
+                        help="also run this build of our server (variant `base`, history on in memory, as "
+                             "`ours`) in every run that has `ours`: a change measured side by side")
     parser.add_argument("--debug", action="store_true", help="use debug builds (CI smoke runs)")
     parser.add_argument("--out", default=os.path.join(ROOT, "target", "bench", "results.jsonl"))
     opts = parser.parse_args()
@@ -460,7 +485,12 @@ def main():
             parser.error(f"unknown run `{name}`")
         spec = dict(SIZES[opts.size][name])
         servers = spec["servers"] + (("floor",) if opts.floor and name in FLOOR_RUNS else ())
-        spec["servers"] = tuple(v for v in servers if wanted is None or v in wanted or v == "floor")
+        servers = tuple(v for v in servers if wanted is None or v in wanted or v == "floor")
+        # Last, so that `ours` and `base` swap the first and the last place every round
+        # (whichever runs first in a round tends to measure differently).
+        if opts.base_binary and "ours" in servers:
+            servers = servers + ("base",)
+        spec["servers"] = servers
         specs.append((name, spec))
 
     profile = "debug" if opts.debug else "release"
@@ -470,18 +500,20 @@ def main():
     server_build = (["cargo", "build", "--locked", "--bin", "fixrx-realtime"] if opts.build == "user"
                     else ["cargo", "build", "--workspace"])
     subprocess.run(server_build + release, cwd=ROOT, check=True)
+    target_dir = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
     os.makedirs(os.path.join(ROOT, "target", "bench"), exist_ok=True)
     server_bin = os.path.join(ROOT, "target", "bench", f"fixrx-realtime-{opts.build}-{profile}")
     import shutil
-    shutil.copy2(os.path.join(ROOT, "target", profile, "fixrx-realtime"), server_bin)
+    shutil.copy2(os.path.join(target_dir, profile, "fixrx-realtime"), server_bin)
     subprocess.run(["cargo", "build", "-p", "bench"] + release, cwd=ROOT, check=True)
     if opts.floor:
         subprocess.run(["cargo", "build", "-p", "floor-server"] + release, cwd=ROOT, check=True)
     node_dir = os.path.join(ROOT, "dev", "bench", "node-baseline")
     if any("node" in spec["servers"] for _, spec in specs):
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=node_dir, check=True)
-    bench = os.path.join(ROOT, "target", profile, "bench")
-    targets = {"ours": server_bin, "node": node_dir, "floor": os.path.join(ROOT, "target", profile, "floor-server")}
+    bench = os.path.join(target_dir, profile, "bench")
+    targets = {"ours": server_bin, "node": node_dir, "floor": os.path.join(target_dir, profile, "floor-server"),
+               "base": opts.base_binary and os.path.abspath(opts.base_binary)}
     os.makedirs(os.path.dirname(opts.out), exist_ok=True)
 
     results, failures = [], []
@@ -504,6 +536,7 @@ def main():
 
     print_node_table(results)
     print_floor_table(results)
+    print_base_table(results)
     print_history_table(results)
     print_recovery_table(results)
     workers = "unset (the default)" if opts.ours_workers is None else opts.ours_workers

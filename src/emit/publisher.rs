@@ -10,7 +10,7 @@ use super::{BatchEvent, ChatPublished, EmitError, Emitted, EmittedOnce};
 use crate::events::chat::ChatMessage;
 use crate::events::wire::{ADMIN_TEST, CHAT_MESSAGE};
 use crate::events::{Envelope, EventMeta, Id, Room, ServerEvent};
-use crate::history::{AppendedOnce, History, OnceKey, Publish};
+use crate::history::{Appended, AppendedOnce, History, HistoryError, OnceKey, Publish};
 use crate::hooks::chat_hook::{ChatHook, Verdict};
 use crate::metrics::{EventLabels, Metrics};
 
@@ -93,8 +93,8 @@ impl Publisher {
     ) -> Result<EmittedOnce, EmitError> {
         let (publish, once, emitted) = self.prepare(event, meta, key_ttl)?;
         let appended = match once {
-            None => self.history.append(publish).await.map(AppendedOnce::Appended),
-            Some(once) => self.history.append_once(publish, &once).await,
+            None => self.append(publish).await.map(AppendedOnce::Appended),
+            Some(once) => Box::pin(self.history.append_once(publish, &once)).await,
         };
         match appended {
             Ok(appended) => self.settle(emitted, appended),
@@ -129,6 +129,16 @@ impl Publisher {
         Ok((publish, once, emitted))
     }
 
+    /// One event into the history. In memory that is a plain call; Redis's future (over
+    /// 2 KB) is boxed so that it does not make every emitting future as large, the chat
+    /// handler's included, which tokio copies when it spawns a task per client event.
+    async fn append(&self, publish: Publish) -> Result<Appended, HistoryError> {
+        match &*self.history {
+            History::Memory(memory) => memory.append(publish),
+            history => Box::pin(history.append(publish)).await,
+        }
+    }
+
     /// Counts an appended event, or reads back a replayed answer.
     fn settle(&self, emitted: Emitted, appended: AppendedOnce) -> Result<EmittedOnce, EmitError> {
         let (event_type, id, rooms) = (emitted.event_type, &emitted.id, &emitted.rooms);
@@ -151,7 +161,8 @@ impl Publisher {
     /// With a chat hook, only once the backend accepted it.
     pub async fn chat(&self, message: &ChatMessage, except: Option<Sid>) -> Result<ChatPublished, EmitError> {
         if let Some(hook) = &self.chat_hook {
-            match hook.check(message).await {
+            // Boxed: the hook's HTTP call is a large future, and most servers have no hook.
+            match Box::pin(hook.check(message)).await {
                 Verdict::Accepted => {}
                 Verdict::Rejected(reason) => return Err(EmitError::Rejected(reason)),
                 Verdict::Unavailable(why) => return Err(EmitError::HookUnavailable(why)),
@@ -165,7 +176,7 @@ impl Publisher {
             except: except.map(|sid| sid.to_string()),
             payload,
         };
-        match self.history.append(publish).await {
+        match self.append(publish).await {
             Ok(appended) => Ok(ChatPublished { rooms, appended }),
             Err(e) => {
                 tracing::error!(id = %message.id, rooms = ?rooms, error = %e, "chat message not accepted");
@@ -183,7 +194,7 @@ impl Publisher {
         let envelope = TestEnvelope { id: &id, event_type: ADMIN_TEST, occurred_at, message };
         let payload = serde_json::to_string(&envelope).map_err(|e| EmitError::Serialize(e.to_string()))?;
         let publish = Publish { event: ADMIN_TEST, rooms: vec![room.name()], except: None, payload };
-        if let Err(e) = self.history.append(publish).await {
+        if let Err(e) = self.append(publish).await {
             tracing::error!(id = %id, room = %room, error = %e, "test event not accepted");
             return Err(e.into());
         }

@@ -25,8 +25,11 @@ impl EventMeta {
 }
 
 pub fn new_event_id() -> Id {
+    // Encoded into a buffer of its own, not through `Display` (once per event and message).
+    let mut buffer = uuid::Uuid::encode_buffer();
+    let text = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buffer);
     // A UUID is 36 ASCII characters: always a valid id.
-    Id::new(uuid::Uuid::now_v7().to_string()).unwrap_or_else(|_| unreachable!("uuid is a valid id"))
+    Id::new(&*text).unwrap_or_else(|_| unreachable!("uuid is a valid id"))
 }
 
 /// `{ id, type, occurredAt, actor?, <service|booking|payment>, previousStatus?, reason? }`

@@ -145,7 +145,6 @@ pub fn splice_offsets(object: &str, epoch: Epoch, seq: Seq, rooms: &[String]) ->
 
 /// [`splice_offsets`] with each room's position given (rooms of several partitions).
 pub fn splice_positions<'r>(object: &str, positions: impl Iterator<Item = (&'r str, Position)> + Clone) -> String {
-    use std::fmt::Write as _;
     let body = object.trim_end();
     let Some(inner) = body.strip_suffix('}') else { return object.to_owned() };
     let mut out = String::with_capacity(body.len() + 16 + positions.clone().map(|(r, _)| r.len() + 52).sum::<usize>());
@@ -155,13 +154,60 @@ pub fn splice_positions<'r>(object: &str, positions: impl Iterator<Item = (&'r s
         if i > 0 {
             out.push(',');
         }
-        // A JSON string key, escaped as serde_json escapes (ids may hold `"` or `\\`).
-        let key = serde_json::to_string(room).unwrap_or_else(|_| "\"\"".to_owned());
-        out.push_str(&key);
-        let _ = write!(out, ":\"{position}\"");
+        push_json_key(&mut out, room);
+        out.push_str(":\"");
+        push_position(&mut out, &position);
+        out.push('"');
     }
     out.push_str("}}");
     out
+}
+
+/// A JSON string key, escaped as serde_json escapes (ids may hold `"` or `\\`); a room
+/// name that needs no escaping (nearly all) is copied as it is, with no allocation.
+fn push_json_key(out: &mut String, key: &str) {
+    if key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(key);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(key).unwrap_or_else(|_| "\"\"".to_owned()));
+    }
+}
+
+/// Writes `position` as its `Display` does, without the formatting machinery: this runs
+/// for each room of every event, under the history's lock.
+fn push_position(out: &mut String, position: &Position) {
+    push_hex(out, position.epoch.0, 16);
+    out.push(':');
+    push_decimal(out, position.seq.ms);
+    out.push('-');
+    push_decimal(out, position.seq.n);
+    out.push(':');
+    push_hex(out, u64::from(position.tag), 8);
+}
+
+/// The lowest `digits` hex digits of `value`, lower case, zero-padded.
+fn push_hex(out: &mut String, value: u64, digits: u32) {
+    for shift in (0..digits).rev().map(|d| d * 4) {
+        out.push(char::from(HEX_DIGITS[usize::from((value >> shift) as u8 & 0xf)]));
+    }
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+fn push_decimal(out: &mut String, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend(digits[start..].iter().map(|&d| char::from(d)));
 }
 
 /// Builds the delivered payload: the envelope, with `offsets` when history is on.
@@ -264,6 +310,21 @@ mod tests {
             let p = Position::new(Epoch(epoch), Seq { ms, n }, &room);
             prop_assert_eq!(Position::parse(&p.to_string()), Some(p));
             prop_assert!(p.belongs_to(Epoch(epoch), &room));
+        }
+
+        #[test]
+        fn spliced_positions_read_as_displayed(epoch: u64, ms: u64, n: u64, tag: u32) {
+            let position = Position { epoch: Epoch(epoch), seq: Seq { ms, n }, tag };
+            let mut out = String::new();
+            push_position(&mut out, &position);
+            prop_assert_eq!(out, position.to_string());
+        }
+
+        #[test]
+        fn spliced_keys_are_json_strings(room in "\\PC{0,12}|[\\x00-\\x7f]{0,12}") {
+            let mut out = String::new();
+            push_json_key(&mut out, &room);
+            prop_assert_eq!(out, serde_json::to_string(&room).unwrap());
         }
 
         #[test]

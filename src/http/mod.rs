@@ -9,6 +9,7 @@ pub mod json;
 pub mod openapi;
 pub mod ops;
 pub mod presence;
+pub mod record;
 pub mod request_id;
 pub mod schema;
 pub mod unread_body;

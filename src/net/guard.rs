@@ -7,9 +7,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use axum::extract::{ConnectInfo, Request, State};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::limits::LimitKey;
@@ -82,37 +85,37 @@ impl HandshakeGuard {
 /// - New sessions are rate limited per client address (429).
 /// - A long-polling body announced larger than `MAX_PAYLOAD_BYTES` is refused (413) before
 ///   it is read; engineioxide would otherwise wait for the bytes it is going to refuse.
-pub async fn guard_handshake(State(guard): State<HandshakeGuard>, mut req: Request, next: Next) -> Response {
+fn check(guard: &HandshakeGuard, req: &mut Request) -> Result<(), ApiError> {
     let on_socket_path = req.uri().path().starts_with(&*guard.ws_path);
     if on_socket_path && req.method() != Method::OPTIONS {
         let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|len| len > guard.max_payload) {
             let limit = usize::try_from(guard.max_payload).unwrap_or(usize::MAX);
-            return ApiError::PayloadTooLarge { limit }.into_response();
+            return Err(ApiError::PayloadTooLarge { limit });
         }
         if let Some(origin) = req.headers().get(header::ORIGIN) {
             let allowed = origin.to_str().map(|o| guard.origins.allows(o)).unwrap_or(false);
             if !allowed {
                 tracing::info!(origin = ?origin, "handshake from a disallowed origin refused");
-                return ApiError::OriginNotAllowed.into_response();
+                return Err(ApiError::OriginNotAllowed);
             }
         }
-        let client = guard.client_ip(&req);
+        let client = guard.client_ip(req);
         match SessionQuery::of(req.uri().query()) {
             SessionQuery::New => {
                 if let Some(client) = client {
                     if let Some(retry_after_secs) = guard.over_rate(client.ip) {
                         tracing::debug!(ip = %client.ip, "handshake refused: over the per-address rate");
-                        return ApiError::RateLimited { retry_after_secs }.into_response();
+                        return Err(ApiError::RateLimited { retry_after_secs });
                     }
                     if client.proxied && guard.forwarded_max.is_some_and(|max| guard.forwarded.count(client.ip) >= max)
                     {
                         tracing::debug!(ip = %client.ip, "handshake refused: MAX_CONNECTIONS_PER_IP behind a proxy");
-                        return ApiError::TooManyConnections.into_response();
+                        return Err(ApiError::TooManyConnections);
                     }
                     req.extensions_mut().insert(client);
                 }
-                crate::net::head::detach(&mut req);
+                crate::net::head::detach(req);
             }
             SessionQuery::Existing(sid) => {
                 let conn = req.extensions().get::<ConnectInfo<ClientAddr>>().map(|c| c.0.1.clone());
@@ -121,12 +124,79 @@ pub async fn guard_handshake(State(guard): State<HandshakeGuard>, mut req: Reque
                     && !guard.transports.seen(sid, &conn, carrier)
                 {
                     // A session we closed (its client must reconnect): it cannot go on.
-                    return ApiError::SessionClosed.into_response();
+                    return Err(ApiError::SessionClosed);
                 }
             }
             // engineioxide refuses it as an unknown session: it opens nothing.
             SessionQuery::Malformed => {}
         }
     }
-    next.run(req).await
+    Ok(())
+}
+
+/// [`check`] as a tower layer: not `axum::middleware::from_fn`, which clones the guard
+/// twice and boxes the inner service and its future on every request.
+#[derive(Clone)]
+pub struct GuardLayer(Arc<HandshakeGuard>);
+
+impl GuardLayer {
+    pub fn new(guard: HandshakeGuard) -> GuardLayer {
+        GuardLayer(Arc::new(guard))
+    }
+}
+
+impl<S> tower::Layer<S> for GuardLayer {
+    type Service = Guarded<S>;
+
+    fn layer(&self, inner: S) -> Guarded<S> {
+        Guarded { inner, guard: self.0.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct Guarded<S> {
+    inner: S,
+    guard: Arc<HandshakeGuard>,
+}
+
+impl<S> tower::Service<Request> for Guarded<S>
+where
+    S: tower::Service<Request, Response = Response>,
+    S::Future: Unpin,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Checked<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Checked<S::Future> {
+        match check(&self.guard, &mut req) {
+            Ok(()) => Checked::Passed(self.inner.call(req)),
+            Err(refusal) => Checked::Refused(Some(refusal.into_response())),
+        }
+    }
+}
+
+/// The inner service's answer, or the guard's refusal.
+pub enum Checked<F> {
+    Passed(F),
+    Refused(Option<Response>),
+}
+
+impl<F, E> Future for Checked<F>
+where
+    F: Future<Output = Result<Response, E>> + Unpin,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut *self {
+            Checked::Passed(future) => Pin::new(future).poll(cx),
+            // Taken on the one poll a ready future gets (never polled again after).
+            Checked::Refused(refusal) => Poll::Ready(Ok(refusal.take().unwrap_or_default())),
+        }
+    }
 }

@@ -203,6 +203,25 @@ async fn a_handshake_from_a_disallowed_browser_origin_is_refused() {
     let res = app.http.get(&handshake).header("origin", "https://app.fixrx.test").send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["access-control-allow-origin"], "https://app.fixrx.test");
+    assert_cors_vary(res.headers());
     // No Origin at all (a mobile app, a server): accepted.
-    assert_eq!(app.http.get(&handshake).send().await.unwrap().status(), 200);
+    let res = app.http.get(&handshake).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_cors_vary(res.headers());
+    let preflight = app.http.request(reqwest::Method::OPTIONS, app.url("/api/v1/events"));
+    let res = preflight
+        .header("origin", "https://app.fixrx.test")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["access-control-allow-origin"], "https://app.fixrx.test");
+    assert_cors_vary(res.headers());
+}
+
+/// Every answer through the CORS layer varies on the request's CORS headers.
+fn assert_cors_vary(headers: &reqwest::header::HeaderMap) {
+    let vary: Vec<_> = headers.get_all("vary").iter().collect();
+    let expected = "origin, access-control-request-method, access-control-request-headers";
+    assert!(vary.iter().any(|v| *v == expected), "{vary:?}");
 }
