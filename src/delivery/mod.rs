@@ -62,9 +62,12 @@
 //!    gets the event once whichever copies exist; a half-done append is completed (by
 //!    its keyed retry, or by a sweep from the record its first copy left,
 //!    `history::redis_spread`), the missing copy naming the first, and skipped alike.
-//!    Order: the event takes its place in the first room's order. Relative to events of
-//!    the second room alone it may arrive early or late by as much as one partition's
-//!    reader runs ahead of the other's; the positions stay consistent, because a copy's
+//!    Order: the event takes its place in the order of its room in the lowest partition
+//!    (copies are appended lowest partition first, for every append alike), so the
+//!    events to both rooms reach such a socket through one reader, in order among
+//!    themselves. Relative to events of the other room alone it may arrive early or late
+//!    by as much as one partition's reader runs ahead of the other's; the positions stay
+//!    consistent, because a copy's
 //!    `offsets` name only rooms whose place it knows (its own, and the earlier copies'),
 //!    so a client's position in the second room never passes an event of that room it
 //!    has not received.

@@ -2,7 +2,7 @@
 //!
 //! An event is appended to each partition its rooms live in, one script per partition;
 //! a batch's events likewise, each partition's share in one script, in the batch's order.
-//! The partitions are taken in the order the rooms first name them. Each copy holds the
+//! The partitions are taken lowest first, whatever the rooms' order. Each copy holds the
 //! event's rooms of that partition, and, in `also`, its place in each room of the
 //! partitions appended before it: a socket in rooms of two partitions receives the event
 //! once, through the first of them that gives it (`delivery`), and the later copies'
@@ -92,15 +92,15 @@ impl RedisHistory {
         Ok(self.spread(&id, &batch, &order, Some((&record, deadline))).await?.0)
     }
 
-    /// The partitions of a batch's rooms, in the order the rooms first name them.
+    /// The partitions of a batch's rooms, lowest first: the same order for every append,
+    /// so that every event to a pair of rooms has its first copy in the same partition
+    /// and reaches a socket in both rooms through that one reader, in order among
+    /// themselves (the order of the rooms in a batch would differ from batch to batch).
     fn order(&self, batch: &Batch) -> Vec<usize> {
-        let mut order = Vec::new();
-        for room in batch.iter().flat_map(|(publish, _)| &publish.rooms) {
-            let part = self.partitioner.of(room);
-            if !order.contains(&part) {
-                order.push(part);
-            }
-        }
+        let mut order: Vec<usize> =
+            batch.iter().flat_map(|(publish, _)| &publish.rooms).map(|room| self.partitioner.of(room)).collect();
+        order.sort_unstable();
+        order.dedup();
         order
     }
 
