@@ -10,10 +10,9 @@
 //!
 //! All or nothing, across partitions: the first partition's script **decides** the
 //! append. With its share of the events it records the whole append (`spread:<id>`, and
-//! `<id>` in `spreads` with Redis's time), and it has the caller's deadline as every
-//! batch has (a call answered with an error never decides later). Before it, nothing is
-//! stored anywhere: an error means nothing will be delivered. After it, the append will
-//! be applied in every partition:
+//! `<id>` in `spreads` with Redis's time); a batch's has the batch's deadline (a batch
+//! answered with an error never decides later). Before it, nothing is stored anywhere.
+//! After it, the append will be applied in every partition:
 //! - each later partition's script is named by the append and its step
 //!   (`call:<id>:<step>`), so it runs once however often it is sent, and by whom: a step
 //!   that ran already is answered from its record (kept a day, longer than the append's
