@@ -252,7 +252,7 @@ fn services<A: Adapter>(
     let service = tower::ServiceBuilder::new()
         // Outermost: every answer carries its X-Request-Id, refusals included.
         .layer(http::request_id::layers())
-        .layer(http::unread_body::CloseIfBodyUnread)
+        .layer(http::unread_body::CloseIfBodyUnread::layer())
         .option_layer(trace_layer())
         .map_response(cors_vary as fn(Response) -> Response)
         .layer(cors(&config.cors))
@@ -264,7 +264,7 @@ fn services<A: Adapter>(
         HttpService::new(
             tower::ServiceBuilder::new()
                 .layer(http::request_id::layers())
-                .layer(http::unread_body::CloseIfBodyUnread)
+                .layer(http::unread_body::CloseIfBodyUnread::layer())
                 .option_layer(trace_layer())
                 .service(ops),
         )
@@ -351,6 +351,6 @@ fn cors_vary(mut response: Response) -> Response {
 }
 
 /// Counts and times every request the router answers, refusals (404, 405) included.
-fn record_layer<A: Adapter>(state: &AppState<A>) -> http::record::RecordLayer {
-    http::record::RecordLayer::new(state.metrics.clone(), state.in_flight.clone())
+fn record_layer<A: Adapter>(state: &AppState<A>) -> http::edge::EdgeLayer<http::record::RecordLayer> {
+    http::record::RecordLayer::new(state.metrics.clone(), state.in_flight.clone()).layer()
 }

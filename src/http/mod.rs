@@ -3,6 +3,7 @@
 
 pub mod chat_messages;
 pub mod dev;
+pub mod edge;
 pub mod error;
 pub mod events;
 pub mod json;

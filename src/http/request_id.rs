@@ -6,7 +6,7 @@
 //! non-ASCII byte), or is sent more than once is replaced by a generated one. A request
 //! is never refused for its id: tracing must not become a way to fail a request.
 //!
-//! tower-http generates the id ([`MakeRequestUuid`]); [`Layer`] returns it. tower-http's
+//! tower-http generates the id ([`MakeRequestUuid`]); [`Propagate`] returns it. tower-http's
 //! `SetRequestIdLayer` is not used: it also copies the id into the request's extensions,
 //! which a Socket.IO session keeps with its opening request for as long as it lives; a
 //! sent id there is a slice of hyper's read buffer, and would pin that buffer (8 to 16
@@ -14,14 +14,12 @@
 //! the handshake guard drops with the others. Nor is its `PropagateRequestIdLayer`: it
 //! adds the id to every answer's extensions too, two allocations per request no one reads.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
 use tower_http::request_id::{MakeRequestId, MakeRequestUuid};
+
+use super::edge::{Edge, EdgeLayer};
 
 /// Longest id kept as sent (a UUID is 36 characters, a W3C `traceparent` 55).
 pub const MAX_LEN: usize = 128;
@@ -29,69 +27,29 @@ pub const MAX_LEN: usize = 128;
 static HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Keeps a fit id or sets a new one, then returns it on the answer.
-pub fn layers() -> Layer {
-    Layer
+pub fn layers() -> EdgeLayer<Propagate> {
+    EdgeLayer(Propagate)
 }
 
 #[derive(Clone, Copy)]
-pub struct Layer;
+pub struct Propagate;
 
-impl<S> tower::Layer<S> for Layer {
-    type Service = Propagate<S>;
+impl Edge for Propagate {
+    type Carry = Option<HeaderValue>;
 
-    fn layer(&self, inner: S) -> Propagate<S> {
-        Propagate { inner }
-    }
-}
-
-#[derive(Clone)]
-pub struct Propagate<S> {
-    inner: S,
-}
-
-impl<S> tower::Service<Request> for Propagate<S>
-where
-    S: tower::Service<Request, Response = Response>,
-    S::Future: Unpin,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = Propagated<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request) -> Propagated<S::Future> {
+    fn before(&self, req: Request) -> Result<(Request, Option<HeaderValue>), Response> {
         let req = ensure(req);
         let id = req.headers().get(&HEADER).cloned();
-        Propagated { future: self.inner.call(req), id }
+        Ok((req, id))
     }
-}
 
-/// The answer, with the request's id unless it has one already.
-pub struct Propagated<F> {
-    future: F,
-    id: Option<HeaderValue>,
-}
-
-impl<F, E> Future for Propagated<F>
-where
-    F: Future<Output = Result<Response, E>> + Unpin,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut response = match Pin::new(&mut self.future).poll(cx) {
-            Poll::Ready(Ok(response)) => response,
-            other => return other,
-        };
-        if let Some(id) = self.id.take()
+    /// The request's id, unless the answer has one already.
+    fn after(id: Option<HeaderValue>, response: &mut Response) {
+        if let Some(id) = id
             && !response.headers().contains_key(&HEADER)
         {
             response.headers_mut().insert(&HEADER, id);
         }
-        Poll::Ready(Ok(response))
     }
 }
 

@@ -7,7 +7,6 @@
 //! its next request fails with a broken pipe. This layer adds the header to exactly those
 //! answers, so keep-alive clients retire the connection cleanly.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,70 +18,36 @@ use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use http_body::{Frame, SizeHint};
 
+use super::edge::{Edge, EdgeLayer};
+
 /// Marks `Connection: close` on the answer when the request had a body that was not read
-/// to its end. A tower layer of its own rather than `axum::middleware::from_fn`, which
-/// clones and boxes the inner service and boxes its future on every request.
+/// to its end.
 #[derive(Clone, Copy)]
 pub struct CloseIfBodyUnread;
 
-impl<S> tower::Layer<S> for CloseIfBodyUnread {
-    type Service = CloseIfUnread<S>;
-
-    fn layer(&self, inner: S) -> CloseIfUnread<S> {
-        CloseIfUnread { inner }
+impl CloseIfBodyUnread {
+    pub fn layer() -> EdgeLayer<CloseIfBodyUnread> {
+        EdgeLayer(CloseIfBodyUnread)
     }
 }
 
-#[derive(Clone)]
-pub struct CloseIfUnread<S> {
-    inner: S,
-}
+impl Edge for CloseIfBodyUnread {
+    /// Whether the body was read to its end; `None` for a request without one.
+    type Carry = Option<Arc<AtomicBool>>;
 
-impl<S> tower::Service<Request> for CloseIfUnread<S>
-where
-    S: tower::Service<Request, Response = Response>,
-    S::Future: Unpin,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = Answer<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request) -> Answer<S::Future> {
+    fn before(&self, req: Request) -> Result<(Request, Self::Carry), Response> {
         if http_body::Body::is_end_stream(req.body()) {
-            return Answer { future: self.inner.call(req), finished: None };
+            return Ok((req, None));
         }
         let finished = Arc::new(AtomicBool::new(false));
         let req = req.map(|inner| Body::new(Tracked { inner, finished: finished.clone() }));
-        Answer { future: self.inner.call(req), finished: Some(finished) }
+        Ok((req, Some(finished)))
     }
-}
 
-/// The answer, marked when the body it was given is not read to its end.
-pub struct Answer<F> {
-    future: F,
-    /// Whether the body was read to its end; `None` for a request without one.
-    finished: Option<Arc<AtomicBool>>,
-}
-
-impl<F, E> Future for Answer<F>
-where
-    F: Future<Output = Result<Response, E>> + Unpin,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut response = match Pin::new(&mut self.future).poll(cx) {
-            Poll::Ready(Ok(response)) => response,
-            other => return other,
-        };
-        if self.finished.as_ref().is_some_and(|finished| !finished.load(Ordering::Acquire)) {
+    fn after(finished: Self::Carry, response: &mut Response) {
+        if finished.is_some_and(|finished| !finished.load(Ordering::Acquire)) {
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        Poll::Ready(Ok(response))
     }
 }
 

@@ -7,10 +7,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
@@ -20,6 +16,7 @@ use super::session_query::SessionQuery;
 use super::{ClientAddr, ClientIp, ForwardedConns, Transports, TrustedProxies};
 use crate::config::{AllowedOrigins, Config};
 use crate::http::ApiError;
+use crate::http::edge::{Edge, EdgeLayer};
 
 /// Checks made on the Socket.IO path before socketioxide sees a request.
 #[derive(Clone)]
@@ -134,69 +131,25 @@ fn check(guard: &HandshakeGuard, req: &mut Request) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// [`check`] as a tower layer: not `axum::middleware::from_fn`, which clones the guard
-/// twice and boxes the inner service and its future on every request.
+/// [`check`] as a layer at the edge ([`Edge`]), the guard shared behind one `Arc`.
 #[derive(Clone)]
 pub struct GuardLayer(Arc<HandshakeGuard>);
 
 impl GuardLayer {
-    pub fn new(guard: HandshakeGuard) -> GuardLayer {
-        GuardLayer(Arc::new(guard))
+    pub fn new(guard: HandshakeGuard) -> EdgeLayer<GuardLayer> {
+        EdgeLayer(GuardLayer(Arc::new(guard)))
     }
 }
 
-impl<S> tower::Layer<S> for GuardLayer {
-    type Service = Guarded<S>;
+impl Edge for GuardLayer {
+    type Carry = ();
 
-    fn layer(&self, inner: S) -> Guarded<S> {
-        Guarded { inner, guard: self.0.clone() }
-    }
-}
-
-#[derive(Clone)]
-pub struct Guarded<S> {
-    inner: S,
-    guard: Arc<HandshakeGuard>,
-}
-
-impl<S> tower::Service<Request> for Guarded<S>
-where
-    S: tower::Service<Request, Response = Response>,
-    S::Future: Unpin,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = Checked<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request) -> Checked<S::Future> {
-        match check(&self.guard, &mut req) {
-            Ok(()) => Checked::Passed(self.inner.call(req)),
-            Err(refusal) => Checked::Refused(Some(refusal.into_response())),
+    fn before(&self, mut req: Request) -> Result<(Request, ()), Response> {
+        match check(&self.0, &mut req) {
+            Ok(()) => Ok((req, ())),
+            Err(refusal) => Err(refusal.into_response()),
         }
     }
-}
 
-/// The inner service's answer, or the guard's refusal.
-pub enum Checked<F> {
-    Passed(F),
-    Refused(Option<Response>),
-}
-
-impl<F, E> Future for Checked<F>
-where
-    F: Future<Output = Result<Response, E>> + Unpin,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut *self {
-            Checked::Passed(future) => Pin::new(future).poll(cx),
-            // Taken on the one poll a ready future gets (never polled again after).
-            Checked::Refused(refusal) => Poll::Ready(Ok(refusal.take().unwrap_or_default())),
-        }
-    }
+    fn after((): (), _: &mut Response) {}
 }
